@@ -1,0 +1,494 @@
+"""The EM engine shared by the mixture-of-experts regressor and classifier.
+
+Model: ``p(y | x) = sum_k g_k(x) p_k(y | x)``, a gate ``g`` (see
+:mod:`skmoe.gates`) over experts ``p_k`` (user estimators scored by a
+likelihood, see :mod:`skmoe._likelihoods`).
+
+One EM start runs::
+
+    R0 = initial responsibilities            (k-means, random or given)
+    M-step(R0); E-step -> R, log-likelihood L
+    repeat until |change in L| < tol or max_iter:
+        M-step(R)  refit expert k with weights w * R[:, k]   (in parallel)
+                   re-estimate the likelihood's parameters (noise variances)
+                   improve the gate on soft targets R, warm-started
+        E-step     R, L from the compiled kernel
+
+so every recorded ``L`` belongs to the parameters current at that point.
+``n_init`` starts run and the one with the best final ``L`` is kept.
+Subclasses provide the expert likelihood, target encoding and ``predict``.
+"""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import softmax
+from sklearn.base import MetaEstimatorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._experts import check_experts, fit_expert, make_experts
+from ._features import resolve_columns, take_columns
+from ._initialization import initial_responsibilities
+from .exceptions import ExpertCollapseWarning
+from .gates import GATES, BaseGate, make_gate
+
+# An expert whose responsibility mass is below this many average samples has
+# collapsed: it explains (almost) nothing and its weighted refit is degenerate.
+_COLLAPSE_MASS_IN_SAMPLES = 0.5
+
+
+@dataclass
+class _FitData:
+    """Everything an EM start reads; built once per ``fit``."""
+
+    X_gate: np.ndarray
+    X_expert: np.ndarray
+    y_fit: np.ndarray  # target as the experts see it
+    y_code: np.ndarray  # target as the likelihood scores it
+    sample_weight: np.ndarray
+    likelihood: object
+    parallel: Parallel
+    n_threads: int
+
+
+@dataclass
+class _EMState:
+    """The parameters of one EM start and its bookkeeping."""
+
+    experts: list
+    gate: BaseGate
+    outputs: np.ndarray = None
+    params: dict = None
+    resp: np.ndarray = None
+    row_log_lik: np.ndarray = None
+    log_likelihood: float = -np.inf
+    history: list = None
+    n_iter: int = 0
+    converged: bool = False
+    reseeds_left: int = 0
+
+
+class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
+    """Base class for mixtures of experts trained by EM. Not for direct use."""
+
+    _parameter_constraints: dict = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "estimator": [HasMethods(["fit"]), list, None],
+        "gate": [StrOptions(set(GATES)), BaseGate],
+        "gate_features": ["array-like", None],
+        "expert_features": ["array-like", None],
+        "init": [StrOptions({"kmeans", "random"}), "array-like"],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        n_experts=2,
+        *,
+        estimator=None,
+        gate="softmax",
+        gate_features=None,
+        expert_features=None,
+        init="kmeans",
+        n_init=1,
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_experts = n_experts
+        self.estimator = estimator
+        self.gate = gate
+        self.gate_features = gate_features
+        self.expert_features = expert_features
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------
+    # Hooks for the regressor and the classifier
+    # ------------------------------------------------------------------
+
+    @abstractmethod
+    def _default_expert(self):
+        """The expert used when ``estimator`` is None."""
+
+    @abstractmethod
+    def _prepare_target(self, y, sample_weight):
+        """Validate ``y`` at fit; set target-dependent fitted attributes.
+
+        Returns ``(y_fit, y_code, likelihood)``: the target for the experts,
+        the target for the likelihood, and the likelihood object.
+        """
+
+    @abstractmethod
+    def _encode_target(self, y):
+        """The target as the likelihood scores it, for a fitted model."""
+
+    def _init_target_columns(self, y_code):
+        """Columns of the target that k-means clusters on beside the gate features."""
+        return np.zeros((y_code.shape[0], 0))
+
+    def _store_likelihood_params(self, params):
+        """Expose the likelihood's fitted parameters (e.g. ``noise_variance_``)."""
+
+    # ------------------------------------------------------------------
+    # Composition: nested parameters of a list of (name, estimator) experts
+    # ------------------------------------------------------------------
+
+    def get_params(self, deep=True):
+        """Get parameters for this estimator.
+
+        With a list of ``(name, estimator)`` experts, each one's parameters
+        are reachable as ``<name>__<param>``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            If True, include the parameters of the experts and the gate.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return self._get_params("estimator", deep=deep)
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator (and of nested experts and gate).
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        self._set_params("estimator", **params)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The gate's kernels need dense float64 rows; experts need no NaN-free
+        # guarantee from us, but the gate does.
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------
+    # fit
+    # ------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the mixture of experts by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; a pandas DataFrame records ``feature_names_in_``.
+        y : array-like of shape (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; EM maximises the weighted log-likelihood.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric)
+        n_samples, n_features = X.shape
+        if self.n_experts > n_samples:
+            raise ValueError(
+                f"n_experts={self.n_experts} is larger than n_samples={n_samples}; "
+                "use at most one expert per sample (in practice far fewer)."
+            )
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if sample_weight.sum() <= 0:
+            raise ValueError("sample_weight sums to zero; give some samples positive weight.")
+        y_fit, y_code, likelihood = self._prepare_target(y, sample_weight)
+
+        named_experts = check_experts(
+            self.estimator, self.n_experts, self._default_expert(), self._expert_method
+        )
+        if isinstance(self.estimator, list):
+            self._validate_names([name for name, _ in named_experts])
+        names = getattr(self, "feature_names_in_", None)
+        self.gate_features_ = resolve_columns(
+            self.gate_features, n_features, names, "gate_features"
+        )
+        self.expert_features_ = resolve_columns(
+            self.expert_features, n_features, names, "expert_features"
+        )
+        if self.expert_features_.size == 0:
+            raise ValueError("expert_features selects no column; experts need at least one.")
+
+        random_state = check_random_state(self.random_state)
+        warm = self.warm_start and hasattr(self, "converged_")
+        with Parallel(n_jobs=self.n_jobs) as parallel:
+            data = _FitData(
+                X_gate=take_columns(X, self.gate_features_),
+                X_expert=take_columns(X, self.expert_features_),
+                y_fit=y_fit,
+                y_code=y_code,
+                sample_weight=sample_weight,
+                likelihood=likelihood,
+                parallel=parallel,
+                n_threads=_openmp_effective_n_threads(),
+            )
+            if warm:
+                runs = [self._resume(data)]
+            else:
+                runs = [
+                    self._start(data, named_experts, random_state, init_index)
+                    for init_index in range(self.n_init)
+                ]
+
+        best = max(runs, key=lambda run: run.log_likelihood)
+        if not best.converged:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations (best of "
+                f"{len(runs)} start(s); last change in mean log-likelihood "
+                f"{abs(best.history[-1] - best.history[-2]):.3g} > tol={self.tol}). "
+                "Increase max_iter, loosen tol, scale the features, or try another init.",
+                ConvergenceWarning,
+            )
+        self._likelihood = likelihood
+        self._likelihood_params = best.params
+        self._store_likelihood_params(best.params)
+        self.experts_ = best.experts
+        self.gate_ = best.gate
+        self.n_iter_ = best.n_iter
+        self.converged_ = best.converged
+        self.log_likelihood_ = best.log_likelihood
+        self.log_likelihood_history_ = np.asarray(best.history)
+        self.init_log_likelihoods_ = np.array([run.log_likelihood for run in runs])
+        self.expert_share_ = (sample_weight @ best.resp) / sample_weight.sum()
+        return self
+
+    def _start(self, data, named_experts, random_state, init_index):
+        """Run EM from a fresh start."""
+        n_samples = data.X_gate.shape[0]
+        cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
+        if cluster_columns.shape[1] == 0:
+            cluster_columns = data.X_expert
+        resp = initial_responsibilities(
+            self.init, cluster_columns, self.n_experts, data.sample_weight, random_state
+        )
+        state = _EMState(
+            experts=make_experts(named_experts, random_state),
+            gate=make_gate(self.gate),
+            history=[],
+            reseeds_left=self.n_experts,
+        )
+        state.gate._initialize(data.X_gate, self.n_experts, data.sample_weight)
+        # No row scores exist yet: a collapsed initial expert is re-seeded on random rows.
+        state.resp, state.row_log_lik = resp, random_state.uniform(size=n_samples)
+        self._m_step(data, state, self._revive_collapsed(data, state, 0))
+        self._e_step(data, state)
+        if self.verbose:
+            print(f"EM start {init_index}: initial mean log-likelihood {state.log_likelihood:.6g}")
+        return self._iterate(data, state)
+
+    def _resume(self, data):
+        """Continue EM from the fitted model (``warm_start=True``)."""
+        state = _EMState(
+            experts=list(self.experts_),
+            gate=self.gate_,
+            outputs=self._likelihood_outputs(data.likelihood, data.X_expert),
+            params=self._likelihood_params,
+            history=[],
+            reseeds_left=self.n_experts,
+        )
+        self._e_step(data, state)
+        return self._iterate(data, state)
+
+    def _iterate(self, data, state):
+        """EM iterations from a state whose E-step is done."""
+        for n_iter in range(1, self.max_iter + 1):
+            previous = state.log_likelihood
+            self._m_step(data, state, self._revive_collapsed(data, state, n_iter))
+            self._e_step(data, state)
+            state.n_iter = n_iter
+            change = state.log_likelihood - previous
+            if self.verbose >= 2:
+                print(f"  iteration {n_iter}: mean log-likelihood "
+                      f"{state.log_likelihood:.8g} (change {change:.3g})")
+            if abs(change) < self.tol:
+                state.converged = True
+                break
+        if self.verbose:
+            status = "converged" if state.converged else "did not converge"
+            print(f"EM {status} after {state.n_iter} iterations: "
+                  f"mean log-likelihood {state.log_likelihood:.8g}")
+        return state
+
+    def _m_step(self, data, state, resp):
+        """Refit the experts (in parallel), the likelihood's parameters and the gate."""
+        weights = resp * data.sample_weight[:, None]
+        fitted = data.parallel(
+            delayed(fit_expert)(
+                expert,
+                data.X_expert,
+                data.y_fit,
+                np.ascontiguousarray(weights[:, k]),
+                data.likelihood.expert_output,
+            )
+            for k, expert in enumerate(state.experts)
+        )
+        state.experts = [expert for expert, _ in fitted]
+        state.outputs = data.likelihood.stack_outputs([output for _, output in fitted])
+        state.params = data.likelihood.fit_params(data.y_code, state.outputs, weights)
+        state.gate._m_step(data.X_gate, resp, data.sample_weight)
+
+    def _e_step(self, data, state):
+        """Responsibilities and log-likelihood of the current parameters."""
+        logits = np.ascontiguousarray(state.gate._logits(data.X_gate))
+        state.resp, state.row_log_lik = data.likelihood.e_step(
+            data.y_code, state.outputs, state.params, logits, data.n_threads
+        )
+        total = data.sample_weight @ state.row_log_lik / data.sample_weight.sum()
+        if not np.isfinite(total):
+            raise FloatingPointError(
+                "EM reached a non-finite log-likelihood: some rows have zero probability "
+                "under every expert. Check the targets and the experts' outputs for "
+                "infinite values, or scale the data."
+            )
+        state.log_likelihood = float(total)
+        state.history.append(state.log_likelihood)
+
+    def _revive_collapsed(self, data, state, n_iter):
+        """Re-seed experts whose responsibility mass collapsed; return the targets.
+
+        A collapsed expert takes over the rows the model explains worst, one
+        expert's fair share of them.  Each start may re-seed ``n_experts``
+        times; past that budget a collapsed expert keeps its (near-zero)
+        responsibilities, which only shrinks its weights in the refit.
+        """
+        resp = state.resp
+        weights = data.sample_weight
+        mass_in_samples = (weights @ resp) / weights.mean()
+        collapsed = np.flatnonzero(mass_in_samples < _COLLAPSE_MASS_IN_SAMPLES)
+        if collapsed.size == 0 or state.reseeds_left == 0:
+            return resp
+        resp = resp.copy()
+        n_rows = max(1, resp.shape[0] // self.n_experts)
+        worst = np.argsort(state.row_log_lik, kind="stable")
+        for rank, k in enumerate(collapsed[: state.reseeds_left]):
+            rows = worst[rank * n_rows : (rank + 1) * n_rows]
+            resp[rows] = 0.0
+            resp[rows, k] = 1.0
+            warnings.warn(
+                f"Expert {k} collapsed (responsibility mass {mass_in_samples[k]:.2g} "
+                f"samples) at EM iteration {n_iter}; re-seeded on the {rows.size} "
+                "worst-explained samples. Consider fewer experts.",
+                ExpertCollapseWarning,
+            )
+        state.reseeds_left = max(0, state.reseeds_left - collapsed.size)
+        return resp
+
+    # ------------------------------------------------------------------
+    # Prediction helpers shared by both estimators
+    # ------------------------------------------------------------------
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    def _likelihood_outputs(self, likelihood, X_expert):
+        return likelihood.stack_outputs(
+            [likelihood.expert_output(expert, X_expert) for expert in self.experts_]
+        )
+
+    def _gate_logits(self, X):
+        """Gate logits for validated ``X`` (all features)."""
+        return np.ascontiguousarray(self.gate_._logits(take_columns(X, self.gate_features_)))
+
+    def _expert_outputs(self, X):
+        """Stacked expert outputs for validated ``X`` (all features)."""
+        return self._likelihood_outputs(self._likelihood, take_columns(X, self.expert_features_))
+
+    def predict_gate(self, X):
+        """Gate probability of each expert for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
+        return softmax(self._gate_logits(self._check_X(X)), axis=1)
+
+    def predict_experts(self, X):
+        """Each expert's output for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples, n_experts) or (n_samples, n_experts, n_classes)
+            Regression: each expert's mean prediction. Classification: each
+            expert's class probabilities, columns aligned to ``classes_``.
+        """
+        return self._expert_outputs(self._check_X(X))
+
+    def score_samples(self, X, y):
+        """Log-likelihood ``log p(y | x)`` of each row under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        y_code = self._encode_target(y)
+        if y_code.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y_code.shape[0]}.")
+        logits = self._gate_logits(X)
+        outputs = self._expert_outputs(X)
+        _, log_lik = self._likelihood.e_step(
+            y_code, outputs, self._likelihood_params, logits, _openmp_effective_n_threads()
+        )
+        return log_lik

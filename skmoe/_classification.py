@@ -1,0 +1,166 @@
+"""Mixture of experts for classification: categorical experts around any classifier."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+from ._base import BaseMixtureOfExperts
+from ._docstrings import fill
+from ._likelihoods import CategoricalLikelihood
+
+
+class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
+    """Mixture of experts classifier trained by EM.
+
+    ``p(c | x) = sum_k g_k(x) p_k(c | x)``: a gate ``g`` chooses between
+    experts, each any scikit-learn classifier with ``predict_proba``. EM
+    alternates responsibilities (compiled E-step) with responsibility-weighted
+    refits of the experts and the gate.
+
+    Parameters
+    ----------
+    n_experts : int, default=2
+        Number of experts.
+
+    estimator : classifier or list of (str, classifier), default=None
+        The expert, cloned once per expert; ``None`` means
+        ``LogisticRegression()``. A list of ``(name, estimator)`` pairs gives
+        one (possibly different) expert each, whose parameters are reachable
+        as ``<name>__<param>``. Experts need ``predict_proba`` and must accept
+        ``sample_weight`` in ``fit`` (a ``Pipeline``: its final step); others
+        are refused with a ``TypeError``.
+
+    %(shared_parameters)s
+
+    Attributes
+    ----------
+    %(shared_attributes)s
+
+    classes_ : ndarray of shape (n_classes,)
+        Class labels. Each expert's ``predict_proba`` columns are aligned to
+        them; a class an expert never saw gets probability 0 from it.
+
+    See Also
+    --------
+    MixtureOfExpertsRegressor : The same model for regression.
+
+    References
+    ----------
+    Jacobs, Jordan, Nowlan & Hinton, "Adaptive mixtures of local experts",
+    Neural Computation 3 (1991).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from skmoe import MixtureOfExpertsClassifier
+    >>> X, y = make_moons(400, noise=0.2, random_state=0)
+    >>> moe = MixtureOfExpertsClassifier(4, random_state=0).fit(X, y)
+    >>> moe.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    _y_numeric = False
+    _expert_method = "predict_proba"
+
+    def __init__(
+        self,
+        n_experts=2,
+        *,
+        estimator=None,
+        gate="softmax",
+        gate_features=None,
+        expert_features=None,
+        init="kmeans",
+        n_init=1,
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        super().__init__(
+            n_experts,
+            estimator=estimator,
+            gate=gate,
+            gate_features=gate_features,
+            expert_features=expert_features,
+            init=init,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+
+    def _default_expert(self):
+        return LogisticRegression()
+
+    def _prepare_target(self, y, sample_weight):
+        check_classification_targets(y)
+        self.classes_, y_code = np.unique(y, return_inverse=True)
+        if self.classes_.shape[0] < 2:
+            raise ValueError(
+                f"y has a single class ({self.classes_[0]!r}); a classifier needs "
+                "samples of at least 2 classes."
+            )
+        return y, y_code.astype(np.intp), CategoricalLikelihood(self.classes_)
+
+    def _encode_target(self, y):
+        y = column_or_1d(y)
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y has labels not seen during fit: {unknown.tolist()}.")
+        return np.searchsorted(self.classes_, y)
+
+    def predict_proba(self, X):
+        """Class probabilities of the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            ``sum_k g_k(x) p_k(c | x)``, columns in the order of ``classes_``.
+        """
+        X = self._check_X(X)
+        return np.einsum("nk,nkc->nc", self.predict_gate(X), self._expert_outputs(X))
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Most probable class under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+MixtureOfExpertsClassifier.__doc__ = fill(MixtureOfExpertsClassifier.__doc__)

@@ -1,0 +1,90 @@
+"""Docstring sections shared by the regressor and the classifier."""
+
+SHARED_PARAMETERS = """\
+gate : "softmax" or BaseGate instance, default="softmax"
+        The gating network. ``"softmax"`` is ``SoftmaxGate()`` with its
+        defaults; pass ``SoftmaxGate(C=...)`` to set (or grid-search, as
+        ``gate__C``) its own parameters.
+
+    gate_features, expert_features : array-like of int, str or bool, default=None
+        Columns the gate, resp. the experts, see: indices, names (with a
+        DataFrame) or a boolean mask; ``None`` means all columns. The gate's
+        columns are the "concomitant variables" of classical mixtures of
+        regressions; ``gate_features=[]`` gives a gate with constant mixing
+        proportions.
+
+    init : {"kmeans", "random"} or array-like of shape (n_samples, n_experts), \
+default="kmeans"
+        Starting responsibilities: one-hot k-means clusters of the
+        standardised gate features (and, for regression, the target); rows of
+        a flat Dirichlet; or given responsibilities.
+
+    n_init : int, default=1
+        Number of EM starts; the one with the highest final log-likelihood is
+        kept, and every start's is recorded in ``init_log_likelihoods_``.
+
+    max_iter : int, default=100
+        Maximum EM iterations per start.
+
+    tol : float, default=1e-4
+        EM stops when the mean per-sample log-likelihood changes by less than
+        ``tol`` between iterations.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts and every expert's own ``random_state``. An int gives
+        identical fits for any ``n_jobs``.
+
+    n_jobs : int, default=None
+        Experts fitted in parallel by joblib in each M-step (one worker pool
+        per ``fit``). ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; ``-1`` uses all processors.
+
+    verbose : int, default=0
+        1 prints each start's result, 2 also every iteration.
+
+    warm_start : bool, default=False
+        Continue EM from the previous fit instead of starting afresh
+        (``n_init`` and ``init`` are then ignored)."""
+
+SHARED_ATTRIBUTES = """\
+experts_ : list of estimators
+        The fitted experts.
+
+    gate_ : BaseGate
+        The fitted gate.
+
+    n_iter_ : int
+        EM iterations of the kept start.
+
+    converged_ : bool
+        Whether the kept start met ``tol`` within ``max_iter``.
+
+    log_likelihood_ : float
+        Final weighted mean per-sample log-likelihood ``log p(y | x)`` on the
+        training data.
+
+    log_likelihood_history_ : ndarray of shape (n_iter_ + 1,)
+        The same after the initial M-step and after every iteration.
+
+    init_log_likelihoods_ : ndarray of shape (n_init,)
+        Final mean log-likelihood of every start.
+
+    expert_share_ : ndarray of shape (n_experts,)
+        Each expert's share of the (weighted) responsibility on the training
+        data.
+
+    gate_features_, expert_features_ : ndarray of int
+        Column indices the gate, resp. the experts, use.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names."""
+
+
+def fill(docstring):
+    """Insert the shared sections into an estimator's docstring."""
+    return docstring.replace("%(shared_parameters)s", SHARED_PARAMETERS).replace(
+        "%(shared_attributes)s", SHARED_ATTRIBUTES
+    )

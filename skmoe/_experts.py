@@ -1,0 +1,78 @@
+"""Experts: validating, instantiating and fitting the user's estimators."""
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import has_fit_parameter
+
+
+def sample_weight_param(estimator):
+    """Name of the fit parameter that carries sample weights to ``estimator``.
+
+    A :class:`~sklearn.pipeline.Pipeline` routes them to its final step as
+    ``<step>__sample_weight`` (recursively for nested pipelines).  Returns
+    ``None`` when the estimator takes no sample weights.
+    """
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        inner = sample_weight_param(last) if hasattr(last, "fit") else None
+        return None if inner is None else f"{name}__{inner}"
+    return "sample_weight" if has_fit_parameter(estimator, "sample_weight") else None
+
+
+def check_experts(estimator, n_experts, default, required_method):
+    """Validate the ``estimator`` parameter; return ``[(name, template), ...]``.
+
+    ``estimator`` is None (use ``default``), one estimator (cloned once per
+    expert) or a list of ``(name, estimator)`` pairs, one per expert.
+    """
+    if estimator is None:
+        estimator = default
+    if isinstance(estimator, list):
+        if len(estimator) != n_experts:
+            raise ValueError(
+                f"estimator lists {len(estimator)} experts but n_experts={n_experts}; "
+                f"set n_experts={len(estimator)} or give one (name, estimator) pair "
+                "per expert."
+            )
+        named = list(estimator)
+    else:
+        named = [(f"expert{k}", estimator) for k in range(n_experts)]
+
+    for name, est in named:
+        kind = type(est).__name__
+        if not hasattr(est, required_method):
+            raise TypeError(
+                f"Expert {name!r} ({kind}) has no {required_method} method, which "
+                f"the mixture needs to score targets; use an estimator with {required_method}."
+            )
+        if sample_weight_param(est) is None:
+            raise TypeError(
+                f"Expert {name!r} ({kind}) does not accept sample_weight in fit. EM refits "
+                "every expert with each sample weighted by its responsibility, so experts "
+                "must support sample_weight (for a Pipeline: its final step)."
+            )
+    return named
+
+
+def make_experts(named, random_state):
+    """Clone each template and seed every nested ``random_state`` from ``random_state``."""
+    experts = []
+    for _, template in named:
+        expert = clone(template)
+        seeds = {
+            key: int(random_state.randint(np.iinfo(np.int32).max))
+            for key in sorted(expert.get_params(deep=True))
+            if key == "random_state" or key.endswith("__random_state")
+        }
+        experts.append(expert.set_params(**seeds))
+    return experts
+
+
+def fit_expert(expert, X, y, sample_weight, output):
+    """Fit one expert with sample weights and return it with ``output(expert, X)``.
+
+    A module-level function so that joblib can ship it to worker processes.
+    """
+    expert.fit(X, y, **{sample_weight_param(expert): sample_weight})
+    return expert, output(expert, X)

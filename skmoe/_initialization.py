@@ -1,0 +1,44 @@
+"""Starting responsibilities for EM."""
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_array
+
+
+def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_state):
+    """Return an (n_samples, n_experts) matrix of starting responsibilities.
+
+    Parameters
+    ----------
+    init : {"kmeans", "random"} or array-like of shape (n_samples, n_experts)
+        ``"kmeans"``: one-hot k-means clusters of the standardised ``X_cluster``
+        (weighted by ``sample_weight``); ``"random"``: rows drawn from a flat
+        Dirichlet; an array: used as given (rows are renormalised).
+    X_cluster : ndarray of shape (n_samples, n_columns)
+        Columns that k-means clusters on.
+    """
+    n_samples = X_cluster.shape[0]
+    if isinstance(init, str) and init == "kmeans":
+        std = X_cluster.std(axis=0)
+        std[std == 0] = 1.0
+        labels = KMeans(n_clusters=n_experts, n_init=1, random_state=random_state).fit_predict(
+            (X_cluster - X_cluster.mean(axis=0)) / std, sample_weight=sample_weight
+        )
+        resp = np.zeros((n_samples, n_experts))
+        resp[np.arange(n_samples), labels] = 1.0
+        return resp
+    if isinstance(init, str) and init == "random":
+        return random_state.dirichlet(np.ones(n_experts), size=n_samples)
+
+    resp = check_array(init, dtype=np.float64, input_name="init")
+    if resp.shape != (n_samples, n_experts):
+        raise ValueError(
+            f"init has shape {resp.shape}, but starting responsibilities need shape "
+            f"(n_samples, n_experts) = {(n_samples, n_experts)}."
+        )
+    if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
+        raise ValueError(
+            "init must be non-negative with a positive sum in every row "
+            "(each row is a probability vector over the experts)."
+        )
+    return resp / resp.sum(axis=1, keepdims=True)

@@ -1,0 +1,159 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled kernels for the EM hot loop.
+
+Design
+------
+Each kernel makes one pass over the rows of an ``(n_samples, n_experts)``
+matrix. The work for a row is independent of every other row, so the row loop
+is an OpenMP ``prange`` with a static schedule and the GIL released; the only
+cross-row quantity (the gate loss) is a ``prange`` sum reduction.
+
+* ``e_step`` / ``gaussian_e_step`` fuse, per row: the gate's log-softmax, the
+  experts' log-likelihoods (Gaussian case), the log-sum-exp over experts, the
+  responsibilities and the row's log-likelihood.  The gate enters as *logits*,
+  i.e. log-probabilities up to a per-row constant, so normalising the gate and
+  combining it with the experts costs a single pass.
+* ``softmax_loss_gradient`` returns the soft-target cross-entropy of the gate
+  and writes the per-row gradient with respect to the logits.  The product
+  ``X.T @ gradient`` is left to BLAS by the caller: it is very hard to beat GEMM.
+
+All arrays are float64 and C-contiguous; buffers to be written end in ``_out``.
+"""
+import numpy as np
+
+from cython.parallel import prange
+from libc.math cimport exp, log, INFINITY
+
+cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
+
+
+cdef inline double _row_log_normaliser(const double[:, ::1] logits, Py_ssize_t i,
+                                       Py_ssize_t n_cols) noexcept nogil:
+    """log(sum_k exp(logits[i, k])), shifted by the row maximum for stability."""
+    cdef Py_ssize_t k
+    cdef double row_max = -INFINITY
+    cdef double total = 0.0
+    for k in range(n_cols):
+        if logits[i, k] > row_max:
+            row_max = logits[i, k]
+    if row_max == -INFINITY:
+        return -INFINITY
+    for k in range(n_cols):
+        total = total + exp(logits[i, k] - row_max)
+    return row_max + log(total)
+
+
+cdef inline void _normalise_row(double[:, ::1] log_joint_out, Py_ssize_t i, Py_ssize_t n_cols,
+                                double[::1] log_likelihood_out) noexcept nogil:
+    """Turn row i of log joint probabilities into responsibilities, in place.
+
+    Writes the row's log marginal likelihood.  A row with no finite entry
+    (impossible under the model) gets uniform responsibilities and -inf.
+    """
+    cdef Py_ssize_t k
+    cdef double row_max = -INFINITY
+    cdef double total = 0.0
+    for k in range(n_cols):
+        if log_joint_out[i, k] > row_max:
+            row_max = log_joint_out[i, k]
+    if row_max == -INFINITY:
+        for k in range(n_cols):
+            log_joint_out[i, k] = 1.0 / n_cols
+        log_likelihood_out[i] = -INFINITY
+        return
+    for k in range(n_cols):
+        log_joint_out[i, k] = exp(log_joint_out[i, k] - row_max)
+        total = total + log_joint_out[i, k]
+    for k in range(n_cols):
+        log_joint_out[i, k] = log_joint_out[i, k] / total
+    log_likelihood_out[i] = row_max + log(total)
+
+
+def e_step(
+    const double[:, ::1] gate_logits,     # IN  (n, K) gate log-probabilities up to a row constant
+    const double[:, ::1] log_likelihood,  # IN  (n, K) log p_k(y_i | x_i)
+    double[:, ::1] responsibilities_out,  # OUT (n, K)
+    double[::1] log_likelihood_out,       # OUT (n,)  log p(y_i | x_i)
+    int n_threads=1,
+):
+    """E-step for experts whose log-likelihoods are already computed."""
+    cdef Py_ssize_t n = gate_logits.shape[0]
+    cdef Py_ssize_t n_experts = gate_logits.shape[1]
+    cdef Py_ssize_t i, k
+    cdef double log_norm
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        log_norm = _row_log_normaliser(gate_logits, i, n_experts)
+        for k in range(n_experts):
+            responsibilities_out[i, k] = gate_logits[i, k] - log_norm + log_likelihood[i, k]
+        _normalise_row(responsibilities_out, i, n_experts, log_likelihood_out)
+
+
+def gaussian_e_step(
+    const double[::1] y,                  # IN  (n,)
+    const double[:, ::1] mean,            # IN  (n, K) expert means mu_k(x_i)
+    const double[::1] variance,           # IN  (K,)   expert noise variances, > 0
+    const double[:, ::1] gate_logits,     # IN  (n, K)
+    double[:, ::1] responsibilities_out,  # OUT (n, K)
+    double[::1] log_likelihood_out,       # OUT (n,)
+    int n_threads=1,
+):
+    """E-step for Gaussian experts, their log-densities computed on the fly."""
+    cdef Py_ssize_t n = gate_logits.shape[0]
+    cdef Py_ssize_t n_experts = gate_logits.shape[1]
+    cdef Py_ssize_t i, k
+    cdef double log_norm, residual
+    # Per-expert constants, computed once: -0.5 log(2 pi s2_k) and 1 / (2 s2_k).
+    cdef double[::1] log_const = np.empty(n_experts)
+    cdef double[::1] half_precision = np.empty(n_experts)
+    for k in range(n_experts):
+        log_const[k] = -0.5 * (LOG_2PI + log(variance[k]))
+        half_precision[k] = 0.5 / variance[k]
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        log_norm = _row_log_normaliser(gate_logits, i, n_experts)
+        for k in range(n_experts):
+            residual = y[i] - mean[i, k]
+            responsibilities_out[i, k] = (
+                gate_logits[i, k] - log_norm
+                + log_const[k] - half_precision[k] * residual * residual
+            )
+        _normalise_row(responsibilities_out, i, n_experts, log_likelihood_out)
+
+
+def softmax_loss_gradient(
+    const double[:, ::1] logits,          # IN  (n, K) Z = X V + c
+    const double[:, ::1] targets,         # IN  (n, K) soft targets (responsibilities)
+    const double[::1] sample_weight,      # IN  (n,)
+    double[:, ::1] gradient_out,          # OUT (n, K) d loss / d Z
+    int n_threads=1,
+):
+    """Weighted soft-target cross-entropy of a softmax and its gradient in Z.
+
+    loss = sum_i w_i (t_i. * logsumexp(Z_i.) - sum_k t_ik Z_ik), which equals
+    -sum_i w_i sum_k t_ik log softmax(Z_i.)_k; the gradient row is
+    w_i (t_i. * softmax(Z_i.) - t_i.), i.e. w_i (G_i. - T_i.) when rows of T sum
+    to one (t_i. is the row sum of the targets).
+    """
+    cdef Py_ssize_t n = logits.shape[0]
+    cdef Py_ssize_t n_classes = logits.shape[1]
+    cdef Py_ssize_t i, k
+    cdef double row_max, total, target_sum, target_dot, log_norm, w
+    cdef double loss = 0.0
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        w = sample_weight[i]
+        row_max = -INFINITY
+        for k in range(n_classes):
+            if logits[i, k] > row_max:
+                row_max = logits[i, k]
+        total = 0.0
+        target_sum = 0.0
+        target_dot = 0.0
+        for k in range(n_classes):
+            gradient_out[i, k] = exp(logits[i, k] - row_max)
+            total = total + gradient_out[i, k]
+            target_sum = target_sum + targets[i, k]
+            target_dot = target_dot + targets[i, k] * logits[i, k]
+        log_norm = row_max + log(total)
+        for k in range(n_classes):
+            gradient_out[i, k] = w * (target_sum * gradient_out[i, k] / total - targets[i, k])
+        loss += w * (target_sum * log_norm - target_dot)
+    return loss

@@ -1,0 +1,94 @@
+"""Expert likelihoods: how an expert's output scores a target.
+
+A likelihood turns a fitted expert into per-row outputs (a mean, or class
+probabilities), scores targets under those outputs, and re-estimates its own
+parameters (a noise variance, say) in the M-step.  The EM engine only talks to
+this interface, so new families (Poisson, Student-t) slot in beside these two.
+
+Likelihoods are stateless: their parameters travel as a dict, so the same
+object can score any EM start and be shipped to joblib workers cheaply.
+"""
+
+import numpy as np
+
+from ._kernels import e_step, gaussian_e_step
+
+
+class GaussianLikelihood:
+    """``y | x, expert k  ~  N(mu_k(x), s2_k)``; ``mu_k`` is the expert's ``predict``.
+
+    Parameters
+    ----------
+    variance_floor : float
+        Smallest allowed noise variance (absolute).  An expert that fits a few
+        points exactly would otherwise drive its variance, and the likelihood,
+        to infinity.
+    """
+
+    def __init__(self, variance_floor):
+        self.variance_floor = variance_floor
+
+    def expert_output(self, expert, X):
+        return np.asarray(expert.predict(X), dtype=np.float64).reshape(X.shape[0])
+
+    def stack_outputs(self, outputs):
+        """Per-expert outputs -> C-contiguous (n_samples, n_experts) means."""
+        return np.ascontiguousarray(np.column_stack(outputs))
+
+    def fit_params(self, y, outputs, weights):
+        """Weighted maximum-likelihood noise variances, floored."""
+        residual_sq = (y[:, None] - outputs) ** 2
+        mass = weights.sum(axis=0)
+        variance = np.einsum("nk,nk->k", weights, residual_sq) / np.maximum(
+            mass, np.finfo(np.float64).tiny
+        )
+        return {"variance": np.maximum(variance, self.variance_floor)}
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        n_samples, n_experts = outputs.shape
+        resp = np.empty((n_samples, n_experts))
+        log_lik = np.empty(n_samples)
+        gaussian_e_step(y, outputs, params["variance"], gate_logits, resp, log_lik, n_threads)
+        return resp, log_lik
+
+
+class CategoricalLikelihood:
+    """``y | x, expert k  ~  Categorical(p_k(x))``; ``p_k`` is ``predict_proba``.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        All classes, sorted.  An expert's ``predict_proba`` columns are
+        aligned to them; classes an expert never saw get probability zero in
+        its output and ``min_proba`` when scoring.
+    min_proba : float, default=1e-10
+        Floor on a class probability when scoring, so that one confident
+        expert cannot make a row's log-likelihood ``-inf``.
+    """
+
+    def __init__(self, classes, min_proba=1e-10):
+        self.classes = classes
+        self.min_proba = min_proba
+
+    def expert_output(self, expert, X):
+        proba = np.zeros((X.shape[0], self.classes.shape[0]))
+        columns = np.searchsorted(self.classes, expert.classes_)
+        proba[:, columns] = expert.predict_proba(X)
+        return proba
+
+    def stack_outputs(self, outputs):
+        """Per-expert outputs -> (n_samples, n_experts, n_classes) probabilities."""
+        return np.stack(outputs, axis=1)
+
+    def fit_params(self, y, outputs, weights):
+        return {}
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        """``y`` holds class indices into ``classes``."""
+        n_samples, n_experts = gate_logits.shape
+        proba_of_y = outputs[np.arange(n_samples), :, y]
+        log_lik_k = np.log(np.maximum(proba_of_y, self.min_proba))
+        resp = np.empty((n_samples, n_experts))
+        log_lik = np.empty(n_samples)
+        e_step(gate_logits, np.ascontiguousarray(log_lik_k), resp, log_lik, n_threads)
+        return resp, log_lik

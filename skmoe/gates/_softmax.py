@@ -1,0 +1,153 @@
+"""The softmax (multinomial-logit) gate of Jacobs, Jordan, Nowlan & Hinton (1991)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .._kernels import softmax_loss_gradient
+from ._base import BaseGate
+
+
+def _weighted_standardisation(X, sample_weight):
+    """Weighted column means and scales; constant columns get scale 1."""
+    mean = np.average(X, axis=0, weights=sample_weight) if X.shape[1] else np.zeros(0)
+    var = np.average((X - mean) ** 2, axis=0, weights=sample_weight) if X.shape[1] else mean
+    scale = np.sqrt(var)
+    scale[scale <= np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+    return mean, scale
+
+
+class SoftmaxGate(BaseGate):
+    """Softmax gate: ``g(x) = softmax(x V + c)``, an L2-penalised multinomial logit.
+
+    The M-step is a multinomial logistic regression on *soft* targets (the
+    responsibilities), solved by L-BFGS on a compiled loss-and-gradient kernel,
+    so the data are never stacked once per expert.  Between EM iterations the
+    solver is warm-started, so a few inner iterations suffice.
+
+    Features are standardised internally (weighted mean and standard
+    deviation, without copying ``X``): the penalty then treats all features
+    alike and the problem is well conditioned.  ``coef_`` and ``intercept_``
+    are reported in the units of the input features.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse strength of the L2 penalty ``||V||^2 / (2 C)`` on the
+        standardised coefficients (the intercepts are not penalised), as in
+        :class:`~sklearn.linear_model.LogisticRegression`. ``np.inf`` turns the
+        penalty off.
+    max_iter : int, default=100
+        Maximum L-BFGS iterations per M-step.
+    tol : float, default=1e-6
+        L-BFGS stops when the largest gradient entry of the per-sample
+        objective falls below ``tol``.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features, n_experts)
+        Gate coefficients in the units of the inputs.
+    intercept_ : ndarray of shape (n_experts,)
+        Gate intercepts.
+    n_experts_ : int
+        Number of experts the gate routes between.
+    n_iter_ : int
+        L-BFGS iterations of the last M-step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmoe.gates import SoftmaxGate
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> R = np.array([[1.0, 0.0], [0.9, 0.1], [0.1, 0.9], [0.0, 1.0]])
+    >>> gate = SoftmaxGate().fit(X, R)
+    >>> gate.predict_proba(X).round(2)[:, 0] > 0.5
+    array([ True,  True, False, False])
+    """
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, C=1.0, max_iter=100, tol=1e-6):
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _initialize(self, X, n_experts, sample_weight):
+        self._validate_params()
+        self._mean, self._scale = _weighted_standardisation(X, sample_weight)
+        self.n_experts_ = n_experts
+        self.coef_ = np.zeros((X.shape[1], n_experts))
+        self.intercept_ = np.zeros(n_experts)
+        self.n_iter_ = 0
+
+    def _pack(self):
+        """Parameters in the standardised space, as one vector for L-BFGS."""
+        std_coef = self.coef_ * self._scale[:, None]
+        std_intercept = self.intercept_ + self._mean @ self.coef_
+        return np.concatenate([std_coef.ravel(), std_intercept])
+
+    def _unpack(self, theta):
+        """Standardised parameters -> (coef, intercept) in input units."""
+        n_features = self._mean.shape[0]
+        std_coef = theta[: n_features * self.n_experts_].reshape(n_features, self.n_experts_)
+        coef = std_coef / self._scale[:, None]
+        intercept = theta[n_features * self.n_experts_ :] - self._mean @ coef
+        return std_coef, coef, intercept
+
+    def _objective(self, theta, X, responsibilities, sample_weight, total_weight, n_threads):
+        """Per-sample penalised soft-target cross-entropy and its gradient."""
+        std_coef, coef, intercept = self._unpack(theta)
+        logits = X @ coef
+        logits += intercept
+        grad_logits = np.empty_like(logits)
+        loss = softmax_loss_gradient(
+            logits, responsibilities, sample_weight, grad_logits, n_threads
+        )
+        grad_intercept = grad_logits.sum(axis=0)
+        # Chain rule through the standardisation, without forming (X - mean) / scale.
+        grad_coef = (X.T @ grad_logits - np.outer(self._mean, grad_intercept)) / self._scale[
+            :, None
+        ]
+        if np.isfinite(self.C):
+            loss += 0.5 * np.sum(std_coef**2) / self.C
+            grad_coef += std_coef / self.C
+        grad = np.concatenate([grad_coef.ravel(), grad_intercept])
+        return loss / total_weight, grad / total_weight
+
+    def _m_step(self, X, responsibilities, sample_weight):
+        args = (
+            X,
+            np.ascontiguousarray(responsibilities),
+            sample_weight,
+            sample_weight.sum(),
+            _openmp_effective_n_threads(),
+        )
+        theta0 = self._pack()
+        result = minimize(
+            self._objective,
+            theta0,
+            args=args,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-64},
+        )
+        # Generalised EM only needs the objective not to go down; L-BFGS's line
+        # search ensures that, and this guard makes it unconditional.
+        if result.fun <= self._objective(theta0, *args)[0]:
+            _, self.coef_, self.intercept_ = self._unpack(result.x)
+        self.n_iter_ = int(result.nit)
+        return self
+
+    def _logits(self, X):
+        check_is_fitted(self)
+        logits = X @ self.coef_
+        logits += self.intercept_
+        return logits
