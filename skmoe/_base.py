@@ -29,7 +29,6 @@ from scipy.special import softmax
 from sklearn.base import MetaEstimatorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
@@ -38,6 +37,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._experts import check_experts, fit_expert, make_experts
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
+from ._openmp import kernel_threads
 from .exceptions import ExpertCollapseWarning
 from .gates import GATES, BaseGate, make_gate
 
@@ -233,7 +233,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        if sample_weight.sum() <= 0:
+        if sample_weight.sum() <= 0:  # scikit-learn >= 1.7 raises this itself
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
         y_fit, y_code, likelihood = self._prepare_target(y, sample_weight)
 
@@ -263,7 +263,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 sample_weight=sample_weight,
                 likelihood=likelihood,
                 parallel=parallel,
-                n_threads=_openmp_effective_n_threads(),
+                n_threads=kernel_threads(n_samples * self.n_experts),
             )
             if warm:
                 runs = [self._resume(data)]
@@ -391,14 +391,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
         A collapsed expert takes over the rows the model explains worst, one
         expert's fair share of them.  Each start may re-seed ``n_experts``
-        times; past that budget a collapsed expert keeps its (near-zero)
-        responsibilities, which only shrinks its weights in the refit.
+        times, and only in the first half of ``max_iter`` so that EM has time
+        to settle afterwards; otherwise a collapsed expert keeps its
+        (near-zero) responsibilities, which only shrinks its weights in the refit.
         """
         resp = state.resp
         weights = data.sample_weight
         mass_in_samples = (weights @ resp) / weights.mean()
         collapsed = np.flatnonzero(mass_in_samples < _COLLAPSE_MASS_IN_SAMPLES)
-        if collapsed.size == 0 or state.reseeds_left == 0:
+        if collapsed.size == 0 or state.reseeds_left == 0 or n_iter > self.max_iter // 2:
             return resp
         resp = resp.copy()
         n_rows = max(1, resp.shape[0] // self.n_experts)
@@ -481,6 +482,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         Returns
         -------
         log_likelihood : ndarray of shape (n_samples,)
+            ``log sum_k g_k(x) p_k(y | x)`` for each row.
         """
         X = self._check_X(X)
         y_code = self._encode_target(y)
@@ -489,6 +491,6 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         logits = self._gate_logits(X)
         outputs = self._expert_outputs(X)
         _, log_lik = self._likelihood.e_step(
-            y_code, outputs, self._likelihood_params, logits, _openmp_effective_n_threads()
+            y_code, outputs, self._likelihood_params, logits, kernel_threads(logits.size)
         )
         return log_lik

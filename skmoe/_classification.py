@@ -105,7 +105,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         self.classes_, y_code = np.unique(y, return_inverse=True)
         if self.classes_.shape[0] < 2:
             raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs "
+                f"y has a single class ({str(self.classes_[0])!r}); a classifier needs "
                 "samples of at least 2 classes."
             )
         return y, y_code.astype(np.intp), CategoricalLikelihood(self.classes_)
@@ -144,6 +144,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
+            Log class probabilities (``-inf`` where a probability is zero).
         """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
@@ -159,8 +160,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            Predicted class labels.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 MixtureOfExpertsClassifier.__doc__ = fill(MixtureOfExpertsClassifier.__doc__)

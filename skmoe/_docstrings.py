@@ -63,7 +63,7 @@ experts_ : list of estimators
         Final weighted mean per-sample log-likelihood ``log p(y | x)`` on the
         training data.
 
-    log_likelihood_history_ : ndarray of shape (n_iter_ + 1,)
+    log_likelihood_history_ : ndarray of shape (`n_iter_` + 1,)
         The same after the initial M-step and after every iteration.
 
     init_log_likelihoods_ : ndarray of shape (n_init,)
@@ -79,7 +79,7 @@ experts_ : list of estimators
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names."""
 
 

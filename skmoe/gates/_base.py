@@ -110,6 +110,7 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         logits : ndarray of shape (n_samples, n_experts)
+            Unnormalised log gate probabilities.
         """
         check_is_fitted(self)
         return self._logits(check_array(X, dtype=np.float64, ensure_min_features=0))
@@ -125,6 +126,7 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_experts)
+            Log gate probabilities.
         """
         logits = self.decision_function(X)
         return logits - logsumexp(logits, axis=1, keepdims=True)
@@ -140,5 +142,6 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_experts)
+            Gate probabilities.
         """
         return np.exp(self.predict_log_proba(X))

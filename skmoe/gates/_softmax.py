@@ -4,11 +4,11 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._kernels import softmax_loss_gradient
+from .._openmp import kernel_threads
 from ._base import BaseGate
 
 
@@ -70,7 +70,7 @@ class SoftmaxGate(BaseGate):
     """
 
     _parameter_constraints: dict = {
-        "C": [Interval(Real, 0, None, closed="neither")],
+        "C": [Interval(Real, 0, None, closed="right")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
     }
@@ -128,7 +128,7 @@ class SoftmaxGate(BaseGate):
             np.ascontiguousarray(responsibilities),
             sample_weight,
             sample_weight.sum(),
-            _openmp_effective_n_threads(),
+            kernel_threads(responsibilities.size),
         )
         theta0 = self._pack()
         result = minimize(

@@ -1,0 +1,172 @@
+"""The EM engine: monotonicity, restarts, convergence, warm start, determinism, collapse."""
+
+import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, SoftmaxGate
+from skmoe.exceptions import ExpertCollapseWarning
+
+
+@pytest.fixture(scope="module")
+def small_truth(three_expert_truth):
+    _, X, y, _, _ = three_expert_truth
+    return X[:1500], y[:1500]
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random"])
+def test_log_likelihood_never_decreases(small_truth, init):
+    """Exact M-steps (weighted least squares, unpenalised gate) make EM monotone."""
+    X, y = small_truth
+    moe = MixtureOfExpertsRegressor(
+        3, estimator=LinearRegression(), gate=SoftmaxGate(C=np.inf), init=init,
+        tol=0.0, max_iter=40, random_state=1,
+    )
+    with pytest.warns(ConvergenceWarning):
+        moe.fit(X, y)
+    history = moe.log_likelihood_history_
+    assert history.shape == (41,)
+    decreases = np.diff(history)
+    assert np.all(decreases >= -1e-8 * np.abs(history[1:])), decreases.min()
+    assert history[-1] > history[0] + 0.1  # it did learn something
+
+
+def test_warm_start_continues_and_never_decreases(small_truth):
+    X, y = small_truth
+    moe = MixtureOfExpertsRegressor(
+        3, estimator=LinearRegression(), gate=SoftmaxGate(C=np.inf), max_iter=1, tol=0.0,
+        warm_start=True, random_state=0,
+    )
+    scores = []
+    with pytest.warns(ConvergenceWarning):
+        for _ in range(8):
+            scores.append(moe.fit(X, y).log_likelihood_)
+    assert np.all(np.diff(scores) >= -1e-8 * np.abs(scores[1:]))
+    cold = MixtureOfExpertsRegressor(
+        3, estimator=LinearRegression(), gate=SoftmaxGate(C=np.inf), max_iter=8, tol=0.0,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning):
+        cold.fit(X, y)
+    # 8 warm fits of one iteration each continue the same EM path as one cold fit.
+    assert_allclose(scores[-1], cold.log_likelihood_, rtol=1e-8)
+
+
+def test_n_init_keeps_the_best_start(small_truth):
+    X, y = small_truth
+    moe = MixtureOfExpertsRegressor(
+        3, estimator=LinearRegression(), init="random", n_init=4, random_state=0
+    ).fit(X, y)
+    assert moe.init_log_likelihoods_.shape == (4,)
+    assert moe.log_likelihood_ == moe.init_log_likelihoods_.max()
+    # Different starts really differ (random Dirichlet responsibilities).
+    assert np.ptp(moe.init_log_likelihoods_) > 0
+
+
+def test_convergence_warning_tells_what_to_try(small_truth):
+    X, y = small_truth
+    moe = MixtureOfExpertsRegressor(3, max_iter=2, tol=1e-12, random_state=0)
+    msg = "EM did not converge in max_iter=2 iterations.*Increase max_iter"
+    with pytest.warns(ConvergenceWarning, match=msg):
+        moe.fit(X, y)
+    assert not moe.converged_
+    assert moe.n_iter_ == 2
+
+
+def test_converged_is_honest(small_truth):
+    X, y = small_truth
+    moe = MixtureOfExpertsRegressor(3, estimator=LinearRegression(), tol=1e-6, max_iter=500,
+                                    random_state=0).fit(X, y)
+    assert moe.converged_
+    assert abs(moe.log_likelihood_history_[-1] - moe.log_likelihood_history_[-2]) < 1e-6
+    assert moe.n_iter_ == len(moe.log_likelihood_history_) - 1
+
+
+@pytest.mark.parametrize(
+    "make_estimator, expert",
+    [
+        (MixtureOfExpertsRegressor, DecisionTreeRegressor(max_depth=3, max_features=0.5)),
+        (MixtureOfExpertsRegressor, SGDRegressor(max_iter=20, tol=None)),
+        (MixtureOfExpertsClassifier, DecisionTreeClassifier(max_depth=3, max_features=0.5)),
+    ],
+)
+def test_same_model_whatever_n_jobs(make_estimator, expert):
+    """Experts with their own randomness: a fixed random_state fixes the fit."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = X[:, 0] * X[:, 1] + rng.normal(size=300)
+    if make_estimator is MixtureOfExpertsClassifier:
+        y = (y > 0).astype(int)
+    fits = [
+        make_estimator(3, estimator=expert, max_iter=5, random_state=11, n_jobs=n_jobs).fit(X, y)
+        for n_jobs in (1, 2)
+    ]
+    assert_array_equal(fits[0].log_likelihood_history_, fits[1].log_likelihood_history_)
+    assert_array_equal(fits[0].predict(X), fits[1].predict(X))
+    assert_array_equal(fits[0].predict_gate(X), fits[1].predict_gate(X))
+
+
+def test_sample_weight_equals_repeated_rows_from_a_shared_start(small_truth):
+    """Integer weights are repeated rows, given the same starting responsibilities."""
+    X, y = small_truth[0][:300], small_truth[1][:300]
+    weights = np.random.default_rng(0).integers(0, 3, size=300)
+    start = np.random.default_rng(1).dirichlet(np.ones(3), size=300)
+    params = dict(estimator=LinearRegression(), max_iter=30, tol=0.0)
+    weighted = MixtureOfExpertsRegressor(3, init=start, **params)
+    repeated = MixtureOfExpertsRegressor(3, init=np.repeat(start, weights, axis=0), **params)
+    with pytest.warns(ConvergenceWarning):
+        weighted.fit(X, y, sample_weight=weights)
+        repeated.fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
+    assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-6)
+    assert_allclose(weighted.log_likelihood_, repeated.log_likelihood_, rtol=1e-8)
+
+
+def test_collapsed_expert_is_reseeded_and_reported(small_truth):
+    X, y = small_truth
+    start = np.zeros((X.shape[0], 3))
+    start[:, :2] = np.random.default_rng(0).dirichlet([1.0, 1.0], size=X.shape[0])
+    moe = MixtureOfExpertsRegressor(3, estimator=LinearRegression(), init=start, random_state=0)
+    msg = re.escape("Expert 2 collapsed") + ".*re-seeded on the 500 worst-explained samples"
+    with pytest.warns(ExpertCollapseWarning, match=msg):
+        moe.fit(X, y)
+    assert np.all(np.isfinite(moe.predict(X)))
+    assert moe.expert_share_[2] > 0.05  # the re-seeded expert found work
+
+
+def test_too_many_experts_stay_finite():
+    """Far more experts than structure: collapse is handled, never NaN."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = X[:, 0] + 0.01 * rng.normal(size=60)
+    moe = MixtureOfExpertsRegressor(12, estimator=LinearRegression(), max_iter=30,
+                                    random_state=0)
+    with pytest.warns((ExpertCollapseWarning, ConvergenceWarning, UserWarning)):
+        moe.fit(X, y)
+    mean, std = moe.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    assert np.all(np.isfinite(moe.score_samples(X, y)))
+    assert np.all(moe.noise_variance_ > 0)
+
+
+def test_verbose_reports_progress(small_truth, capsys):
+    X, y = small_truth
+    MixtureOfExpertsRegressor(3, max_iter=3, tol=0.0, verbose=2, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "EM start 0: initial mean log-likelihood" in out
+    assert "iteration 3: mean log-likelihood" in out
+    assert "EM did not converge after 3 iterations" in out
+
+
+def test_classifier_single_expert_is_the_bare_expert():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = rng.integers(0, 3, size=300)
+    moe = MixtureOfExpertsClassifier(1, estimator=LogisticRegression(C=0.5)).fit(X, y)
+    assert_allclose(
+        moe.predict_proba(X), LogisticRegression(C=0.5).fit(X, y).predict_proba(X), rtol=1e-12
+    )
