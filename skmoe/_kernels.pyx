@@ -27,6 +27,16 @@ from libc.math cimport exp, log, INFINITY
 cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
 
 
+def _check_shapes(int n_threads, expected, **arrays):
+    """Bounds checking is off in the loops, so shapes are checked once up front."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}.")
+    for name, array in arrays.items():
+        shape = tuple(array.shape[: len(expected[name])])
+        if shape != expected[name]:
+            raise ValueError(f"{name} has shape {shape}, expected {expected[name]}.")
+
+
 cdef inline double _row_log_normaliser(const double[:, ::1] logits, Py_ssize_t i,
                                        Py_ssize_t n_cols) noexcept nogil:
     """log(sum_k exp(logits[i, k])), shifted by the row maximum for stability."""
@@ -79,6 +89,13 @@ def e_step(
     """E-step for experts whose log-likelihoods are already computed."""
     cdef Py_ssize_t n = gate_logits.shape[0]
     cdef Py_ssize_t n_experts = gate_logits.shape[1]
+    _check_shapes(
+        n_threads,
+        {"log_likelihood": (n, n_experts), "responsibilities_out": (n, n_experts),
+         "log_likelihood_out": (n,)},
+        log_likelihood=log_likelihood, responsibilities_out=responsibilities_out,
+        log_likelihood_out=log_likelihood_out,
+    )
     cdef Py_ssize_t i, k
     cdef double log_norm
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
@@ -100,6 +117,13 @@ def gaussian_e_step(
     """E-step for Gaussian experts, their log-densities computed on the fly."""
     cdef Py_ssize_t n = gate_logits.shape[0]
     cdef Py_ssize_t n_experts = gate_logits.shape[1]
+    _check_shapes(
+        n_threads,
+        {"y": (n,), "mean": (n, n_experts), "variance": (n_experts,),
+         "responsibilities_out": (n, n_experts), "log_likelihood_out": (n,)},
+        y=y, mean=mean, variance=variance, responsibilities_out=responsibilities_out,
+        log_likelihood_out=log_likelihood_out,
+    )
     cdef Py_ssize_t i, k
     cdef double log_norm, residual
     # Per-expert constants, computed once: -0.5 log(2 pi s2_k) and 1 / (2 s2_k).
@@ -138,6 +162,11 @@ def softmax_loss_gradient(
     cdef Py_ssize_t i, k
     cdef double row_max, total, target_sum, target_dot, log_norm, w
     cdef double loss = 0.0
+    _check_shapes(
+        n_threads,
+        {"targets": (n, n_classes), "sample_weight": (n,), "gradient_out": (n, n_classes)},
+        targets=targets, sample_weight=sample_weight, gradient_out=gradient_out,
+    )
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
         w = sample_weight[i]
         row_max = -INFINITY

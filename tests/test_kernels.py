@@ -1,0 +1,572 @@
+"""The compiled kernels of ``skmoe/_kernels.pyx`` against plain NumPy/SciPy.
+
+The kernels are the EM hot loop and are compiled with bounds checking off and
+the row loop threaded, so a slip there is silent: a wrong responsibility only
+shows up as a slightly worse fit.  Each kernel is therefore compared with a
+straightforward reference written here from its mathematical definition:
+
+* ``e_step``: responsibilities ``softmax(log_softmax(G) + L)`` and row
+  log-likelihoods ``logsumexp(log_softmax(G) + L)``;
+* ``gaussian_e_step``: the same with ``L = norm.logpdf(y, mean, sqrt(variance))``;
+* ``softmax_loss_gradient``: the weighted soft-target cross-entropy
+  ``sum_i w_i (t_i. logsumexp(Z_i.) - t_i . Z_i.)`` and its gradient in ``Z``.
+
+On top of agreement to ``rtol=1e-10`` on random inputs of several shapes, the
+tests check what the references cannot: results do not depend on the number of
+OpenMP threads, extreme and infinite logits are handled as documented, the E-step
+is invariant to the per-row constant the gate logits are defined up to, the
+returned gradient is the derivative of the returned loss (finite differences),
+and the softmax gate's full M-step objective, which chains the kernel through
+the internal feature standardisation, has the gradient L-BFGS is told it has.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import log_softmax, logsumexp, softmax
+from scipy.stats import norm
+
+from skmoe._kernels import e_step, gaussian_e_step, softmax_loss_gradient
+from skmoe.gates import SoftmaxGate
+
+N_SAMPLES = (1, 7, 1000)
+N_EXPERTS = (1, 2, 5, 32)
+N_THREADS = (1, 2)
+
+RTOL = 1e-10
+
+# Rows of gate logits at the edge of the exponent range: exp(1e3) overflows and
+# exp(-1e3) underflows, and 700 is close to log(DBL_MAX) ~ 709.8; only kernels
+# that shift each row by its maximum survive them.
+EXTREME_LOGITS = np.array(
+    [
+        [1e3, -1e3, 700.0, 0.0, -700.0],
+        [-1e3, -1e3, -1e3, -1e3, -1e3],
+        [1e3, 1e3, 1e3, 1e3, 1e3],
+        [700.0, 700.0, -700.0, 699.0, 0.0],
+        [1e3, 999.0, 998.0, -1e3, 700.0],
+        [-1e3, 1e3, -1e3, 1e3, -1e3],
+        [700.0, -1e3, -1e3, -1e3, -1e3],
+    ]
+)
+
+
+# --------------------------------------------------------------------------
+# References and helpers
+# --------------------------------------------------------------------------
+
+
+def reference_e_step(gate_logits, log_likelihood):
+    """Responsibilities and row log-likelihoods, straight from the definition.
+
+    Rows must have at least one finite gate logit and one finite joint entry.
+    """
+    log_joint = log_softmax(gate_logits, axis=1) + log_likelihood
+    return softmax(log_joint, axis=1), logsumexp(log_joint, axis=1)
+
+
+def reference_gaussian_log_likelihood(y, mean, variance):
+    """log N(y_i | mean_ik, variance_k) for every row and expert."""
+    return norm.logpdf(y[:, None], loc=mean, scale=np.sqrt(variance))
+
+
+def reference_softmax_loss_gradient(logits, targets, sample_weight):
+    """Soft-target cross-entropy and its gradient, for any non-negative targets.
+
+    loss = sum_i w_i (s_i logsumexp(Z_i.) - sum_k t_ik Z_ik) with s_i = sum_k t_ik;
+    its derivative in Z_ik is w_i (s_i softmax(Z_i.)_k - t_ik).
+    """
+    row_sum = targets.sum(axis=1)
+    row_loss = row_sum * logsumexp(logits, axis=1) - (targets * logits).sum(axis=1)
+    loss = np.sum(sample_weight * row_loss)
+    gradient = sample_weight[:, None] * (row_sum[:, None] * softmax(logits, axis=1) - targets)
+    return loss, gradient
+
+
+def run_e_step(gate_logits, log_likelihood, n_threads=1):
+    """Call the kernel on NaN-filled output buffers, so unwritten entries show."""
+    responsibilities = np.full(gate_logits.shape, np.nan)
+    row_log_likelihood = np.full(gate_logits.shape[0], np.nan)
+    e_step(gate_logits, log_likelihood, responsibilities, row_log_likelihood, n_threads)
+    return responsibilities, row_log_likelihood
+
+
+def run_gaussian_e_step(y, mean, variance, gate_logits, n_threads=1):
+    responsibilities = np.full(gate_logits.shape, np.nan)
+    row_log_likelihood = np.full(gate_logits.shape[0], np.nan)
+    gaussian_e_step(
+        y, mean, variance, gate_logits, responsibilities, row_log_likelihood, n_threads
+    )
+    return responsibilities, row_log_likelihood
+
+
+def run_softmax_loss_gradient(logits, targets, sample_weight, n_threads=1):
+    gradient = np.full(logits.shape, np.nan)
+    loss = softmax_loss_gradient(logits, targets, sample_weight, gradient, n_threads)
+    return loss, gradient
+
+
+def random_e_step_inputs(rng, n, K):
+    """Gate logits and expert log-likelihoods of realistic, varied magnitudes."""
+    gate_logits = rng.normal(scale=3.0, size=(n, K))
+    log_likelihood = rng.normal(loc=-2.0, scale=5.0, size=(n, K))
+    return gate_logits, log_likelihood
+
+
+def random_gaussian_inputs(rng, n, K):
+    """Targets, expert means near them, noise variances over two decades, logits."""
+    y = rng.normal(scale=2.0, size=n)
+    mean = y[:, None] + rng.normal(scale=1.5, size=(n, K))
+    variance = 10.0 ** rng.uniform(-1.0, 1.0, size=K)
+    gate_logits = rng.normal(scale=3.0, size=(n, K))
+    return y, mean, variance, gate_logits
+
+
+def random_softmax_inputs(rng, n, K):
+    """Logits, soft targets on the simplex (Dirichlet rows), positive weights."""
+    logits = rng.normal(scale=3.0, size=(n, K))
+    targets = rng.dirichlet(np.full(K, 0.7), size=n)
+    sample_weight = rng.uniform(0.1, 3.0, size=n)
+    return logits, targets, sample_weight
+
+
+def log_likelihood_atol(*log_terms):
+    """Absolute tolerance for a row log-likelihood.
+
+    The row log-likelihood is a log-sum-exp of terms of size |log_terms|; it can
+    be ~0 while its rounding error is ~eps times those terms, so a pure relative
+    comparison would fail on rows that happen to land near zero.
+    """
+    scale = max(np.max(np.abs(term[np.isfinite(term)]), initial=1.0) for term in log_terms)
+    return 1e-13 * scale
+
+
+def central_difference(f, x, h):
+    """Gradient of scalar f at x by the 5-point stencil, error O(h^4)."""
+    gradient = np.empty_like(x)
+    for j in range(x.size):
+        step = np.zeros_like(x)
+        step.flat[j] = h
+        gradient.flat[j] = (
+            -f(x + 2 * step) + 8 * f(x + step) - 8 * f(x - step) + f(x - 2 * step)
+        ) / (12 * h)
+    return gradient
+
+
+# --------------------------------------------------------------------------
+# Agreement with the references
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_threads", N_THREADS)
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_e_step_matches_reference(n, K, n_threads):
+    rng = np.random.default_rng(0)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, n, K)
+    resp, row_ll = run_e_step(gate_logits, log_likelihood, n_threads)
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+@pytest.mark.parametrize("n_threads", N_THREADS)
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_gaussian_e_step_matches_reference(n, K, n_threads):
+    rng = np.random.default_rng(1)
+    y, mean, variance, gate_logits = random_gaussian_inputs(rng, n, K)
+    resp, row_ll = run_gaussian_e_step(y, mean, variance, gate_logits, n_threads)
+    log_likelihood = reference_gaussian_log_likelihood(y, mean, variance)
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+@pytest.mark.parametrize("n_threads", N_THREADS)
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_softmax_loss_gradient_matches_reference(n, K, n_threads):
+    rng = np.random.default_rng(2)
+    logits, targets, sample_weight = random_softmax_inputs(rng, n, K)
+    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight, n_threads)
+    expected_loss, expected_gradient = reference_softmax_loss_gradient(
+        logits, targets, sample_weight
+    )
+    # With K = 1 the loss is exactly 0 and the gradient w (1 - 1) = 0; otherwise
+    # it is a sum of positive terms, safely away from zero.
+    assert_allclose(loss, expected_loss, rtol=RTOL, atol=0 if K > 1 else 1e-13)
+    # A gradient entry w_i (s_i g_ik - t_ik) is a difference of O(w_i) numbers and
+    # is ~0 wherever the softmax happens to match the target (always, for K = 1),
+    # so its absolute rounding error, ~eps w_i, needs an atol.
+    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+
+
+def test_softmax_loss_gradient_unnormalised_targets():
+    """The kernel documents its formula for any non-negative targets, zero rows included."""
+    rng = np.random.default_rng(3)
+    logits, targets, sample_weight = random_softmax_inputs(rng, 50, 4)
+    targets *= rng.uniform(0.0, 5.0, size=(50, 1))
+    targets[::10] = 0.0
+    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
+    expected_loss, expected_gradient = reference_softmax_loss_gradient(
+        logits, targets, sample_weight
+    )
+    assert_allclose(loss, expected_loss, rtol=RTOL, atol=0)
+    # Zero-target rows have an exactly zero gradient; other entries as above.
+    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * 5 * sample_weight.max())
+    assert_array_equal(gradient[::10], 0.0)
+
+
+# --------------------------------------------------------------------------
+# Thread-count independence
+# --------------------------------------------------------------------------
+# Rows are independent and each is computed by the same code whatever thread
+# runs it, so per-row outputs must be bitwise identical.  Only the loss is a
+# cross-row reduction whose summation order depends on the thread split.
+
+
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_e_step_identical_across_thread_counts(n, K):
+    rng = np.random.default_rng(4)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, n, K)
+    resp_1, ll_1 = run_e_step(gate_logits, log_likelihood, n_threads=1)
+    resp_2, ll_2 = run_e_step(gate_logits, log_likelihood, n_threads=2)
+    assert_array_equal(resp_1, resp_2, strict=True)
+    assert_array_equal(ll_1, ll_2, strict=True)
+
+
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_gaussian_e_step_identical_across_thread_counts(n, K):
+    rng = np.random.default_rng(5)
+    inputs = random_gaussian_inputs(rng, n, K)
+    resp_1, ll_1 = run_gaussian_e_step(*inputs, n_threads=1)
+    resp_2, ll_2 = run_gaussian_e_step(*inputs, n_threads=2)
+    assert_array_equal(resp_1, resp_2, strict=True)
+    assert_array_equal(ll_1, ll_2, strict=True)
+
+
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n", N_SAMPLES)
+def test_softmax_loss_gradient_identical_across_thread_counts(n, K):
+    rng = np.random.default_rng(6)
+    inputs = random_softmax_inputs(rng, n, K)
+    loss_1, gradient_1 = run_softmax_loss_gradient(*inputs, n_threads=1)
+    loss_2, gradient_2 = run_softmax_loss_gradient(*inputs, n_threads=2)
+    assert_array_equal(gradient_1, gradient_2, strict=True)
+    # K = 1: both losses are sums of exact zeros.
+    assert_allclose(loss_1, loss_2, rtol=1e-12, atol=0 if K > 1 else 1e-13)
+
+
+# --------------------------------------------------------------------------
+# Extreme and infinite logits
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expert_scale", ["moderate", "extreme"])
+def test_e_step_extreme_logits(expert_scale):
+    rng = np.random.default_rng(7)
+    gate_logits = EXTREME_LOGITS.copy()
+    if expert_scale == "moderate":
+        log_likelihood = rng.normal(scale=3.0, size=gate_logits.shape)
+    else:  # experts disagree with the gate at the same extreme magnitudes
+        log_likelihood = np.ascontiguousarray(EXTREME_LOGITS[:, ::-1])
+    resp, row_ll = run_e_step(gate_logits, log_likelihood)
+    assert np.all(np.isfinite(resp)) and np.all(np.isfinite(row_ll))
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-14)
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+def test_gaussian_e_step_extreme_logits():
+    rng = np.random.default_rng(8)
+    n, K = EXTREME_LOGITS.shape
+    y, mean, variance, _ = random_gaussian_inputs(rng, n, K)
+    mean[0, 1] += 1e3  # a residual of 1e3: log-density ~ -5e5
+    resp, row_ll = run_gaussian_e_step(y, mean, variance, EXTREME_LOGITS)
+    assert np.all(np.isfinite(resp)) and np.all(np.isfinite(row_ll))
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-14)
+    log_likelihood = reference_gaussian_log_likelihood(y, mean, variance)
+    expected_resp, expected_ll = reference_e_step(EXTREME_LOGITS, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(EXTREME_LOGITS, log_likelihood)
+    )
+
+
+def test_softmax_loss_gradient_extreme_logits():
+    rng = np.random.default_rng(9)
+    n, K = EXTREME_LOGITS.shape
+    targets = rng.dirichlet(np.ones(K), size=n)
+    sample_weight = rng.uniform(0.1, 3.0, size=n)
+    loss, gradient = run_softmax_loss_gradient(EXTREME_LOGITS, targets, sample_weight)
+    assert np.isfinite(loss) and np.all(np.isfinite(gradient))
+    expected_loss, expected_gradient = reference_softmax_loss_gradient(
+        EXTREME_LOGITS, targets, sample_weight
+    )
+    assert_allclose(loss, expected_loss, rtol=RTOL, atol=0)
+    # Gradient entries are differences of O(w) numbers; see the reference test.
+    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    # Rows of the gradient of a softmax loss sum to w_i (s_i - s_i) = 0.
+    assert_allclose(gradient.sum(axis=1), 0.0, atol=1e-14 * sample_weight.max() * K)
+
+
+def test_e_step_minus_inf_gate_logit_gives_zero_responsibility():
+    """A gate probability of exactly zero rules the expert out for that row."""
+    rng = np.random.default_rng(10)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, 20, 5)
+    ruled_out = rng.uniform(size=gate_logits.shape) < 0.4
+    ruled_out[:, 0] = False  # at least one finite logit per row
+    ruled_out[0] = [False, True, True, True, True]  # a single survivor
+    gate_logits[ruled_out] = -np.inf
+    resp, row_ll = run_e_step(gate_logits, log_likelihood)
+    assert_array_equal(resp[ruled_out], 0.0)
+    assert_array_equal(resp[0], [1.0, 0.0, 0.0, 0.0, 0.0])
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+def test_e_step_minus_inf_expert_log_likelihood_gives_zero_responsibility():
+    """Likewise an expert that gives the target probability zero."""
+    rng = np.random.default_rng(11)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, 20, 5)
+    impossible = rng.uniform(size=gate_logits.shape) < 0.4
+    impossible[:, 2] = False
+    log_likelihood[impossible] = -np.inf
+    resp, row_ll = run_e_step(gate_logits, log_likelihood)
+    assert_array_equal(resp[impossible], 0.0)
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+def test_gaussian_e_step_minus_inf_gate_logit_gives_zero_responsibility():
+    rng = np.random.default_rng(12)
+    y, mean, variance, gate_logits = random_gaussian_inputs(rng, 20, 5)
+    ruled_out = rng.uniform(size=gate_logits.shape) < 0.4
+    ruled_out[:, 3] = False
+    gate_logits[ruled_out] = -np.inf
+    resp, row_ll = run_gaussian_e_step(y, mean, variance, gate_logits)
+    assert_array_equal(resp[ruled_out], 0.0)
+    log_likelihood = reference_gaussian_log_likelihood(y, mean, variance)
+    expected_resp, expected_ll = reference_e_step(gate_logits, log_likelihood)
+    assert_allclose(resp, expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll, expected_ll, rtol=RTOL, atol=log_likelihood_atol(gate_logits, log_likelihood)
+    )
+
+
+@pytest.mark.parametrize("K", N_EXPERTS)
+def test_e_step_impossible_row_is_uniform_with_minus_inf_log_likelihood(K):
+    """Documented: a row with no finite log joint gets 1/K and log-likelihood -inf.
+
+    That happens when every gate logit is -inf, or every expert log-likelihood
+    is; the other rows must be unaffected.
+    """
+    rng = np.random.default_rng(13)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, 6, K)
+    gate_logits[1] = -np.inf
+    log_likelihood[4] = -np.inf
+    resp, row_ll = run_e_step(gate_logits, log_likelihood)
+    for row in (1, 4):
+        assert_array_equal(resp[row], np.full(K, 1.0 / K))
+        assert row_ll[row] == -np.inf
+    ok = [0, 2, 3, 5]
+    expected_resp, expected_ll = reference_e_step(gate_logits[ok], log_likelihood[ok])
+    assert_allclose(resp[ok], expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll[ok],
+        expected_ll,
+        rtol=RTOL,
+        atol=log_likelihood_atol(gate_logits[ok], log_likelihood[ok]),
+    )
+
+
+@pytest.mark.parametrize("K", N_EXPERTS)
+def test_gaussian_e_step_all_minus_inf_gate_row_is_uniform(K):
+    rng = np.random.default_rng(14)
+    y, mean, variance, gate_logits = random_gaussian_inputs(rng, 6, K)
+    gate_logits[2] = -np.inf
+    resp, row_ll = run_gaussian_e_step(y, mean, variance, gate_logits)
+    assert_array_equal(resp[2], np.full(K, 1.0 / K))
+    assert row_ll[2] == -np.inf
+    ok = [0, 1, 3, 4, 5]
+    log_likelihood = reference_gaussian_log_likelihood(y, mean, variance)[ok]
+    expected_resp, expected_ll = reference_e_step(gate_logits[ok], log_likelihood)
+    assert_allclose(resp[ok], expected_resp, rtol=RTOL, atol=0)
+    assert_allclose(
+        row_ll[ok],
+        expected_ll,
+        rtol=RTOL,
+        atol=log_likelihood_atol(gate_logits[ok], log_likelihood),
+    )
+
+
+# --------------------------------------------------------------------------
+# Invariance to the per-row constant of the gate logits
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("K", (2, 5, 32))
+@pytest.mark.parametrize("kernel", ["e_step", "gaussian_e_step"])
+def test_e_step_invariant_to_per_row_logit_shift(kernel, K):
+    """Gate logits are log-probabilities up to a row constant; shifting changes nothing."""
+    rng = np.random.default_rng(15)
+    n = 1000
+    shift = rng.normal(scale=100.0, size=(n, 1))
+    if kernel == "e_step":
+        gate_logits, log_likelihood = random_e_step_inputs(rng, n, K)
+        resp, row_ll = run_e_step(gate_logits, log_likelihood)
+        resp_shifted, row_ll_shifted = run_e_step(gate_logits + shift, log_likelihood)
+    else:
+        y, mean, variance, gate_logits = random_gaussian_inputs(rng, n, K)
+        log_likelihood = reference_gaussian_log_likelihood(y, mean, variance)
+        resp, row_ll = run_gaussian_e_step(y, mean, variance, gate_logits)
+        resp_shifted, row_ll_shifted = run_gaussian_e_step(y, mean, variance, gate_logits + shift)
+    assert_allclose(resp_shifted, resp, rtol=RTOL, atol=0)
+    # The shift itself is removed by a subtraction, with rounding ~eps |shift|.
+    atol = log_likelihood_atol(gate_logits + shift, log_likelihood)
+    assert_allclose(row_ll_shifted, row_ll, rtol=RTOL, atol=atol)
+
+
+# --------------------------------------------------------------------------
+# Gradients: the kernel's and the softmax gate's full objective
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("K", (2, 5))
+@pytest.mark.parametrize("targets_kind", ["simplex", "unnormalised"])
+def test_softmax_loss_gradient_is_derivative_of_loss(targets_kind, K):
+    rng = np.random.default_rng(16)
+    n = 7
+    logits, targets, sample_weight = random_softmax_inputs(rng, n, K)
+    if targets_kind == "unnormalised":
+        targets *= rng.uniform(0.2, 3.0, size=(n, 1))
+    _, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
+
+    def loss(z):
+        return run_softmax_loss_gradient(z, targets, sample_weight)[0]
+
+    numerical = central_difference(loss, logits, h=1e-3)
+    # Stencil error: O(h^4) truncation plus ~eps |loss| / h rounding, ~1e-11 here;
+    # gradient entries that cancel to ~0 need that as an absolute floor.
+    assert_allclose(gradient, numerical, rtol=1e-7, atol=1e-9)
+
+
+def test_softmax_loss_gradient_on_simplex_targets_is_weighted_residual():
+    """With rows of T on the simplex: grad = w (softmax(Z) - T), loss = -sum w T log softmax(Z)."""
+    rng = np.random.default_rng(17)
+    logits, targets, sample_weight = random_softmax_inputs(rng, 200, 6)
+    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
+    residual = sample_weight[:, None] * (softmax(logits, axis=1) - targets)
+    # Entries of the residual can be ~0 (softmax close to the target); see above.
+    assert_allclose(gradient, residual, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    cross_entropy = -np.sum(sample_weight[:, None] * targets * log_softmax(logits, axis=1))
+    assert_allclose(loss, cross_entropy, rtol=RTOL, atol=0)
+
+
+def non_standardised_gate_problem(rng, n=300, K=3):
+    """Features with wildly different means and scales, soft targets, weights."""
+    means = np.array([100.0, -5.0, 0.0, 3e3])
+    scales = np.array([0.01, 10.0, 1.0, 50.0])
+    X = means + scales * rng.normal(size=(n, means.size))
+    responsibilities = rng.dirichlet(np.full(K, 0.8), size=n)
+    sample_weight = rng.uniform(0.2, 2.0, size=n)
+    return X, responsibilities, sample_weight
+
+
+def reference_gate_objective(theta, X, responsibilities, sample_weight, C):
+    """Per-sample penalised cross-entropy, with X standardised explicitly."""
+    n_features, K = X.shape[1], responsibilities.shape[1]
+    mean = np.average(X, axis=0, weights=sample_weight)
+    scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=sample_weight))
+    std_coef = theta[: n_features * K].reshape(n_features, K)
+    logits = ((X - mean) / scale) @ std_coef + theta[n_features * K :]
+    loss, _ = reference_softmax_loss_gradient(logits, responsibilities, sample_weight)
+    if np.isfinite(C):
+        loss += 0.5 * np.sum(std_coef**2) / C
+    return loss / sample_weight.sum()
+
+
+@pytest.mark.parametrize("C", [0.5, np.inf])
+def test_softmax_gate_objective_gradient(C):
+    rng = np.random.default_rng(18)
+    X, responsibilities, sample_weight = non_standardised_gate_problem(rng)
+    K = responsibilities.shape[1]
+    gate = SoftmaxGate(C=C)
+    gate._initialize(X, K, sample_weight)
+    theta = gate._pack() + rng.normal(size=(X.shape[1] + 1) * K)
+    args = (X, responsibilities, sample_weight, sample_weight.sum())
+
+    value, gradient = gate._objective(theta, *args, 1)
+    # The value is what it claims to be (X @ coef and the intercept cancel to
+    # ~1e4 in the first column, costing a few ulps of that, well under RTOL) ...
+    assert_allclose(
+        value,
+        reference_gate_objective(theta, X, responsibilities, sample_weight, C),
+        rtol=RTOL,
+        atol=0,
+    )
+    # ... the gradient is its derivative ...
+    numerical = central_difference(lambda t: gate._objective(t, *args, 1)[0], theta, h=1e-3)
+    relative_error = np.linalg.norm(gradient - numerical) / np.linalg.norm(numerical)
+    assert relative_error < 1e-6, relative_error
+    # ... and neither depends on the kernel's thread count: the gradient only
+    # sums per-row kernel outputs, which are bitwise identical.
+    value_2, gradient_2 = gate._objective(theta, *args, 2)
+    assert_allclose(value_2, value, rtol=1e-12, atol=0)
+    assert_array_equal(gradient_2, gradient, strict=True)
+
+
+# --------------------------------------------------------------------------
+# Input validation done by the typed memoryviews
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_bad",
+    [lambda a: a.astype(np.float32), lambda a: np.asfortranarray(a)],
+    ids=["float32", "fortran"],
+)
+def test_kernels_reject_wrong_dtype_or_layout(make_bad):
+    """Bounds checks are off, so wrong buffers must be refused, not misread."""
+    rng = np.random.default_rng(19)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, 5, 3)
+    with pytest.raises(ValueError):
+        run_e_step(make_bad(gate_logits), log_likelihood)
+    logits, targets, sample_weight = random_softmax_inputs(rng, 5, 3)
+    with pytest.raises(ValueError):
+        run_softmax_loss_gradient(logits, make_bad(targets), sample_weight)
+
+
+def test_kernels_reject_mismatched_shapes_and_thread_counts():
+    """A buffer of the wrong length would be read or written out of bounds."""
+    rng = np.random.default_rng(23)
+    gate_logits, log_likelihood = random_e_step_inputs(rng, 5, 3)
+    with pytest.raises(ValueError, match=re.escape("log_likelihood has shape (4, 3), expected (5, 3)")):
+        run_e_step(gate_logits, log_likelihood[:4])
+    with pytest.raises(ValueError, match="variance has shape"):
+        gaussian_e_step(
+            np.zeros(5), np.zeros((5, 3)), np.ones(2), gate_logits, np.empty((5, 3)), np.empty(5)
+        )
+    logits, targets, sample_weight = random_softmax_inputs(rng, 5, 3)
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        run_softmax_loss_gradient(logits, targets, sample_weight[:2])
+    with pytest.raises(ValueError, match="n_threads must be >= 1, got 0"):
+        e_step(gate_logits, log_likelihood, np.empty((5, 3)), np.empty(5), 0)
