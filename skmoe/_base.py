@@ -9,9 +9,12 @@ One EM start runs::
     R0 = initial responsibilities            (k-means, random or given)
     M-step(R0); E-step -> R, log-likelihood L
     repeat until |change in L| < tol or max_iter:
-        M-step(R)  refit expert k with weights w * R[:, k]   (in parallel)
+        M-step(R)  improve the gate on soft targets R, warm-started
+                   route: each row to its top_k experts under the new gate (or all)
+                   refit expert k with weights w * R[:, k] on the rows where
+                   R[:, k] > min_responsibility, and evaluate it on its
+                   routed rows (experts in parallel)
                    re-estimate the likelihood's parameters (noise variances)
-                   improve the gate on soft targets R, warm-started
         E-step     R, L from the compiled kernel
 
 so every recorded ``L`` belongs to the parameters current at that point.
@@ -46,6 +49,25 @@ from .gates import GATES, BaseGate, make_gate
 _COLLAPSE_MASS_IN_SAMPLES = 0.5
 
 
+def _as_index(mask):
+    """A boolean row mask as an index; all rows become a slice (a view, no copy)."""
+    return slice(None) if mask.all() else mask
+
+
+def route(logits, top_k):
+    """Keep each row's ``top_k`` largest gate logits; the others become -inf.
+
+    The softmax of the result is the gate renormalised over the top-k experts
+    (sparse routing as in Shazeer et al. 2017). ``top_k=None`` keeps all.
+    """
+    if top_k is None or top_k >= logits.shape[1]:
+        return logits
+    dropped = np.argpartition(logits, -top_k, axis=1)[:, :-top_k]
+    routed = logits.copy()
+    np.put_along_axis(routed, dropped, -np.inf, axis=1)
+    return routed
+
+
 @dataclass
 class _FitData:
     """Everything an EM start reads; built once per ``fit``."""
@@ -66,7 +88,8 @@ class _EMState:
 
     experts: list
     gate: BaseGate
-    outputs: np.ndarray = None
+    logits: np.ndarray = None  # routed gate logits: -inf where a row skips an expert
+    outputs: np.ndarray = None  # expert outputs on their routed rows, 0 elsewhere
     params: dict = None
     resp: np.ndarray = None
     row_log_lik: np.ndarray = None
@@ -94,6 +117,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "top_k": [Interval(Integral, 1, None, closed="left"), None],
+        "min_responsibility": [Interval(Real, 0, 1, closed="left")],
+        "min_expert_share": [Interval(Real, 0, 1, closed="left")],
     }
 
     @abstractmethod
@@ -113,6 +139,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        top_k=None,
+        min_responsibility=1e-3,
+        min_expert_share=0.0,
     ):
         self.n_experts = n_experts
         self.estimator = estimator
@@ -127,6 +156,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.warm_start = warm_start
+        self.top_k = top_k
+        self.min_responsibility = min_responsibility
+        self.min_expert_share = min_expert_share
 
     # ------------------------------------------------------------------
     # Hooks for the regressor and the classifier
@@ -225,6 +257,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric)
         n_samples, n_features = X.shape
+        self._check_top_k()
         if self.n_experts > n_samples:
             raise ValueError(
                 f"n_experts={self.n_experts} is larger than n_samples={n_samples}; "
@@ -324,10 +357,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         state = _EMState(
             experts=list(self.experts_),
             gate=self.gate_,
-            outputs=self._likelihood_outputs(data.likelihood, data.X_expert),
             params=self._likelihood_params,
             history=[],
             reseeds_left=self.n_experts,
+        )
+        state.logits = route(state.gate._logits(data.X_gate), self.top_k)
+        state.outputs = self._routed_outputs(
+            state.experts, data.likelihood, data.X_expert, np.isfinite(state.logits)
         )
         self._e_step(data, state)
         return self._iterate(data, state)
@@ -353,28 +389,60 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         return state
 
     def _m_step(self, data, state, resp):
-        """Refit the experts (in parallel), the likelihood's parameters and the gate."""
+        """Improve the gate, route the rows, refit the experts and the likelihood."""
+        state.gate._m_step(data.X_gate, resp, data.sample_weight)
+        # The gate goes first so that each expert is evaluated, in the same
+        # parallel task as its refit, on exactly the rows the next E-step needs.
+        state.logits = route(state.gate._logits(data.X_gate), self.top_k)
+        routed = np.isfinite(state.logits)
         weights = resp * data.sample_weight[:, None]
+        tasks = []  # (rows to refit on or None, rows to evaluate on) per expert
+        for k in range(len(state.experts)):
+            train = self._training_rows(data, weights[:, k])
+            predict = routed[:, k] if train is None else routed[:, k] | train
+            tasks.append((None if train is None else _as_index(train), _as_index(predict)))
         fitted = data.parallel(
             delayed(fit_expert)(
                 expert,
                 data.X_expert,
                 data.y_fit,
                 np.ascontiguousarray(weights[:, k]),
+                train,
+                predict,
                 data.likelihood.expert_output,
             )
-            for k, expert in enumerate(state.experts)
+            for k, (expert, (train, predict)) in enumerate(zip(state.experts, tasks))
         )
         state.experts = [expert for expert, _ in fitted]
-        state.outputs = data.likelihood.stack_outputs([output for _, output in fitted])
-        state.params = data.likelihood.fit_params(data.y_code, state.outputs, weights)
-        state.gate._m_step(data.X_gate, resp, data.sample_weight)
+        state.outputs = data.likelihood.empty_outputs(*weights.shape)
+        trained_weights = np.zeros_like(weights)
+        for k, ((_, output), (train, predict)) in enumerate(zip(fitted, tasks)):
+            state.outputs[predict, k] = output
+            if train is not None:
+                trained_weights[train, k] = weights[train, k]
+        state.params = data.likelihood.fit_params(data.y_code, state.outputs, trained_weights)
+
+    def _training_rows(self, data, weights):
+        """Boolean mask of the rows an expert is refit on, or None to keep it as is.
+
+        Conditional computation: rows whose responsibility is at most
+        ``min_responsibility`` carry almost no weight, so skipping them makes
+        the experts' total work grow like n rather than n * n_experts. If the
+        remaining rows cannot train an expert (too few, or a single class),
+        every row with positive weight is used, then every row.
+        """
+        if not np.any(weights > 0):
+            return None  # nothing to learn from: keep the previous fit
+        threshold = self.min_responsibility * data.sample_weight
+        for rows in (weights > threshold, weights > 0):
+            if data.likelihood.can_train_on(data.y_code[rows]):
+                return rows
+        return np.ones_like(rows)
 
     def _e_step(self, data, state):
         """Responsibilities and log-likelihood of the current parameters."""
-        logits = np.ascontiguousarray(state.gate._logits(data.X_gate))
         state.resp, state.row_log_lik = data.likelihood.e_step(
-            data.y_code, state.outputs, state.params, logits, data.n_threads
+            data.y_code, state.outputs, state.params, state.logits, data.n_threads
         )
         total = data.sample_weight @ state.row_log_lik / data.sample_weight.sum()
         if not np.isfinite(total):
@@ -398,7 +466,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         resp = state.resp
         weights = data.sample_weight
         mass_in_samples = (weights @ resp) / weights.mean()
-        collapsed = np.flatnonzero(mass_in_samples < _COLLAPSE_MASS_IN_SAMPLES)
+        threshold = max(_COLLAPSE_MASS_IN_SAMPLES, self.min_expert_share * resp.shape[0])
+        collapsed = np.flatnonzero(mass_in_samples < threshold)
         if collapsed.size == 0 or state.reseeds_left == 0 or n_iter > self.max_iter // 2:
             return resp
         resp = resp.copy()
@@ -410,8 +479,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             resp[rows, k] = 1.0
             warnings.warn(
                 f"Expert {k} collapsed (responsibility mass {mass_in_samples[k]:.2g} "
-                f"samples) at EM iteration {n_iter}; re-seeded on the {rows.size} "
-                "worst-explained samples. Consider fewer experts.",
+                f"samples, below {threshold:.2g}) at EM iteration {n_iter}; re-seeded on "
+                f"the {rows.size} worst-explained samples. Consider fewer experts.",
                 ExpertCollapseWarning,
             )
         state.reseeds_left = max(0, state.reseeds_left - collapsed.size)
@@ -425,21 +494,47 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         check_is_fitted(self)
         return validate_data(self, X, dtype=np.float64, reset=False)
 
-    def _likelihood_outputs(self, likelihood, X_expert):
-        return likelihood.stack_outputs(
-            [likelihood.expert_output(expert, X_expert) for expert in self.experts_]
+    def _check_top_k(self):
+        """``top_k`` is read at fit and at prediction time, so checked at both."""
+        if self.top_k is not None and self.top_k > self.n_experts:
+            raise ValueError(
+                f"top_k={self.top_k} is larger than n_experts={self.n_experts}; "
+                "use top_k <= n_experts, or None for dense routing."
+            )
+
+    @staticmethod
+    def _routed_outputs(experts, likelihood, X_expert, routed):
+        """Each expert's output on the rows routed to it (0 elsewhere)."""
+        outputs = likelihood.empty_outputs(X_expert.shape[0], len(experts))
+        for k, expert in enumerate(experts):
+            rows = routed[:, k]
+            if rows.all():
+                outputs[:, k] = likelihood.expert_output(expert, X_expert)
+            elif rows.any():
+                outputs[rows, k] = likelihood.expert_output(expert, X_expert[rows])
+        return outputs
+
+    def _predict_parts(self, X, with_outputs=True):
+        """Routed gate logits and routed expert outputs for validated ``X``.
+
+        Each expert is evaluated only on the rows routed to it, so with
+        ``top_k`` prediction costs grow with top_k, not n_experts.
+        """
+        self._check_top_k()
+        logits = route(self.gate_._logits(take_columns(X, self.gate_features_)), self.top_k)
+        if not with_outputs:
+            return logits, None
+        outputs = self._routed_outputs(
+            self.experts_, self._likelihood, take_columns(X, self.expert_features_),
+            np.isfinite(logits),
         )
-
-    def _gate_logits(self, X):
-        """Gate logits for validated ``X`` (all features)."""
-        return np.ascontiguousarray(self.gate_._logits(take_columns(X, self.gate_features_)))
-
-    def _expert_outputs(self, X):
-        """Stacked expert outputs for validated ``X`` (all features)."""
-        return self._likelihood_outputs(self._likelihood, take_columns(X, self.expert_features_))
+        return np.ascontiguousarray(logits), outputs
 
     def predict_gate(self, X):
         """Gate probability of each expert for each row.
+
+        With ``top_k``, each row keeps its ``top_k`` largest probabilities,
+        renormalised; the others are 0.
 
         Parameters
         ----------
@@ -451,7 +546,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         proba : ndarray of shape (n_samples, n_experts)
             Rows sum to one.
         """
-        return softmax(self._gate_logits(self._check_X(X)), axis=1)
+        logits, _ = self._predict_parts(self._check_X(X), with_outputs=False)
+        return softmax(logits, axis=1)
 
     def predict_experts(self, X):
         """Each expert's output for each row.
@@ -467,7 +563,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             Regression: each expert's mean prediction. Classification: each
             expert's class probabilities, columns aligned to ``classes_``.
         """
-        return self._expert_outputs(self._check_X(X))
+        X = self._check_X(X)
+        return self._routed_outputs(
+            self.experts_, self._likelihood, take_columns(X, self.expert_features_),
+            np.ones((X.shape[0], self.n_experts), dtype=bool),
+        )
 
     def score_samples(self, X, y):
         """Log-likelihood ``log p(y | x)`` of each row under the mixture.
@@ -488,8 +588,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         y_code = self._encode_target(y)
         if y_code.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y_code.shape[0]}.")
-        logits = self._gate_logits(X)
-        outputs = self._expert_outputs(X)
+        logits, outputs = self._predict_parts(X)
         _, log_lik = self._likelihood.e_step(
             y_code, outputs, self._likelihood_params, logits, kernel_threads(logits.size)
         )

@@ -1,6 +1,7 @@
 """Mixture of experts for classification: categorical experts around any classifier."""
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
@@ -80,6 +81,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        top_k=None,
+        min_responsibility=1e-3,
+        min_expert_share=0.0,
     ):
         super().__init__(
             n_experts,
@@ -95,6 +99,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             n_jobs=n_jobs,
             verbose=verbose,
             warm_start=warm_start,
+            top_k=top_k,
+            min_responsibility=min_responsibility,
+            min_expert_share=min_expert_share,
         )
 
     def _default_expert(self):
@@ -130,8 +137,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         proba : ndarray of shape (n_samples, n_classes)
             ``sum_k g_k(x) p_k(c | x)``, columns in the order of ``classes_``.
         """
-        X = self._check_X(X)
-        return np.einsum("nk,nkc->nc", self.predict_gate(X), self._expert_outputs(X))
+        logits, outputs = self._predict_parts(self._check_X(X))
+        return np.einsum("nk,nkc->nc", softmax(logits, axis=1), outputs)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.

@@ -44,7 +44,32 @@ default="kmeans"
 
     warm_start : bool, default=False
         Continue EM from the previous fit instead of starting afresh
-        (``n_init`` and ``init`` are then ignored)."""
+        (``n_init`` and ``init`` are then ignored).
+
+    top_k : int, default=None
+        Sparse routing (Shazeer et al. 2017; Mixtral routes to 2 of 8): each
+        row keeps its ``top_k`` largest gate probabilities, renormalised, in
+        training and in prediction, and each expert is evaluated only on the
+        rows routed to it. ``None`` routes every row to every expert. Read at
+        prediction time too: ``set_params(top_k=None)`` on a model fitted with
+        ``top_k`` predicts densely with the same experts and gate, which
+        re-admits the experts the sparse gate cut off (usually a small change,
+        since their gate probabilities are small, but it is not the model that
+        was trained).
+
+    min_responsibility : float, default=1e-3
+        Conditional computation: expert ``k`` is refit only on rows with
+        responsibility ``R[i, k] > min_responsibility`` (relative to the row's
+        sample weight), so the experts' total work grows like n, not
+        n * n_experts. ``0`` refits on every row with positive responsibility
+        (exact EM).
+
+    min_expert_share : float, default=0.0
+        Load balancing: an expert whose share of the responsibility falls
+        below this fraction is re-seeded on the worst-explained rows (within
+        the re-seeding budget of ``n_experts`` per start, in the first half
+        of ``max_iter``). An expert under half a sample's worth is always
+        re-seeded. ``expert_share_`` reports the shares."""
 
 SHARED_ATTRIBUTES = """\
 experts_ : list of estimators

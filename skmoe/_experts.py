@@ -69,10 +69,20 @@ def make_experts(named, random_state):
     return experts
 
 
-def fit_expert(expert, X, y, sample_weight, output):
-    """Fit one expert with sample weights and return it with ``output(expert, X)``.
+def fit_expert(expert, X, y, sample_weight, train_rows, predict_rows, output):
+    """Refit one expert on ``train_rows`` and return it with its outputs on ``predict_rows``.
 
-    A module-level function so that joblib can ship it to worker processes.
+    Rows are indices (a boolean mask, or ``slice(None)`` for all rows);
+    ``train_rows=None`` keeps the expert as it is (it has no responsibility
+    left to learn from). Rows are selected here, in the worker, so that the
+    full ``X`` is what gets shipped: joblib memory-maps a large array instead
+    of pickling a new subset per expert. A module-level function so that
+    joblib can send it to worker processes.
     """
-    expert.fit(X, y, **{sample_weight_param(expert): sample_weight})
-    return expert, output(expert, X)
+    if train_rows is not None:
+        expert.fit(
+            X[train_rows],
+            y[train_rows],
+            **{sample_weight_param(expert): sample_weight[train_rows]},
+        )
+    return expert, output(expert, X[predict_rows])

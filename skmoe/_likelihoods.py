@@ -31,12 +31,19 @@ class GaussianLikelihood:
     def expert_output(self, expert, X):
         return np.asarray(expert.predict(X), dtype=np.float64).reshape(X.shape[0])
 
-    def stack_outputs(self, outputs):
-        """Per-expert outputs -> C-contiguous (n_samples, n_experts) means."""
-        return np.ascontiguousarray(np.column_stack(outputs))
+    def empty_outputs(self, n_samples, n_experts):
+        """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
+        return np.zeros((n_samples, n_experts))
+
+    def can_train_on(self, y):
+        """Whether an expert can be fitted on these targets alone."""
+        return y.shape[0] >= 2
 
     def fit_params(self, y, outputs, weights):
-        """Weighted maximum-likelihood noise variances, floored."""
+        """Weighted maximum-likelihood noise variances, floored.
+
+        ``weights`` is zero wherever an expert's output was not computed.
+        """
         residual_sq = (y[:, None] - outputs) ** 2
         mass = weights.sum(axis=0)
         variance = np.einsum("nk,nk->k", weights, residual_sq) / np.maximum(
@@ -76,9 +83,13 @@ class CategoricalLikelihood:
         proba[:, columns] = expert.predict_proba(X)
         return proba
 
-    def stack_outputs(self, outputs):
-        """Per-expert outputs -> (n_samples, n_experts, n_classes) probabilities."""
-        return np.stack(outputs, axis=1)
+    def empty_outputs(self, n_samples, n_experts):
+        """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
+        return np.zeros((n_samples, n_experts, self.classes.shape[0]))
+
+    def can_train_on(self, y):
+        """Most classifiers refuse to fit on a single class."""
+        return np.unique(y).shape[0] >= 2
 
     def fit_params(self, y, outputs, weights):
         return {}

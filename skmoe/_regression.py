@@ -3,6 +3,7 @@
 from numbers import Real
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval
@@ -68,6 +69,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     Examples
     --------
     >>> import numpy as np
+from scipy.special import softmax
     >>> from sklearn.linear_model import LinearRegression
     >>> from skmoe import MixtureOfExpertsRegressor
     >>> rng = np.random.RandomState(0)
@@ -101,6 +103,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        top_k=None,
+        min_responsibility=1e-3,
+        min_expert_share=0.0,
         noise_variance_floor=1e-6,
     ):
         super().__init__(
@@ -117,6 +122,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_jobs=n_jobs,
             verbose=verbose,
             warm_start=warm_start,
+            top_k=top_k,
+            min_responsibility=min_responsibility,
+            min_expert_share=min_expert_share,
         )
         self.noise_variance_floor = noise_variance_floor
 
@@ -157,9 +165,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        X = self._check_X(X)
-        gate = self.predict_gate(X)
-        means = self._expert_outputs(X)
+        logits, means = self._predict_parts(self._check_X(X))
+        gate = softmax(logits, axis=1)
         y_mean = np.einsum("nk,nk->n", gate, means)
         if not return_std:
             return y_mean

@@ -21,11 +21,12 @@ def small_truth(three_expert_truth):
 
 @pytest.mark.parametrize("init", ["kmeans", "random"])
 def test_log_likelihood_never_decreases(small_truth, init):
-    """Exact M-steps (weighted least squares, unpenalised gate) make EM monotone."""
+    """Exact M-steps make EM monotone: weighted least squares on every row
+    (``min_responsibility=0``) and an unpenalised gate."""
     X, y = small_truth
     moe = MixtureOfExpertsRegressor(
         3, estimator=LinearRegression(), gate=SoftmaxGate(C=np.inf), init=init,
-        tol=0.0, max_iter=40, random_state=1,
+        min_responsibility=0.0, tol=0.0, max_iter=40, random_state=1,
     )
     with pytest.warns(ConvergenceWarning):
         moe.fit(X, y)
