@@ -37,6 +37,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._cluster import ship_once
 from ._experts import check_experts, fit_expert, make_experts
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
@@ -287,10 +288,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
         random_state = check_random_state(self.random_state)
         warm = self.warm_start and hasattr(self, "converged_")
-        with Parallel(n_jobs=self.n_jobs) as parallel:
+        X_expert = take_columns(X, self.expert_features_)
+        # One worker pool (and, on Dask, one shipment of the data) per fit.
+        with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel:
             data = _FitData(
                 X_gate=take_columns(X, self.gate_features_),
-                X_expert=take_columns(X, self.expert_features_),
+                X_expert=X_expert,
                 y_fit=y_fit,
                 y_code=y_code,
                 sample_weight=sample_weight,

@@ -24,6 +24,9 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import log_softmax, logsumexp, softmax
 from scipy.stats import norm
@@ -570,3 +573,26 @@ def test_kernels_reject_mismatched_shapes_and_thread_counts():
         run_softmax_loss_gradient(logits, targets, sample_weight[:2])
     with pytest.raises(ValueError, match="n_threads must be >= 1, got 0"):
         e_step(gate_logits, log_likelihood, np.empty((5, 3)), np.empty(5), 0)
+
+
+# --------------------------------------------------------------------------
+# Properties over arbitrary finite inputs
+# --------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda k: st.tuples(
+            arrays(np.float64, (4, k), elements=st.floats(-700, 700)),
+            arrays(np.float64, (4, k), elements=st.floats(-1e4, 1e4)),
+        )
+    )
+)
+def test_e_step_properties_on_any_finite_input(inputs):
+    """Responsibilities are a probability vector and match the reference, always."""
+    gate_logits, log_likelihood = inputs
+    resp, row_log_lik = run_e_step(gate_logits, log_likelihood)
+    assert np.all(resp >= 0) and np.all(np.isfinite(row_log_lik))
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+    reference = logsumexp(log_softmax(gate_logits, axis=1) + log_likelihood, axis=1)
+    assert_allclose(row_log_lik, reference, rtol=1e-10, atol=1e-10)
