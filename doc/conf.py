@@ -61,6 +61,8 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    # demo.py is the README's command-line demonstration, not a gallery page.
+    "ignore_pattern": r"(__init__|demo)\.py",
     "doc_module": ("skmoe",),
     # "Examples using ..." mini-galleries on the API pages (see _templates/class.rst).
     "backreferences_dir": "generated",

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.base import MetaEstimatorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -42,6 +41,7 @@ from ._experts import check_experts, fit_expert, make_experts
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
 from ._openmp import kernel_threads
+from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
 from .exceptions import ExpertCollapseWarning
 from .gates import GATES, BaseGate, make_gate
 
@@ -53,20 +53,6 @@ _COLLAPSE_MASS_IN_SAMPLES = 0.5
 def _as_index(mask):
     """A boolean row mask as an index; all rows become a slice (a view, no copy)."""
     return slice(None) if mask.all() else mask
-
-
-def route(logits, top_k):
-    """Keep each row's ``top_k`` largest gate logits; the others become -inf.
-
-    The softmax of the result is the gate renormalised over the top-k experts
-    (sparse routing as in Shazeer et al. 2017). ``top_k=None`` keeps all.
-    """
-    if top_k is None or top_k >= logits.shape[1]:
-        return logits
-    dropped = np.argpartition(logits, -top_k, axis=1)[:, :-top_k]
-    routed = logits.copy()
-    np.put_along_axis(routed, dropped, -np.inf, axis=1)
-    return routed
 
 
 @dataclass
@@ -364,9 +350,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             history=[],
             reseeds_left=self.n_experts,
         )
-        state.logits = route(state.gate._logits(data.X_gate), self.top_k)
-        state.outputs = self._routed_outputs(
-            state.experts, data.likelihood, data.X_expert, np.isfinite(state.logits)
+        logits = state.gate._logits(data.X_gate)
+        state.logits = routed_logits(logits, self.top_k)
+        experts, _ = routes(logits, self.top_k)
+        state.outputs = scatter_routes(
+            experts, evaluate_routes(experts, data.likelihood, state.experts, data.X_expert),
+            self.n_experts, 0.0,
         )
         self._e_step(data, state)
         return self._iterate(data, state)
@@ -396,7 +385,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         state.gate._m_step(data.X_gate, resp, data.sample_weight)
         # The gate goes first so that each expert is evaluated, in the same
         # parallel task as its refit, on exactly the rows the next E-step needs.
-        state.logits = route(state.gate._logits(data.X_gate), self.top_k)
+        state.logits = routed_logits(state.gate._logits(data.X_gate), self.top_k)
         routed = np.isfinite(state.logits)
         weights = resp * data.sample_weight[:, None]
         tasks = []  # (rows to refit on or None, rows to evaluate on) per expert
@@ -505,33 +494,22 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 "use top_k <= n_experts, or None for dense routing."
             )
 
-    @staticmethod
-    def _routed_outputs(experts, likelihood, X_expert, routed):
-        """Each expert's output on the rows routed to it (0 elsewhere)."""
-        outputs = likelihood.empty_outputs(X_expert.shape[0], len(experts))
-        for k, expert in enumerate(experts):
-            rows = routed[:, k]
-            if rows.all():
-                outputs[:, k] = likelihood.expert_output(expert, X_expert)
-            elif rows.any():
-                outputs[rows, k] = likelihood.expert_output(expert, X_expert[rows])
-        return outputs
-
     def _predict_parts(self, X, with_outputs=True):
-        """Routed gate logits and routed expert outputs for validated ``X``.
+        """Routes ``(experts, weights)`` and the routed expert outputs for validated ``X``.
 
         Each expert is evaluated only on the rows routed to it, so with
         ``top_k`` prediction costs grow with top_k, not n_experts.
         """
         self._check_top_k()
-        logits = route(self.gate_._logits(take_columns(X, self.gate_features_)), self.top_k)
-        if not with_outputs:
-            return logits, None
-        outputs = self._routed_outputs(
-            self.experts_, self._likelihood, take_columns(X, self.expert_features_),
-            np.isfinite(logits),
+        experts, weights = routes(
+            self.gate_._logits(take_columns(X, self.gate_features_)), self.top_k
         )
-        return np.ascontiguousarray(logits), outputs
+        if not with_outputs:
+            return experts, weights, None
+        outputs = evaluate_routes(
+            experts, self._likelihood, self.experts_, take_columns(X, self.expert_features_)
+        )
+        return experts, weights, outputs
 
     def predict_gate(self, X):
         """Gate probability of each expert for each row.
@@ -549,8 +527,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         proba : ndarray of shape (n_samples, n_experts)
             Rows sum to one.
         """
-        logits, _ = self._predict_parts(self._check_X(X), with_outputs=False)
-        return softmax(logits, axis=1)
+        experts, weights, _ = self._predict_parts(self._check_X(X), with_outputs=False)
+        return scatter_routes(experts, weights, self.n_experts, 0.0)
 
     def predict_experts(self, X):
         """Each expert's output for each row.
@@ -567,9 +545,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             expert's class probabilities, columns aligned to ``classes_``.
         """
         X = self._check_X(X)
-        return self._routed_outputs(
-            self.experts_, self._likelihood, take_columns(X, self.expert_features_),
-            np.ones((X.shape[0], self.n_experts), dtype=bool),
+        all_experts, _ = routes(np.zeros((X.shape[0], self.n_experts)), None)
+        return evaluate_routes(
+            all_experts, self._likelihood, self.experts_, take_columns(X, self.expert_features_)
         )
 
     def score_samples(self, X, y):
@@ -591,7 +569,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         y_code = self._encode_target(y)
         if y_code.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y_code.shape[0]}.")
-        logits, outputs = self._predict_parts(X)
+        experts, weights, outputs = self._predict_parts(X)
+        with np.errstate(divide="ignore"):
+            logits = scatter_routes(experts, np.log(weights), self.n_experts, -np.inf)
+        outputs = scatter_routes(experts, outputs, self.n_experts, 0.0)
         _, log_lik = self._likelihood.e_step(
             y_code, outputs, self._likelihood_params, logits, kernel_threads(logits.size)
         )

@@ -1,7 +1,6 @@
 """Mixture of experts for classification: categorical experts around any classifier."""
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.base import ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
@@ -137,8 +136,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         proba : ndarray of shape (n_samples, n_classes)
             ``sum_k g_k(x) p_k(c | x)``, columns in the order of ``classes_``.
         """
-        logits, outputs = self._predict_parts(self._check_X(X))
-        return np.einsum("nk,nkc->nc", softmax(logits, axis=1), outputs)
+        _, gate, outputs = self._predict_parts(self._check_X(X))
+        return np.einsum("nk,nkc->nc", gate, outputs)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.

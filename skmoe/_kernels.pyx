@@ -186,3 +186,88 @@ def softmax_loss_gradient(
             gradient_out[i, k] = w * (target_sum * gradient_out[i, k] / total - targets[i, k])
         loss += w * (target_sum * log_norm - target_dot)
     return loss
+
+
+def top_k_softmax(
+    const double[:, ::1] logits,          # IN  (n, K) gate logits
+    Py_ssize_t top_k,                     # IN  experts kept per row, 1 <= top_k <= K
+    Py_ssize_t[:, ::1] experts_out,       # OUT (n, top_k) kept experts, largest logit first
+    double[:, ::1] weights_out,           # OUT (n, top_k) softmax over the kept logits
+    int n_threads=1,
+):
+    """Sparse routing: each row's top_k experts and their renormalised gate weights.
+
+    A row's kept experts are found by insertion into a sorted buffer of
+    length top_k (O(K * top_k), fast for the small top_k used in routing);
+    ties keep the lower expert index.
+    """
+    cdef Py_ssize_t n = logits.shape[0]
+    cdef Py_ssize_t n_experts = logits.shape[1]
+    cdef Py_ssize_t i, k, j, filled, pos
+    cdef double value, row_max, total
+    if not 1 <= top_k <= n_experts:
+        raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}.")
+    _check_shapes(
+        n_threads,
+        {"experts_out": (n, top_k), "weights_out": (n, top_k)},
+        experts_out=experts_out, weights_out=weights_out,
+    )
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        filled = 0
+        for k in range(n_experts):
+            value = logits[i, k]
+            if filled < top_k:
+                pos = filled
+                filled = filled + 1
+            elif value > logits[i, experts_out[i, top_k - 1]]:
+                pos = top_k - 1
+            else:
+                continue
+            while pos > 0 and logits[i, experts_out[i, pos - 1]] < value:
+                experts_out[i, pos] = experts_out[i, pos - 1]
+                pos = pos - 1
+            experts_out[i, pos] = k
+        row_max = logits[i, experts_out[i, 0]]
+        total = 0.0
+        for j in range(top_k):
+            weights_out[i, j] = exp(logits[i, experts_out[i, j]] - row_max)
+            total = total + weights_out[i, j]
+        for j in range(top_k):
+            weights_out[i, j] = weights_out[i, j] / total
+
+
+def group_by_expert(
+    const Py_ssize_t[:, ::1] experts,     # IN  (n, top_k) from top_k_softmax
+    Py_ssize_t[::1] order_out,            # OUT (n * top_k,) flat positions grouped by expert
+    Py_ssize_t[::1] offsets_out,          # OUT (K + 1,) expert e owns order_out[offsets[e]:offsets[e+1]]
+):
+    """Counting sort of the (row, slot) positions by expert, rows ascending within each.
+
+    O(n * top_k): what lets each expert be evaluated on just its own rows.
+    """
+    cdef Py_ssize_t n = experts.shape[0]
+    cdef Py_ssize_t top_k = experts.shape[1]
+    cdef Py_ssize_t n_experts = offsets_out.shape[0] - 1
+    cdef Py_ssize_t i, j, e
+    if order_out.shape[0] != n * top_k:
+        raise ValueError(f"order_out has length {order_out.shape[0]}, expected {n * top_k}.")
+    with nogil:
+        for e in range(n_experts + 1):
+            offsets_out[e] = 0
+        for i in range(n):
+            for j in range(top_k):
+                e = experts[i, j]
+                if e < 0 or e >= n_experts:
+                    with gil:
+                        raise ValueError(f"expert index {e} outside [0, {n_experts}).")
+                offsets_out[e + 1] += 1
+        for e in range(n_experts):
+            offsets_out[e + 1] += offsets_out[e]
+        for i in range(n):
+            for j in range(top_k):
+                e = experts[i, j]
+                order_out[offsets_out[e]] = i * top_k + j
+                offsets_out[e] += 1
+        for e in range(n_experts, 0, -1):
+            offsets_out[e] = offsets_out[e - 1]
+        offsets_out[0] = 0

@@ -3,7 +3,6 @@
 from numbers import Real
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval
@@ -69,7 +68,6 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     Examples
     --------
     >>> import numpy as np
-from scipy.special import softmax
     >>> from sklearn.linear_model import LinearRegression
     >>> from skmoe import MixtureOfExpertsRegressor
     >>> rng = np.random.RandomState(0)
@@ -165,12 +163,11 @@ from scipy.special import softmax
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        logits, means = self._predict_parts(self._check_X(X))
-        gate = softmax(logits, axis=1)
+        experts, gate, means = self._predict_parts(self._check_X(X))
         y_mean = np.einsum("nk,nk->n", gate, means)
         if not return_std:
             return y_mean
-        second_moment = np.einsum("nk,nk->n", gate, means**2 + self.noise_variance_)
+        second_moment = np.einsum("nk,nk->n", gate, means**2 + self.noise_variance_[experts])
         return y_mean, np.sqrt(np.maximum(second_moment - y_mean**2, 0.0))
 
 

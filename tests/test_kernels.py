@@ -31,7 +31,13 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import log_softmax, logsumexp, softmax
 from scipy.stats import norm
 
-from skmoe._kernels import e_step, gaussian_e_step, softmax_loss_gradient
+from skmoe._kernels import (
+    e_step,
+    gaussian_e_step,
+    group_by_expert,
+    softmax_loss_gradient,
+    top_k_softmax,
+)
 from skmoe.gates import SoftmaxGate
 
 N_SAMPLES = (1, 7, 1000)
@@ -596,3 +602,48 @@ def test_e_step_properties_on_any_finite_input(inputs):
     assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
     reference = logsumexp(log_softmax(gate_logits, axis=1) + log_likelihood, axis=1)
     assert_allclose(row_log_lik, reference, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------
+# Sparse routing kernels
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n, K, top_k", [(1, 1, 1), (7, 5, 2), (1000, 16, 2), (1000, 32, 8)])
+def test_top_k_softmax_matches_reference(n, K, top_k, n_threads):
+    rng = np.random.default_rng(29)
+    logits = rng.normal(scale=3.0, size=(n, K))
+    experts = np.empty((n, top_k), dtype=np.intp)
+    weights = np.empty((n, top_k))
+    top_k_softmax(logits, top_k, experts, weights, n_threads)
+    # Reference: a stable sort of -logits keeps the lower index first on ties.
+    expected = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
+    assert_array_equal(experts, expected)
+    kept = np.take_along_axis(logits, expected, axis=1)
+    assert_allclose(weights, softmax(kept, axis=1), rtol=1e-12)
+
+
+def test_top_k_softmax_breaks_ties_by_lower_index():
+    logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0]])
+    experts = np.empty((1, 2), dtype=np.intp)
+    weights = np.empty((1, 2))
+    top_k_softmax(logits, 2, experts, weights, 1)
+    assert_array_equal(experts, [[1, 2]])
+    assert_allclose(weights, [[0.5, 0.5]])
+    with pytest.raises(ValueError, match=re.escape("top_k must be in [1, 5], got 6")):
+        top_k_softmax(logits, 6, np.empty((1, 6), dtype=np.intp), np.empty((1, 6)), 1)
+
+
+def test_group_by_expert_is_a_stable_counting_sort():
+    rng = np.random.default_rng(31)
+    experts = rng.integers(0, 6, size=(500, 3)).astype(np.intp)
+    experts[:, 1] = 5  # an expert with many rows; expert values 0..5, K = 7 leaves 6 empty
+    order = np.empty(1500, dtype=np.intp)
+    offsets = np.empty(8, dtype=np.intp)
+    group_by_expert(experts, order, offsets)
+    flat = experts.ravel()
+    assert_array_equal(order, np.argsort(flat, kind="stable"))
+    assert_array_equal(offsets, np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=7))]))
+    with pytest.raises(ValueError, match=r"expert index \d outside \[0, 3\)"):
+        group_by_expert(experts, order, np.empty(4, dtype=np.intp))

@@ -1,0 +1,69 @@
+"""Routing rows to experts: dense, or sparse top-k (Shazeer et al. 2017).
+
+A route is a pair ``(experts, weights)`` of shape ``(n_samples, k)``: row
+``i`` is sent to experts ``experts[i]`` with gate weights ``weights[i]``
+(summing to one). Dense routing is ``k = n_experts``. Evaluating experts
+through routes costs ``n * k`` expert evaluations instead of
+``n * n_experts``.
+"""
+
+import numpy as np
+from scipy.special import softmax
+
+from ._kernels import group_by_expert, top_k_softmax
+from ._openmp import kernel_threads
+
+
+def routes(logits, top_k):
+    """``(experts, weights)`` for each row: its ``top_k`` experts, or all of them."""
+    n_samples, n_experts = logits.shape
+    logits = np.ascontiguousarray(logits, dtype=np.float64)
+    if top_k is None or top_k >= n_experts:
+        experts = np.broadcast_to(np.arange(n_experts), logits.shape)
+        return experts, softmax(logits, axis=1)
+    experts = np.empty((n_samples, top_k), dtype=np.intp)
+    weights = np.empty((n_samples, top_k))
+    top_k_softmax(logits, top_k, experts, weights, kernel_threads(logits.size))
+    return experts, weights
+
+
+def routed_logits(logits, top_k):
+    """The gate logits with every expert a row is not routed to set to -inf."""
+    if top_k is None or top_k >= logits.shape[1]:
+        return logits
+    experts, _ = routes(logits, top_k)
+    rows = np.arange(logits.shape[0])[:, None]
+    routed = np.full_like(logits, -np.inf)
+    routed[rows, experts] = logits[rows, experts]
+    return routed
+
+
+def evaluate_routes(experts, likelihood, fitted_experts, X):
+    """Each fitted expert's output on the rows routed to it, shaped like ``experts``.
+
+    Returns an array of shape ``(n_samples, k)`` (regression) or
+    ``(n_samples, k, n_classes)`` (classification).
+    """
+    n_samples, k = experts.shape
+    outputs = likelihood.empty_outputs(n_samples, k)
+    flat = outputs.reshape(n_samples * k, *outputs.shape[2:])
+    if k == len(fitted_experts):
+        # Dense routes (``routes`` keeps expert order): every expert sees every row.
+        for e, expert in enumerate(fitted_experts):
+            outputs[:, e] = likelihood.expert_output(expert, X)
+        return outputs
+    order = np.empty(n_samples * k, dtype=np.intp)
+    offsets = np.empty(len(fitted_experts) + 1, dtype=np.intp)
+    group_by_expert(np.ascontiguousarray(experts), order, offsets)
+    for e, expert in enumerate(fitted_experts):
+        positions = order[offsets[e] : offsets[e + 1]]
+        if positions.size:
+            flat[positions] = likelihood.expert_output(expert, np.take(X, positions // k, axis=0))
+    return outputs
+
+
+def scatter_routes(experts, values, n_experts, fill):
+    """Dense ``(n_samples, n_experts, ...)`` array holding ``values`` at the routes."""
+    dense = np.full((experts.shape[0], n_experts, *values.shape[2:]), fill, dtype=values.dtype)
+    dense[np.arange(experts.shape[0])[:, None], experts] = values
+    return dense
