@@ -109,7 +109,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "min_expert_share": [Interval(Real, 0, 1, closed="left")],
     }
 
-    @abstractmethod
+    # Not abstract: the classifier has exactly these parameters and inherits
+    # this __init__; the regressor adds its own.
     def __init__(
         self,
         n_experts=2,

@@ -64,45 +64,6 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     _y_numeric = False
     _expert_method = "predict_proba"
 
-    def __init__(
-        self,
-        n_experts=2,
-        *,
-        estimator=None,
-        gate="softmax",
-        gate_features=None,
-        expert_features=None,
-        init="kmeans",
-        n_init=1,
-        max_iter=100,
-        tol=1e-4,
-        random_state=None,
-        n_jobs=None,
-        verbose=0,
-        warm_start=False,
-        top_k=None,
-        min_responsibility=1e-3,
-        min_expert_share=0.0,
-    ):
-        super().__init__(
-            n_experts,
-            estimator=estimator,
-            gate=gate,
-            gate_features=gate_features,
-            expert_features=expert_features,
-            init=init,
-            n_init=n_init,
-            max_iter=max_iter,
-            tol=tol,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            verbose=verbose,
-            warm_start=warm_start,
-            top_k=top_k,
-            min_responsibility=min_responsibility,
-            min_expert_share=min_expert_share,
-        )
-
     def _default_expert(self):
         return LogisticRegression()
 
