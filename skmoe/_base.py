@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import MetaEstimatorMixin, _fit_context
+from sklearn.base import MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -37,7 +37,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._cluster import ship_once
-from ._experts import check_experts, fit_expert, make_experts
+from ._experts import check_experts, fit_expert, make_experts, seed_random_states
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
 from ._openmp import kernel_threads
@@ -59,6 +59,7 @@ def _as_index(mask):
 class _FitData:
     """Everything an EM start reads; built once per ``fit``."""
 
+    X: np.ndarray  # all validated features
     X_gate: np.ndarray
     X_expert: np.ndarray
     y_fit: np.ndarray  # target as the experts see it
@@ -96,7 +97,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "gate": [StrOptions(set(GATES)), BaseGate],
         "gate_features": ["array-like", None],
         "expert_features": ["array-like", None],
-        "init": [StrOptions({"kmeans", "random"}), "array-like"],
+        "init": [StrOptions({"auto", "kmeans", "random", "softmax"}), "array-like"],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -119,7 +120,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         gate="softmax",
         gate_features=None,
         expert_features=None,
-        init="kmeans",
+        init="auto",
         n_init=1,
         max_iter=100,
         tol=1e-4,
@@ -279,6 +280,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         # One worker pool (and, on Dask, one shipment of the data) per fit.
         with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel:
             data = _FitData(
+                X=X,
                 X_gate=take_columns(X, self.gate_features_),
                 X_expert=X_expert,
                 y_fit=y_fit,
@@ -321,15 +323,20 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def _start(self, data, named_experts, random_state, init_index):
         """Run EM from a fresh start."""
         n_samples = data.X_gate.shape[0]
-        cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
-        if cluster_columns.shape[1] == 0:
-            cluster_columns = data.X_expert
-        resp = initial_responsibilities(
-            self.init, cluster_columns, self.n_experts, data.sample_weight, random_state
-        )
+        gate = seed_random_states(make_gate(self.gate), random_state)
+        init = gate._default_init if isinstance(self.init, str) and self.init == "auto" else self.init
+        if isinstance(init, str) and init == "softmax":
+            resp = self._softmax_start(data, random_state)
+        else:
+            cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
+            if cluster_columns.shape[1] == 0:
+                cluster_columns = data.X_expert
+            resp = initial_responsibilities(
+                init, cluster_columns, self.n_experts, data.sample_weight, random_state
+            )
         state = _EMState(
             experts=make_experts(named_experts, random_state),
-            gate=make_gate(self.gate),
+            gate=gate,
             history=[],
             reseeds_left=self.n_experts,
         )
@@ -341,6 +348,23 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if self.verbose:
             print(f"EM start {init_index}: initial mean log-likelihood {state.log_likelihood:.6g}")
         return self._iterate(data, state)
+
+    def _softmax_start(self, data, random_state):
+        """Responsibilities of a softmax-gated fit of the same experts, from k-means.
+
+        Gates that cut the space into hard regions keep the partition they
+        start from; a softmax-gated mixture finds the experts first.
+        """
+        warm_up = clone(self).set_params(
+            gate="softmax", init="kmeans", n_init=1, warm_start=False, verbose=0,
+            gate_features=self.gate_features_, expert_features=self.expert_features_,
+            random_state=int(random_state.randint(np.iinfo(np.int32).max)),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warm_up.fit(data.X, data.y_fit, sample_weight=data.sample_weight)
+        resp, _ = warm_up._posterior(data.X, data.y_code)
+        return resp
 
     def _resume(self, data):
         """Continue EM from the fitted model (``warm_start=True``)."""
@@ -570,11 +594,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         y_code = self._encode_target(y)
         if y_code.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y_code.shape[0]}.")
+        return self._posterior(X, y_code)[1]
+
+    def _posterior(self, X, y_code):
+        """Responsibilities and row log-likelihoods of the fitted model on validated data."""
         experts, weights, outputs = self._predict_parts(X)
         with np.errstate(divide="ignore"):
             logits = scatter_routes(experts, np.log(weights), self.n_experts, -np.inf)
         outputs = scatter_routes(experts, outputs, self.n_experts, 0.0)
-        _, log_lik = self._likelihood.e_step(
+        return self._likelihood.e_step(
             y_code, outputs, self._likelihood_params, logits, kernel_threads(logits.size)
         )
-        return log_lik

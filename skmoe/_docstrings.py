@@ -13,11 +13,15 @@ gate : "softmax" or BaseGate instance, default="softmax"
         regressions; ``gate_features=[]`` gives a gate with constant mixing
         proportions.
 
-    init : {"kmeans", "random"} or array-like of shape (n_samples, n_experts), \
-default="kmeans"
-        Starting responsibilities: one-hot k-means clusters of the
-        standardised gate features (and, for regression, the target); rows of
-        a flat Dirichlet; or given responsibilities.
+    init : {"auto", "kmeans", "random", "softmax"} or array-like of shape \
+(n_samples, n_experts), default="auto"
+        Starting responsibilities: ``"kmeans"``, one-hot k-means clusters of
+        the standardised gate features (and, for regression, the target);
+        ``"random"``, rows of a flat Dirichlet; ``"softmax"``, the
+        responsibilities of a softmax-gated fit of the same experts (what
+        tree gates need: they keep the regions they start from); an array,
+        used as given. ``"auto"`` is ``"kmeans"`` for the softmax gate and
+        ``"softmax"`` for tree gates.
 
     n_init : int, default=1
         Number of EM starts; the one with the highest final log-likelihood is

@@ -55,18 +55,23 @@ def check_experts(estimator, n_experts, default, required_method):
     return named
 
 
+def seed_random_states(estimator, random_state):
+    """Set every nested ``random_state`` of ``estimator`` from ``random_state``.
+
+    So that a fixed ``random_state`` of the mixture fixes every expert and the
+    gate, whatever the order in which workers run them.
+    """
+    seeds = {
+        key: int(random_state.randint(np.iinfo(np.int32).max))
+        for key in sorted(estimator.get_params(deep=True))
+        if key == "random_state" or key.endswith("__random_state")
+    }
+    return estimator.set_params(**seeds)
+
+
 def make_experts(named, random_state):
-    """Clone each template and seed every nested ``random_state`` from ``random_state``."""
-    experts = []
-    for _, template in named:
-        expert = clone(template)
-        seeds = {
-            key: int(random_state.randint(np.iinfo(np.int32).max))
-            for key in sorted(expert.get_params(deep=True))
-            if key == "random_state" or key.endswith("__random_state")
-        }
-        experts.append(expert.set_params(**seeds))
-    return experts
+    """Clone each template and seed its random states from ``random_state``."""
+    return [seed_random_states(clone(template), random_state) for _, template in named]
 
 
 def fit_expert(expert, X, y, sample_weight, train_rows, predict_rows, output):

@@ -8,9 +8,10 @@ from sklearn.base import clone
 
 from ._base import BaseGate
 from ._softmax import SoftmaxGate
+from ._tree import TreeGate
 
 #: Gate names accepted by the estimators' ``gate`` parameter.
-GATES = {"softmax": SoftmaxGate}
+GATES = {"softmax": SoftmaxGate, "tree": TreeGate}
 
 
 def make_gate(gate):
@@ -20,4 +21,4 @@ def make_gate(gate):
     return clone(gate)
 
 
-__all__ = ["BaseGate", "SoftmaxGate", "GATES", "make_gate"]
+__all__ = ["BaseGate", "SoftmaxGate", "TreeGate", "GATES", "make_gate"]

@@ -25,6 +25,9 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
     * ``_logits(X)``: log gate probabilities up to a per-row constant.
     """
 
+    #: The EM start the estimators use for this gate when ``init="auto"``.
+    _default_init = "kmeans"
+
     @abstractmethod
     def _initialize(self, X, n_experts, sample_weight):
         """Create the parameters for ``n_experts`` experts."""
