@@ -213,24 +213,27 @@ def top_k_softmax(
         experts_out=experts_out, weights_out=weights_out,
     )
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        # weights_out[i] holds the kept logits, largest first, until the softmax.
         filled = 0
         for k in range(n_experts):
             value = logits[i, k]
             if filled < top_k:
                 pos = filled
                 filled = filled + 1
-            elif value > logits[i, experts_out[i, top_k - 1]]:
+            elif value > weights_out[i, top_k - 1]:
                 pos = top_k - 1
             else:
                 continue
-            while pos > 0 and logits[i, experts_out[i, pos - 1]] < value:
+            while pos > 0 and weights_out[i, pos - 1] < value:
+                weights_out[i, pos] = weights_out[i, pos - 1]
                 experts_out[i, pos] = experts_out[i, pos - 1]
                 pos = pos - 1
+            weights_out[i, pos] = value
             experts_out[i, pos] = k
-        row_max = logits[i, experts_out[i, 0]]
+        row_max = weights_out[i, 0]
         total = 0.0
         for j in range(top_k):
-            weights_out[i, j] = exp(logits[i, experts_out[i, j]] - row_max)
+            weights_out[i, j] = exp(weights_out[i, j] - row_max)
             total = total + weights_out[i, j]
         for j in range(top_k):
             weights_out[i, j] = weights_out[i, j] / total
