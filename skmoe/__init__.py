@@ -9,8 +9,14 @@ compiled E-step and gate loss.
 
 from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
-from .gates import SoftmaxGate
+from .gates import HMEGate, SoftmaxGate, TreeGate
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["MixtureOfExpertsRegressor", "MixtureOfExpertsClassifier", "SoftmaxGate"]
+__all__ = [
+    "MixtureOfExpertsRegressor",
+    "MixtureOfExpertsClassifier",
+    "SoftmaxGate",
+    "TreeGate",
+    "HMEGate",
+]

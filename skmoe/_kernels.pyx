@@ -16,13 +16,18 @@ cross-row quantity (the gate loss) is a ``prange`` sum reduction.
 * ``softmax_loss_gradient`` returns the soft-target cross-entropy of the gate
   and writes the per-row gradient with respect to the logits.  The product
   ``X.T @ gradient`` is left to BLAS by the caller: it is very hard to beat GEMM.
+* ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
+  recursions of the hierarchical mixture of experts (a binary tree of two-way
+  gates, heap order): leaf log-probabilities from the nodes' logits, and each
+  node's soft targets (posterior mass below its two children) from the leaf
+  responsibilities.  Rows are independent here too.
 
 All arrays are float64 and C-contiguous; buffers to be written end in ``_out``.
 """
 import numpy as np
 
 from cython.parallel import prange
-from libc.math cimport exp, log, INFINITY
+from libc.math cimport exp, log, log1p, INFINITY
 
 cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
 
@@ -274,3 +279,113 @@ def group_by_expert(
         for e in range(n_experts, 0, -1):
             offsets_out[e] = offsets_out[e - 1]
         offsets_out[0] = 0
+
+
+# --------------------------------------------------------------------------
+# Hierarchical mixture of experts (Jordan & Jacobs 1994): a complete binary
+# tree of two-way gates in heap order (node j has children 2j+1 and 2j+2; the
+# n_nodes = 2**depth - 1 internal nodes are followed by the n_nodes + 1
+# leaves, which are the experts left to right: leaf l has heap index n_nodes + l).
+# --------------------------------------------------------------------------
+
+
+def _check_tree(str name, Py_ssize_t n_nodes):
+    """n_nodes internal nodes make a complete binary tree iff n_nodes + 1 = 2**depth >= 2."""
+    cdef Py_ssize_t n_leaves = n_nodes + 1
+    if n_nodes < 1 or (n_leaves & (n_leaves - 1)) != 0:
+        raise ValueError(
+            f"{name} gives {n_nodes} internal nodes and {n_leaves} leaves, but a complete "
+            "binary tree has 2**depth - 1 internal nodes and 2**depth leaves (depth >= 1)."
+        )
+
+
+cdef inline double _softplus(double x) noexcept nogil:
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    if x > 0:
+        return x + log1p(exp(-x))
+    return log1p(exp(x))
+
+
+def hme_leaf_log_proba(
+    const double[:, :, ::1] node_logits,  # IN  (n, n_nodes, 2) each node's (left, right) logits
+    double[:, ::1] leaf_log_proba_out,    # OUT (n, n_nodes + 1) log gate probability of each leaf
+    int n_threads=1,
+):
+    """Downward recursion: log probability of every root-to-leaf path.
+
+    Node j sends a row left with probability sigmoid(d) where d is the
+    difference of its two logits (a two-column softmax); the log branch
+    probabilities are log sigmoid(d) = -softplus(-d) (left) and -softplus(d)
+    (right), computed without overflow for any finite d.  A leaf's log
+    probability is the sum of the log branch probabilities on its path,
+    accumulated from the root down.  The rows of exp(leaf_log_proba_out) sum
+    to one up to rounding.
+
+    The recursion runs level by level inside the output row itself: before
+    level t, entries 0 .. 2**t - 1 hold the log reach probabilities of that
+    level's nodes, left to right; each is replaced by its two children's,
+    right to left so that no entry is overwritten before it is read.  Every
+    node's branch probabilities are computed once: O(n_leaves) per row.
+    """
+    cdef Py_ssize_t n = node_logits.shape[0]
+    cdef Py_ssize_t n_nodes = node_logits.shape[1]
+    _check_tree("node_logits", n_nodes)
+    _check_shapes(
+        n_threads,
+        {"node_logits": (n, n_nodes, 2), "leaf_log_proba_out": (n, n_nodes + 1)},
+        node_logits=node_logits, leaf_log_proba_out=leaf_log_proba_out,
+    )
+    cdef Py_ssize_t i, p, node, level_size
+    cdef double reach, d
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        leaf_log_proba_out[i, 0] = 0.0
+        level_size = 1
+        while level_size <= n_nodes:  # level t has level_size = 2**t nodes
+            p = level_size - 1
+            while p >= 0:
+                node = level_size - 1 + p
+                reach = leaf_log_proba_out[i, p]
+                d = node_logits[i, node, 0] - node_logits[i, node, 1]
+                leaf_log_proba_out[i, 2 * p + 1] = reach - _softplus(d)
+                leaf_log_proba_out[i, 2 * p] = reach - _softplus(-d)
+                p = p - 1
+            level_size = 2 * level_size
+
+
+def hme_node_targets(
+    const double[:, ::1] responsibilities,  # IN  (n, n_leaves) posterior over leaves (paths)
+    double[:, :, ::1] targets_out,          # OUT (n, n_leaves - 1, 2) (left, right) mass per node
+    int n_threads=1,
+):
+    """Upward recursion: each node's soft targets for its M-step.
+
+    targets_out[i, j, 0] is the responsibility mass of the leaves below node
+    j's left child and targets_out[i, j, 1] that below its right child, so
+    their sum is the posterior probability that row i's path passes through
+    node j (for the root, the row sum of the responsibilities) and their
+    ratio is the posterior branch probability.  Node j's gate is then fit to
+    targets_out[:, j, :] as a soft-target logistic regression whose rows are
+    weighted by that reach (see softmax_loss_gradient).  Nodes are visited
+    from the last to the root, each summing its children's two entries:
+    O(n_leaves) per row.  Responsibilities need not sum to one.
+    """
+    cdef Py_ssize_t n = responsibilities.shape[0]
+    cdef Py_ssize_t n_leaves = responsibilities.shape[1]
+    cdef Py_ssize_t n_nodes = n_leaves - 1
+    _check_tree("responsibilities", n_nodes)
+    _check_shapes(
+        n_threads,
+        {"targets_out": (n, n_nodes, 2)},
+        targets_out=targets_out,
+    )
+    cdef Py_ssize_t i, j, side, child
+    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
+        j = n_nodes - 1
+        while j >= 0:
+            for side in range(2):
+                child = 2 * j + 1 + side
+                if child >= n_nodes:
+                    targets_out[i, j, side] = responsibilities[i, child - n_nodes]
+                else:
+                    targets_out[i, j, side] = targets_out[i, child, 0] + targets_out[i, child, 1]
+            j = j - 1

@@ -3,13 +3,18 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
-from skmoe.gates import TreeGate
+from skmoe.gates import HMEGate, TreeGate
 
 # Small settings keep the ~60 checks per estimator fast.
 ESTIMATORS = [
     Estimator(n_experts=2, max_iter=20, random_state=0, **gate)
     for Estimator in (MixtureOfExpertsRegressor, MixtureOfExpertsClassifier)
-    for gate in ({}, {"gate": TreeGate(min_samples_leaf=2)}, {"top_k": 1})
+    for gate in (
+        {},
+        {"gate": TreeGate(min_samples_leaf=2)},
+        {"gate": HMEGate(depth=1)},
+        {"top_k": 1},
+    )
 ]
 
 SCORE_SAMPLES_NEEDS_Y = (

@@ -7,11 +7,12 @@ name from :data:`GATES`.
 from sklearn.base import clone
 
 from ._base import BaseGate
+from ._hme import HMEGate
 from ._softmax import SoftmaxGate
 from ._tree import TreeGate
 
 #: Gate names accepted by the estimators' ``gate`` parameter.
-GATES = {"softmax": SoftmaxGate, "tree": TreeGate}
+GATES = {"softmax": SoftmaxGate, "tree": TreeGate, "hme": HMEGate}
 
 
 def make_gate(gate):
@@ -21,4 +22,4 @@ def make_gate(gate):
     return clone(gate)
 
 
-__all__ = ["BaseGate", "SoftmaxGate", "TreeGate", "GATES", "make_gate"]
+__all__ = ["BaseGate", "SoftmaxGate", "TreeGate", "HMEGate", "GATES", "make_gate"]
