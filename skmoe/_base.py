@@ -24,6 +24,7 @@ Subclasses provide the expert likelihood, target encoding and ``predict``.
 
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -35,6 +36,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._cluster import ship_once
 from ._experts import check_experts, fit_expert, make_experts, seed_random_states
@@ -48,6 +50,22 @@ from .gates import GATES, BaseGate, make_gate
 # An expert whose responsibility mass is below this many average samples has
 # collapsed: it explains (almost) nothing and its weighted refit is degenerate.
 _COLLAPSE_MASS_IN_SAMPLES = 0.5
+
+# Below this many entries in X times n_experts, EM runs with one BLAS thread.
+_MIN_ENTRIES_FOR_THREADED_BLAS = 1 << 22
+
+
+def _small_blas(n_entries):
+    """Single-threaded BLAS for EM on small data.
+
+    The gate's L-BFGS makes many tall-skinny matrix products; below a few
+    million entries, waking BLAS threads costs more than they save and they
+    compete with the OpenMP kernels (measured: a 10,000-row fit ran 3.5x
+    faster with one BLAS thread).
+    """
+    if n_entries >= _MIN_ENTRIES_FOR_THREADED_BLAS:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _as_index(mask):
@@ -278,7 +296,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         warm = self.warm_start and hasattr(self, "converged_")
         X_expert = take_columns(X, self.expert_features_)
         # One worker pool (and, on Dask, one shipment of the data) per fit.
-        with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel:
+        with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel, \
+                _small_blas(X.size * self.n_experts):
             data = _FitData(
                 X=X,
                 X_gate=take_columns(X, self.gate_features_),

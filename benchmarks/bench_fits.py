@@ -1,0 +1,269 @@
+"""Section c: whole fits of the mixtures against a single expert and gradient boosting.
+
+Data come from the model the mixtures fit (a softmax gate over linear
+experts, see ``_data.py``), so a mixture can be right where one linear model
+cannot; gradient boosting is the strong generic baseline.
+
+Held-out mean log-likelihood, the one score every model here shares:
+
+* mixtures: ``score_samples(X, y).mean()``;
+* point regressors (the single expert, gradient boosting): a Gaussian around
+  the prediction with the variance of the *training* residuals;
+* classifiers: the mean of ``log predict_proba`` of the true class, floored at
+  1e-15 so that one confident mistake is finite.
+
+The first mixture's fit is also timed under thread-pool limits (BLAS and/or
+OpenMP at one thread), which shows how much of its time is lost to thread
+pools contending for the cores.
+
+Optional peers, run only if already installed (this suite never installs
+them): R's flexmix (``FLXMRglm`` experts, ``FLXPmultinom`` concomitant gate)
+through ``Rscript`` on a CSV copy of the training data, and the Python package
+cgmm's ``MixtureOfExpertsRegressor``.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import warnings
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import r2_score
+
+from _data import make_truth
+from _timing import print_table, print_thread_table, time_interleaved, time_thread_limits
+from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+
+N_EXPERTS = 3
+
+
+def _gaussian_log_lik(model, X_train, y_train, X_test, y_test):
+    """Held-out log-likelihood of a point regressor with Gaussian training-residual noise."""
+    var = np.mean((y_train - model.predict(X_train)) ** 2)
+    return np.mean(-0.5 * (np.log(2 * np.pi * var) + (y_test - model.predict(X_test)) ** 2 / var))
+
+
+def _class_log_lik(model, X_test, y_test):
+    proba = model.predict_proba(X_test)[np.arange(y_test.shape[0]), y_test]
+    return np.mean(np.log(np.maximum(proba, 1e-15)))
+
+
+def _time_models(models, X, y, X_test, repeats):
+    """Median fit and predict seconds of each model, interleaved; models end up fitted."""
+    with warnings.catch_warnings():
+        # Mixtures that stop at max_iter still count; their iterations are reported.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = time_interleaved(
+            {name: (lambda m=m: m.fit(X, y)) for name, m in models.items()}, repeats, warmup=False
+        )
+    predict = time_interleaved(
+        {name: (lambda m=m: m.predict(X_test)) for name, m in models.items()}, repeats,
+        min_time=0.05,
+    )
+    return fit, predict
+
+
+def _em_iters(model):
+    """EM iterations of a mixture, starred if it stopped at max_iter; blank for the others."""
+    if not hasattr(model, "converged_"):
+        return ""
+    return f"{model.n_iter_}{'' if model.converged_ else '*'}"
+
+
+# ---------------------------------------------------------------------------
+# Optional peers
+# ---------------------------------------------------------------------------
+
+# Fits flexmix and scores it on the held-out rows the same way as the mixtures:
+# gate probabilities from the concomitant model, Gaussian experts around each
+# component's prediction. Prints: fit seconds (R's own timer, so neither R's
+# start-up nor the CSV parsing counts), EM iterations, components kept, R2, mean
+# log-likelihood.
+_FLEXMIX_SCRIPT = textwrap.dedent(
+    """
+    suppressPackageStartupMessages(library(flexmix))
+    args <- commandArgs(trailingOnly = TRUE)
+    train <- read.csv(args[1])
+    test <- read.csv(args[2])
+    x <- paste(grep("^x", names(train), value = TRUE), collapse = " + ")
+    set.seed(0)
+    elapsed <- system.time(m <- flexmix(
+        as.formula(paste("y ~", x)), data = train, k = as.integer(args[3]),
+        model = FLXMRglm(family = "gaussian"),
+        concomitant = FLXPmultinom(as.formula(paste("~", x)))))[["elapsed"]]
+    gate <- prior(m, newdata = test)
+    means <- do.call(cbind, predict(m, newdata = test))
+    sigma <- parameters(m)["sigma", ]
+    dens <- sapply(seq_len(m@k), function(j) dnorm(test$y, means[, j], sigma[j]))
+    pred <- rowSums(gate * means)
+    r2 <- 1 - sum((test$y - pred)^2) / sum((test$y - mean(test$y))^2)
+    cat(elapsed, m@iter, m@k, r2, mean(log(rowSums(gate * dens))), "\\n")
+    """
+)
+
+
+def _flexmix(X, y, X_test, y_test):
+    """A peers-table row for flexmix, or the reason it was skipped."""
+    if shutil.which("Rscript") is None:
+        return "skipped: Rscript is not installed"
+    check = subprocess.run(["Rscript", "-e", "library(flexmix)"], capture_output=True)
+    if check.returncode != 0:
+        return "skipped: the R package flexmix is not installed"
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: os.path.join(tmp, f"{name}.csv") for name in ("train", "test")}
+        header = ",".join([f"x{j}" for j in range(X.shape[1])] + ["y"])
+        for name, (A, b) in [("train", (X, y)), ("test", (X_test, y_test))]:
+            np.savetxt(paths[name], np.column_stack([A, b]), delimiter=",", header=header,
+                       comments="")
+        script = os.path.join(tmp, "fit.R")
+        with open(script, "w") as f:
+            f.write(_FLEXMIX_SCRIPT)
+        out = subprocess.run(["Rscript", script, paths["train"], paths["test"], str(N_EXPERTS)],
+                             capture_output=True, text=True)
+    if out.returncode != 0:
+        return f"failed: {out.stderr.strip().splitlines()[-1:]}"
+    seconds, iters, kept, r2, ll = out.stdout.split()
+    return [f"flexmix FLXMRglm + FLXPmultinom ({kept} kept)", X.shape[0], f"{float(seconds):.3f}",
+            iters, f"{float(r2):.4f}", f"{float(ll):.4f}"]
+
+
+def _cgmm(X, y, X_test, y_test):
+    """Peers-table rows for cgmm and for skmoe on the same rows, or a skip reason."""
+    try:
+        from cgmm import MixtureOfExpertsRegressor as CgmmMixture
+    except ImportError:
+        return "skipped: the Python package cgmm is not importable"
+    models = {
+        "cgmm MixtureOfExpertsRegressor": CgmmMixture(n_components=N_EXPERTS, random_state=0),
+        f"MoE({N_EXPERTS} x LinearRegression)": MixtureOfExpertsRegressor(
+            N_EXPERTS, estimator=LinearRegression(), random_state=0),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = time_interleaved(
+            {name: (lambda m=m: m.fit(X, y)) for name, m in models.items()}, 1, warmup=False
+        )
+    rows = []
+    for name, model in models.items():
+        # cgmm's score() is a log-likelihood, not R2; its log_prob() is per row.
+        log_lik = model.log_prob if hasattr(model, "log_prob") else model.score_samples
+        rows.append([name, X.shape[0], f"{fit[name]:.3f}", model.n_iter_,
+                     f"{r2_score(y_test, model.predict(X_test)):.4f}",
+                     f"{np.mean(log_lik(X_test, y_test)):.4f}"])
+    return rows
+
+
+def _peers(X, y, X_test, y_test, cgmm_rows, skmoe_row):
+    """The optional-peers table: rows for the peers that ran, notes for the others."""
+    rows, notes = [skmoe_row], []
+    try:
+        result = _flexmix(X, y, X_test, y_test)
+    except Exception as exc:  # a peer's failure must not stop the suite
+        result = f"failed: {type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        notes.append(f"peer flexmix {result}")
+    else:
+        rows.append(result)
+    try:
+        # cgmm's E-step loops over rows in Python: it gets a subsample, and so
+        # does a second skmoe fit, for a like-for-like row.
+        result = _cgmm(X[:cgmm_rows], y[:cgmm_rows], X_test, y_test)
+    except Exception as exc:
+        result = f"failed: {type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        notes.append(f"peer cgmm {result}")
+    else:
+        rows.extend(result)
+    print_table(
+        "c. optional peers on the same regression data (one fit each; flexmix timed by R)",
+        ["model", "train rows", "fit s", "EM iters", "held-out R2", "mean log-lik"],
+        rows, notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+def _regression(n_train, n_test, repeats, cgmm_rows):
+    truth = make_truth(n_features=5, n_experts=N_EXPERTS, seed=1)
+    rng = np.random.default_rng(0)
+    X, y = truth.sample_regression(n_train, rng)
+    X_test, y_test = truth.sample_regression(n_test, rng)
+    models = {
+        f"MoE({N_EXPERTS} x LinearRegression)": MixtureOfExpertsRegressor(
+            N_EXPERTS, estimator=LinearRegression(), random_state=0),
+        f"MoE({N_EXPERTS} x Ridge)": MixtureOfExpertsRegressor(
+            N_EXPERTS, estimator=Ridge(), random_state=0),
+        "LinearRegression": LinearRegression(),
+        "Ridge": Ridge(),
+        # random_state only fixes the early-stopping split, for reproducible scores.
+        "HistGradientBoostingRegressor": HistGradientBoostingRegressor(random_state=0),
+    }
+    fit, predict = _time_models(models, X, y, X_test, repeats)
+    rows = []
+    for name, model in models.items():
+        if hasattr(model, "score_samples"):
+            ll = model.score_samples(X_test, y_test).mean()
+        else:
+            ll = _gaussian_log_lik(model, X, y, X_test, y_test)
+        rows.append([name, f"{fit[name]:.3f}", f"{predict[name] * 1e3:.1f}", _em_iters(model),
+                     f"{model.score(X_test, y_test):.4f}", f"{ll:.4f}"])
+    print_table(
+        f"c. regression fits: {n_train} train / {n_test} held-out rows, 5 features, "
+        f"{N_EXPERTS} gated linear regimes (median of {repeats})",
+        ["model", "fit s", "predict ms", "EM iters", "held-out R2", "mean log-lik"],
+        rows,
+        notes=["* = stopped at max_iter without converging",
+               f"true noise std {truth.noise_std}: the best possible mean log-lik is about "
+               f"{-0.5 * np.log(2 * np.pi * np.e * truth.noise_std ** 2):.4f} "
+               "(if the gate were certain)"],
+    )
+    mixture_name = next(iter(models))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        thread_times = time_thread_limits(lambda: models[mixture_name].fit(X, y), repeats)
+    print_thread_table(f"c. {mixture_name} fit under thread limits (median of {repeats})",
+                       thread_times)
+    skmoe_row = [rows[0][0], n_train, rows[0][1], rows[0][3], rows[0][4], rows[0][5]]
+    _peers(X, y, X_test, y_test, cgmm_rows, skmoe_row)
+
+
+def _classification(n_train, n_test, repeats):
+    truth = make_truth(n_features=5, n_experts=N_EXPERTS, n_outputs=3, seed=2)
+    rng = np.random.default_rng(0)
+    X, y = truth.sample_classification(n_train, rng)
+    X_test, y_test = truth.sample_classification(n_test, rng)
+    models = {
+        f"MoE({N_EXPERTS} x LogisticRegression)": MixtureOfExpertsClassifier(
+            N_EXPERTS, estimator=LogisticRegression(), random_state=0),
+        "LogisticRegression": LogisticRegression(),
+        "HistGradientBoostingClassifier": HistGradientBoostingClassifier(random_state=0),
+    }
+    fit, predict = _time_models(models, X, y, X_test, repeats)
+    rows = [
+        [name, f"{fit[name]:.3f}", f"{predict[name] * 1e3:.1f}", _em_iters(model),
+         f"{model.score(X_test, y_test):.4f}", f"{_class_log_lik(model, X_test, y_test):.4f}"]
+        for name, model in models.items()
+    ]
+    print_table(
+        f"c. classification fits: {n_train} train / {n_test} held-out rows, 5 features, "
+        f"3 classes, {N_EXPERTS} gated logistic regimes (median of {repeats})",
+        ["model", "fit s", "predict ms", "EM iters", "accuracy", "mean log-lik"],
+        rows,
+        notes=["* = stopped at max_iter without converging"],
+    )
+
+
+def run(quick):
+    if quick:
+        _regression(10_000, 5_000, repeats=3, cgmm_rows=1_000)
+        _classification(2_000, 2_000, repeats=3)
+    else:
+        _regression(200_000, 50_000, repeats=3, cgmm_rows=20_000)
+        _classification(20_000, 20_000, repeats=3)
+    return []

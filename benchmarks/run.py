@@ -1,0 +1,85 @@
+"""Run the skmoe benchmark suite: ``python benchmarks/run.py [--quick] [--sections ...]``.
+
+Sections (one module each): kernels (a), gate (b), fits (c), scaling (d),
+topk (top-k against dense prediction).
+Every table compares candidates measured side by side in this one run
+(interleaved rounds, medians); see README.md for how to read them. The run
+ends with every target verdict in one list.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import scipy
+import sklearn
+from threadpoolctl import threadpool_info
+
+import bench_fits
+import bench_gate_mstep
+import bench_kernels
+import bench_scaling
+import bench_topk
+import skmoe
+
+SECTIONS = {
+    "kernels": bench_kernels,
+    "gate": bench_gate_mstep,
+    "fits": bench_fits,
+    "scaling": bench_scaling,
+    "topk": bench_topk,
+}
+
+
+def _load():
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _environment():
+    pools = ", ".join(
+        f"{p['internal_api']} x{p['num_threads']}" for p in threadpool_info()
+    )
+    return [
+        f"skmoe {skmoe.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}",
+        f"{os.cpu_count()} CPUs ({platform.machine()}); thread pools: {pools}",
+        "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}".format(
+            os.environ.get("OMP_NUM_THREADS", "unset"),
+            os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+        ),
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes: the whole suite in about two minutes")
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+                        help="run only these sections (default: all)")
+    args = parser.parse_args(argv)
+    # Long runs are often piped to a file: show each table as soon as it is done.
+    sys.stdout.reconfigure(line_buffering=True)
+
+    print(f"skmoe benchmarks ({'quick' if args.quick else 'full'} run)")
+    for line in _environment():
+        print(line)
+    verdicts = []
+    start = time.perf_counter()
+    for name in args.sections:
+        section_start = time.perf_counter()
+        # Other users' load is the main source of noise here, so it is recorded.
+        load_before = _load()
+        verdicts += SECTIONS[name].run(args.quick)
+        print(f"[{name}: {time.perf_counter() - section_start:.0f} s; load average "
+              f"before {load_before}, after {_load()}]")
+    print(f"\nAll targets ({time.perf_counter() - start:.0f} s in total)\n===========")
+    for line in verdicts:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
