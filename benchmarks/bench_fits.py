@@ -180,7 +180,8 @@ def _peers(X, y, X_test, y_test, cgmm_rows, skmoe_row):
     else:
         rows.extend(result)
     print_table(
-        "c. optional peers on the same regression data (one fit each; flexmix timed by R)",
+        "c. optional peers on the same regression data (first row: the median from above; "
+        "the others one fit each, flexmix timed by R)",
         ["model", "train rows", "fit s", "EM iters", "held-out R2", "mean log-lik"],
         rows, notes=notes,
     )
