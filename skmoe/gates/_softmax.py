@@ -131,17 +131,24 @@ class SoftmaxGate(BaseGate):
             kernel_threads(responsibilities.size),
         )
         theta0 = self._pack()
+        start_values = []  # L-BFGS evaluates theta0 first: keep that value for the guard
+
+        def objective(theta):
+            value, grad = self._objective(theta, *args)
+            if not start_values:
+                start_values.append(value)
+            return value, grad
+
         result = minimize(
-            self._objective,
+            objective,
             theta0,
-            args=args,
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-64},
         )
         # Generalised EM only needs the objective not to go down; L-BFGS's line
         # search ensures that, and this guard makes it unconditional.
-        if result.fun <= self._objective(theta0, *args)[0]:
+        if result.fun <= start_values[0]:
             _, self.coef_, self.intercept_ = self._unpack(result.x)
         self.n_iter_ = int(result.nit)
         return self
