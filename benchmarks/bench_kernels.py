@@ -189,9 +189,12 @@ def _e_step_candidates(x, n, n_experts, with_scipy):
 def _loss_gradient_candidates(x, n, n_experts, with_scipy):
     """Kernel at 1 and 2 threads and the NumPy versions, each checked against the kernel."""
     args = (x["logits"], x["targets"], x["weight"])
+    # The logits here already include any intercept, for the kernel as for NumPy.
+    kernel_args = (x["logits"], np.zeros(n_experts), x["targets"], x["weight"])
     grad, grad_np = np.empty((n, n_experts)), np.empty((n, n_experts))
     candidates = {
-        f"kernel {t}t": (lambda t=t: softmax_loss_gradient(*args, grad, t)) for t in (1, 2)
+        f"kernel {t}t": (lambda t=t: softmax_loss_gradient(*kernel_args, grad, t))
+        for t in (1, 2)
     }
     loss = candidates["kernel 1t"]()
     versions = {"scipy": loss_gradient_scipy} if with_scipy else {}

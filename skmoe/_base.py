@@ -347,9 +347,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if isinstance(init, str) and init == "softmax":
             resp = self._softmax_start(data, random_state)
         else:
+            # A fresh array either way: k-means standardises it in place.
             cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
             if cluster_columns.shape[1] == 0:
-                cluster_columns = data.X_expert
+                cluster_columns = data.X_expert.copy()
             resp = initial_responsibilities(
                 init, cluster_columns, self.n_experts, data.sample_weight, random_state
             )

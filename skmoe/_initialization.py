@@ -4,6 +4,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_array
 
+from ._stats import weighted_mean_scale
+
 
 def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_state):
     """Return an (n_samples, n_experts) matrix of starting responsibilities.
@@ -15,15 +17,17 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
         (weighted by ``sample_weight``); ``"random"``: rows drawn from a flat
         Dirichlet; an array: used as given (rows are renormalised).
     X_cluster : ndarray of shape (n_samples, n_columns)
-        Columns that k-means clusters on.
+        Columns that k-means clusters on: a scratch array, standardised in
+        place, so that k-means makes no copy of the data.
     """
     n_samples = X_cluster.shape[0]
     if isinstance(init, str) and init == "kmeans":
-        std = X_cluster.std(axis=0)
-        std[std == 0] = 1.0
-        labels = KMeans(n_clusters=n_experts, n_init=1, random_state=random_state).fit_predict(
-            (X_cluster - X_cluster.mean(axis=0)) / std, sample_weight=sample_weight
-        )
+        mean, scale = weighted_mean_scale(X_cluster, sample_weight)
+        X_cluster -= mean
+        X_cluster /= scale
+        labels = KMeans(
+            n_clusters=n_experts, n_init=1, copy_x=False, random_state=random_state
+        ).fit_predict(X_cluster, sample_weight=sample_weight)
         resp = np.zeros((n_samples, n_experts))
         resp[np.arange(n_samples), labels] = 1.0
         return resp

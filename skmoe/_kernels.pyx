@@ -28,8 +28,26 @@ import numpy as np
 
 from cython.parallel import prange
 from libc.math cimport exp, log, log1p, INFINITY
+from libc.string cimport memcpy
+
+cdef extern from "_fastexp.h" nogil:
+    # values[i] = exp(values[i] - shift) for i < n, returning their sum (vectorised).
+    double exp_shift_sum "skmoe_exp_shift_sum"(double *values, double shift, Py_ssize_t n)
+    int skmoe_select_simd(int wanted)
 
 cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
+
+
+def use_simd(bint enabled=True):
+    """Choose the AVX2 path of the kernels' exp loops, if the CPU has AVX2 and FMA.
+
+    Called at import with ``enabled=True``; tests call it with ``False`` to
+    run the baseline path.  Returns whether the AVX2 path is now in use.
+    """
+    return bool(skmoe_select_simd(enabled))
+
+
+SIMD = use_simd()  # True when the AVX2 path is in use on this CPU
 
 
 def _check_shapes(int n_threads, expected, **arrays):
@@ -42,46 +60,42 @@ def _check_shapes(int n_threads, expected, **arrays):
             raise ValueError(f"{name} has shape {shape}, expected {expected[name]}.")
 
 
-cdef inline double _row_log_normaliser(const double[:, ::1] logits, Py_ssize_t i,
-                                       Py_ssize_t n_cols) noexcept nogil:
-    """log(sum_k exp(logits[i, k])), shifted by the row maximum for stability."""
+cdef inline double _row_max(const double *values, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t k
-    cdef double row_max = -INFINITY
-    cdef double total = 0.0
-    for k in range(n_cols):
-        if logits[i, k] > row_max:
-            row_max = logits[i, k]
+    cdef double best = -INFINITY
+    for k in range(n):
+        if values[k] > best:
+            best = values[k]
+    return best
+
+
+cdef inline double _row_log_normaliser(const double *logits, double *scratch,
+                                       Py_ssize_t n_cols) noexcept nogil:
+    """log(sum_k exp(logits[k])), shifted by the maximum; ``scratch`` is overwritten."""
+    cdef double row_max = _row_max(logits, n_cols)
     if row_max == -INFINITY:
         return -INFINITY
-    for k in range(n_cols):
-        total = total + exp(logits[i, k] - row_max)
-    return row_max + log(total)
+    memcpy(scratch, logits, n_cols * sizeof(double))
+    return row_max + log(exp_shift_sum(scratch, row_max, n_cols))
 
 
-cdef inline void _normalise_row(double[:, ::1] log_joint_out, Py_ssize_t i, Py_ssize_t n_cols,
-                                double[::1] log_likelihood_out) noexcept nogil:
-    """Turn row i of log joint probabilities into responsibilities, in place.
+cdef inline double _normalise_row(double *log_joint, Py_ssize_t n_cols) noexcept nogil:
+    """Turn a row of log joint probabilities into responsibilities, in place.
 
-    Writes the row's log marginal likelihood.  A row with no finite entry
+    Returns the row's log marginal likelihood.  A row with no finite entry
     (impossible under the model) gets uniform responsibilities and -inf.
     """
     cdef Py_ssize_t k
-    cdef double row_max = -INFINITY
-    cdef double total = 0.0
-    for k in range(n_cols):
-        if log_joint_out[i, k] > row_max:
-            row_max = log_joint_out[i, k]
+    cdef double total
+    cdef double row_max = _row_max(log_joint, n_cols)
     if row_max == -INFINITY:
         for k in range(n_cols):
-            log_joint_out[i, k] = 1.0 / n_cols
-        log_likelihood_out[i] = -INFINITY
-        return
+            log_joint[k] = 1.0 / n_cols
+        return -INFINITY
+    total = exp_shift_sum(log_joint, row_max, n_cols)
     for k in range(n_cols):
-        log_joint_out[i, k] = exp(log_joint_out[i, k] - row_max)
-        total = total + log_joint_out[i, k]
-    for k in range(n_cols):
-        log_joint_out[i, k] = log_joint_out[i, k] / total
-    log_likelihood_out[i] = row_max + log(total)
+        log_joint[k] = log_joint[k] / total
+    return row_max + log(total)
 
 
 def e_step(
@@ -104,10 +118,11 @@ def e_step(
     cdef Py_ssize_t i, k
     cdef double log_norm
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        log_norm = _row_log_normaliser(gate_logits, i, n_experts)
+        # The output row is the scratch space of the gate's normaliser.
+        log_norm = _row_log_normaliser(&gate_logits[i, 0], &responsibilities_out[i, 0], n_experts)
         for k in range(n_experts):
             responsibilities_out[i, k] = gate_logits[i, k] - log_norm + log_likelihood[i, k]
-        _normalise_row(responsibilities_out, i, n_experts, log_likelihood_out)
+        log_likelihood_out[i] = _normalise_row(&responsibilities_out[i, 0], n_experts)
 
 
 def gaussian_e_step(
@@ -138,18 +153,19 @@ def gaussian_e_step(
         log_const[k] = -0.5 * (LOG_2PI + log(variance[k]))
         half_precision[k] = 0.5 / variance[k]
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        log_norm = _row_log_normaliser(gate_logits, i, n_experts)
+        log_norm = _row_log_normaliser(&gate_logits[i, 0], &responsibilities_out[i, 0], n_experts)
         for k in range(n_experts):
             residual = y[i] - mean[i, k]
             responsibilities_out[i, k] = (
                 gate_logits[i, k] - log_norm
                 + log_const[k] - half_precision[k] * residual * residual
             )
-        _normalise_row(responsibilities_out, i, n_experts, log_likelihood_out)
+        log_likelihood_out[i] = _normalise_row(&responsibilities_out[i, 0], n_experts)
 
 
 def softmax_loss_gradient(
-    const double[:, ::1] logits,          # IN  (n, K) Z = X V + c
+    const double[:, ::1] logits,          # IN  (n, K) X V, without the intercept
+    const double[::1] intercept,          # IN  (K,)   c, added to every row of logits
     const double[:, ::1] targets,         # IN  (n, K) soft targets (responsibilities)
     const double[::1] sample_weight,      # IN  (n,)
     double[:, ::1] gradient_out,          # OUT (n, K) d loss / d Z
@@ -157,39 +173,40 @@ def softmax_loss_gradient(
 ):
     """Weighted soft-target cross-entropy of a softmax and its gradient in Z.
 
+    With Z = logits + intercept,
     loss = sum_i w_i (t_i. * logsumexp(Z_i.) - sum_k t_ik Z_ik), which equals
     -sum_i w_i sum_k t_ik log softmax(Z_i.)_k; the gradient row is
     w_i (t_i. * softmax(Z_i.) - t_i.), i.e. w_i (G_i. - T_i.) when rows of T sum
-    to one (t_i. is the row sum of the targets).
+    to one (t_i. is the row sum of the targets).  The intercept is added on the
+    fly: NumPy's broadcast add of a short row to a tall (n, K) array costs as
+    much as this whole pass.
     """
     cdef Py_ssize_t n = logits.shape[0]
     cdef Py_ssize_t n_classes = logits.shape[1]
     cdef Py_ssize_t i, k
-    cdef double row_max, total, target_sum, target_dot, log_norm, w
+    cdef double row_max, total, target_sum, target_dot, scale, w
     cdef double loss = 0.0
     _check_shapes(
         n_threads,
-        {"targets": (n, n_classes), "sample_weight": (n,), "gradient_out": (n, n_classes)},
-        targets=targets, sample_weight=sample_weight, gradient_out=gradient_out,
+        {"intercept": (n_classes,), "targets": (n, n_classes), "sample_weight": (n,),
+         "gradient_out": (n, n_classes)},
+        intercept=intercept, targets=targets, sample_weight=sample_weight,
+        gradient_out=gradient_out,
     )
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
         w = sample_weight[i]
-        row_max = -INFINITY
-        for k in range(n_classes):
-            if logits[i, k] > row_max:
-                row_max = logits[i, k]
-        total = 0.0
         target_sum = 0.0
         target_dot = 0.0
         for k in range(n_classes):
-            gradient_out[i, k] = exp(logits[i, k] - row_max)
-            total = total + gradient_out[i, k]
+            gradient_out[i, k] = logits[i, k] + intercept[k]  # Z_i., exponentiated next
             target_sum = target_sum + targets[i, k]
-            target_dot = target_dot + targets[i, k] * logits[i, k]
-        log_norm = row_max + log(total)
+            target_dot = target_dot + targets[i, k] * gradient_out[i, k]
+        row_max = _row_max(&gradient_out[i, 0], n_classes)
+        total = exp_shift_sum(&gradient_out[i, 0], row_max, n_classes)
+        scale = target_sum / total
         for k in range(n_classes):
-            gradient_out[i, k] = w * (target_sum * gradient_out[i, k] / total - targets[i, k])
-        loss += w * (target_sum * log_norm - target_dot)
+            gradient_out[i, k] = w * (scale * gradient_out[i, k] - targets[i, k])
+        loss += w * (target_sum * (row_max + log(total)) - target_dot)
     return loss
 
 
@@ -209,7 +226,7 @@ def top_k_softmax(
     cdef Py_ssize_t n = logits.shape[0]
     cdef Py_ssize_t n_experts = logits.shape[1]
     cdef Py_ssize_t i, k, j, filled, pos
-    cdef double value, row_max, total
+    cdef double value, total
     if not 1 <= top_k <= n_experts:
         raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}.")
     _check_shapes(
@@ -235,11 +252,7 @@ def top_k_softmax(
                 pos = pos - 1
             weights_out[i, pos] = value
             experts_out[i, pos] = k
-        row_max = weights_out[i, 0]
-        total = 0.0
-        for j in range(top_k):
-            weights_out[i, j] = exp(weights_out[i, j] - row_max)
-            total = total + weights_out[i, j]
+        total = exp_shift_sum(&weights_out[i, 0], weights_out[i, 0], top_k)
         for j in range(top_k):
             weights_out[i, j] = weights_out[i, j] / total
 

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
@@ -37,6 +37,7 @@ from skmoe._kernels import (
     group_by_expert,
     softmax_loss_gradient,
     top_k_softmax,
+    use_simd,
 )
 from skmoe.gates import SoftmaxGate
 
@@ -45,6 +46,17 @@ N_EXPERTS = (1, 2, 5, 32)
 N_THREADS = (1, 2)
 
 RTOL = 1e-10
+
+# The kernels' exp loops have an AVX2 path and a baseline path (see
+# skmoe/_fastexp.h); every test here runs on each path this CPU can take.
+EXP_PATHS = ["avx2", "baseline"] if use_simd(True) else ["baseline"]
+
+
+@pytest.fixture(autouse=True, params=EXP_PATHS)
+def exp_path(request):
+    use_simd(request.param == "avx2")
+    yield request.param
+    use_simd(True)
 
 # Rows of gate logits at the edge of the exponent range: exp(1e3) overflows and
 # exp(-1e3) underflows, and 700 is close to log(DBL_MAX) ~ 709.8; only kernels
@@ -111,9 +123,11 @@ def run_gaussian_e_step(y, mean, variance, gate_logits, n_threads=1):
     return responsibilities, row_log_likelihood
 
 
-def run_softmax_loss_gradient(logits, targets, sample_weight, n_threads=1):
+def run_softmax_loss_gradient(logits, targets, sample_weight, n_threads=1, intercept=None):
     gradient = np.full(logits.shape, np.nan)
-    loss = softmax_loss_gradient(logits, targets, sample_weight, gradient, n_threads)
+    if intercept is None:
+        intercept = np.zeros(logits.shape[1])
+    loss = softmax_loss_gradient(logits, intercept, targets, sample_weight, gradient, n_threads)
     return loss, gradient
 
 
@@ -231,6 +245,36 @@ def test_softmax_loss_gradient_unnormalised_targets():
     # Zero-target rows have an exactly zero gradient; other entries as above.
     assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * 5 * sample_weight.max())
     assert_array_equal(gradient[::10], 0.0)
+
+
+def test_softmax_loss_gradient_adds_the_intercept_to_every_row():
+    rng = np.random.default_rng(4)
+    logits, targets, sample_weight = random_softmax_inputs(rng, 200, 5)
+    intercept = rng.normal(scale=3.0, size=5)
+    loss, gradient = run_softmax_loss_gradient(
+        logits, targets, sample_weight, intercept=intercept
+    )
+    expected_loss, expected_gradient = reference_softmax_loss_gradient(
+        logits + intercept, targets, sample_weight
+    )
+    assert_allclose(loss, expected_loss, rtol=RTOL)
+    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+
+
+def test_kernel_exp_is_accurate_over_the_whole_range():
+    """Two experts with gate logits (0, x) and equal likelihoods: r_1 = exp(x) / (1 + exp(x)).
+
+    r_1 is computed from the kernels' own exp, so this checks it to a few ulps
+    for x from -745 (below which libm's exp is 0) to 0, both sides of -708
+    where the kernel's exp stops returning subnormals.
+    """
+    x = np.concatenate([np.linspace(-745.0, 0.0, 100_001), [-708.0, -707.9, -1e-300, 0.0]])
+    gate_logits = np.column_stack([np.zeros_like(x), x])
+    responsibilities, _ = run_e_step(gate_logits, np.zeros_like(gate_logits))
+    expected = np.exp(x) / (1.0 + np.exp(x))
+    normal = x >= -708.0
+    assert_allclose(responsibilities[normal, 1], expected[normal], rtol=4e-16 * 8, atol=0)
+    assert np.all(np.abs(responsibilities[~normal, 1] - expected[~normal]) <= np.exp(-708.0))
 
 
 # --------------------------------------------------------------------------
@@ -585,7 +629,11 @@ def test_kernels_reject_mismatched_shapes_and_thread_counts():
 # Properties over arbitrary finite inputs
 # --------------------------------------------------------------------------
 
-@settings(max_examples=200, deadline=None)
+# The autouse exp_path fixture only selects a code path: sharing it between
+# examples is what is wanted.
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.integers(1, 6).flatmap(
         lambda k: st.tuples(

@@ -9,16 +9,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._kernels import softmax_loss_gradient
 from .._openmp import kernel_threads
+from .._stats import weighted_mean_scale
 from ._base import BaseGate
-
-
-def _weighted_standardisation(X, sample_weight):
-    """Weighted column means and scales; constant columns get scale 1."""
-    mean = np.average(X, axis=0, weights=sample_weight) if X.shape[1] else np.zeros(0)
-    var = np.average((X - mean) ** 2, axis=0, weights=sample_weight) if X.shape[1] else mean
-    scale = np.sqrt(var)
-    scale[scale <= np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean, scale
 
 
 class SoftmaxGate(BaseGate):
@@ -82,7 +74,7 @@ class SoftmaxGate(BaseGate):
 
     def _initialize(self, X, n_experts, sample_weight):
         self._validate_params()
-        self._mean, self._scale = _weighted_standardisation(X, sample_weight)
+        self._mean, self._scale = weighted_mean_scale(X, sample_weight)
         self.n_experts_ = n_experts
         self.coef_ = np.zeros((X.shape[1], n_experts))
         self.intercept_ = np.zeros(n_experts)
@@ -106,12 +98,13 @@ class SoftmaxGate(BaseGate):
         """Per-sample penalised soft-target cross-entropy and its gradient."""
         std_coef, coef, intercept = self._unpack(theta)
         logits = X @ coef
-        logits += intercept
         grad_logits = np.empty_like(logits)
         loss = softmax_loss_gradient(
-            logits, responsibilities, sample_weight, grad_logits, n_threads
+            logits, intercept, responsibilities, sample_weight, grad_logits, n_threads
         )
-        grad_intercept = grad_logits.sum(axis=0)
+        # Column sums as a matrix-vector product: NumPy's sum(axis=0) over a
+        # short contiguous last axis is 30x slower.
+        grad_intercept = grad_logits.T @ np.ones(grad_logits.shape[0])
         # Chain rule through the standardisation, without forming (X - mean) / scale.
         grad_coef = (X.T @ grad_logits - np.outer(self._mean, grad_intercept)) / self._scale[
             :, None
