@@ -1,8 +1,8 @@
 """Section d: how fit time and peak memory grow with the number of rows.
 
-``MixtureOfExpertsRegressor(8, estimator=LinearRegression(), max_iter=20,
-tol=0)`` runs exactly 20 EM iterations at every n, so time per row is
-comparable across n; ``HistGradientBoostingRegressor()`` at the same n gives
+``MixtureOfExpertsRegressor(8, max_iter=20, tol=0)`` (its default linear
+experts, ``Ridge()``) runs exactly 20 EM iterations at every n, so time per
+row is comparable across n; ``HistGradientBoostingRegressor()`` at the same n gives
 the ratio to a strong generic baseline. d = 20 features.
 
 Every fit runs in a fresh subprocess (this file run with ``--child``), which
@@ -31,7 +31,6 @@ import warnings
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import LinearRegression
 
 from _data import make_truth
 from _timing import median, print_table, verdict
@@ -43,9 +42,7 @@ TARGET_SLOPE, TARGET_HGB_RATIO, TARGET_MEMORY = 1.15, 3.0, 3.0
 
 def _make_model(name):
     if name == "moe":
-        return MixtureOfExpertsRegressor(
-            N_EXPERTS, estimator=LinearRegression(), max_iter=MAX_ITER, tol=0, random_state=0
-        )
+        return MixtureOfExpertsRegressor(N_EXPERTS, max_iter=MAX_ITER, tol=0, random_state=0)
     # random_state only fixes the early-stopping split, for reproducible fits.
     return HistGradientBoostingRegressor(random_state=0)
 
@@ -140,7 +137,7 @@ def run(quick):
                 f"(measured {memory:.2f}x)", memory <= TARGET_MEMORY),
     ]
     print_table(
-        f"d. scaling: MoE({N_EXPERTS} x LinearRegression, max_iter={MAX_ITER}, tol=0) vs "
+        f"d. scaling: MoE({N_EXPERTS} x Ridge, max_iter={MAX_ITER}, tol=0) vs "
         f"HistGradientBoostingRegressor, d={N_FEATURES} (median of reps; one subprocess per fit)",
         ["n", "reps", "MoE fit s", "MoE us/row/iter", "HGB fit s", "MoE/HGB",
          "MoE mem/X", "HGB mem/X"],

@@ -262,7 +262,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self : object
             The fitted estimator.
         """
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric)
+        # C order: the kernels read X row by row (a Fortran-ordered X is copied once here).
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, order="C", y_numeric=self._y_numeric
+        )
         n_samples, n_features = X.shape
         self._check_top_k()
         if self.n_experts > n_samples:
@@ -344,16 +347,6 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         n_samples = data.X_gate.shape[0]
         gate = seed_random_states(make_gate(self.gate), random_state)
         init = gate._default_init if isinstance(self.init, str) and self.init == "auto" else self.init
-        if isinstance(init, str) and init == "softmax":
-            resp = self._softmax_start(data, random_state)
-        else:
-            # A fresh array either way: k-means standardises it in place.
-            cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
-            if cluster_columns.shape[1] == 0:
-                cluster_columns = data.X_expert.copy()
-            resp = initial_responsibilities(
-                init, cluster_columns, self.n_experts, data.sample_weight, random_state
-            )
         state = _EMState(
             experts=make_experts(named_experts, random_state),
             gate=gate,
@@ -362,12 +355,25 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
         state.gate._initialize(data.X_gate, self.n_experts, data.sample_weight)
         # No row scores exist yet: a collapsed initial expert is re-seeded on random rows.
-        state.resp, state.row_log_lik = resp, random_state.uniform(size=n_samples)
+        state.resp = self._initial_responsibilities(data, init, random_state)
+        state.row_log_lik = random_state.uniform(size=n_samples)
         self._m_step(data, state, self._revive_collapsed(data, state, 0))
         self._e_step(data, state)
         if self.verbose:
             print(f"EM start {init_index}: initial mean log-likelihood {state.log_likelihood:.6g}")
         return self._iterate(data, state)
+
+    def _initial_responsibilities(self, data, init, random_state):
+        """Starting responsibilities; k-means' copy of the data is freed on return."""
+        if isinstance(init, str) and init == "softmax":
+            return self._softmax_start(data, random_state)
+        # A fresh array either way: k-means standardises it in place.
+        cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
+        if cluster_columns.shape[1] == 0:
+            cluster_columns = data.X_expert.copy()
+        return initial_responsibilities(
+            init, cluster_columns, self.n_experts, data.sample_weight, random_state
+        )
 
     def _softmax_start(self, data, random_state):
         """Responsibilities of a softmax-gated fit of the same experts, from k-means.
@@ -430,34 +436,50 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         state.gate._m_step(data.X_gate, resp, data.sample_weight)
         # The gate goes first so that each expert is evaluated, in the same
         # parallel task as its refit, on exactly the rows the next E-step needs.
-        state.logits = routed_logits(state.gate._logits(data.X_gate), self.top_k)
-        routed = np.isfinite(state.logits)
-        weights = resp * data.sample_weight[:, None]
-        tasks = []  # (rows to refit on or None, rows to evaluate on) per expert
-        for k in range(len(state.experts)):
-            train = self._training_rows(data, weights[:, k])
-            predict = routed[:, k] if train is None else routed[:, k] | train
-            tasks.append((None if train is None else _as_index(train), _as_index(predict)))
-        fitted = data.parallel(
-            delayed(fit_expert)(
-                expert,
-                data.X_expert,
-                data.y_fit,
-                np.ascontiguousarray(weights[:, k]),
-                train,
-                predict,
-                data.likelihood.expert_output,
-            )
-            for k, (expert, (train, predict)) in enumerate(zip(state.experts, tasks))
-        )
+        state.outputs = None  # free the old outputs before the experts copy their rows
+        if self.top_k is not None and self.top_k < self.n_experts:
+            state.logits = routed_logits(state.gate._logits(data.X_gate), self.top_k)
+            routed = np.isfinite(state.logits)
+        else:
+            # Dense routing: every expert is evaluated on every row, and the
+            # logits are cheaper to recompute after the refits than to keep.
+            state.logits = routed = None
+        rows = []  # (rows refit on or None, rows evaluated on) per expert, filled by the tasks
+        fitted = data.parallel(self._expert_tasks(data, state, resp, routed, rows))
+        if state.logits is None:
+            state.logits = state.gate._logits(data.X_gate)
         state.experts = [expert for expert, _ in fitted]
-        state.outputs = data.likelihood.empty_outputs(*weights.shape)
-        trained_weights = np.zeros_like(weights)
-        for k, ((_, output), (train, predict)) in enumerate(zip(fitted, tasks)):
+        n_samples, n_experts = resp.shape
+        state.outputs = data.likelihood.empty_outputs(n_samples, n_experts)
+        trained_weights = np.zeros((n_samples, n_experts))
+        for k, ((_, output), (train, predict)) in enumerate(zip(fitted, rows)):
             state.outputs[predict, k] = output
             if train is not None:
-                trained_weights[train, k] = weights[train, k]
+                trained_weights[train, k] = resp[train, k] * data.sample_weight[train]
         state.params = data.likelihood.fit_params(data.y_code, state.outputs, trained_weights)
+
+    def _expert_tasks(self, data, state, resp, routed, rows):
+        """One refit-and-evaluate task per expert, built lazily (appending to ``rows``).
+
+        Lazily, so that a sequential backend holds one expert's weights and
+        row selection at a time rather than n_experts of them. ``routed`` is
+        the (n, n_experts) mask of top-k routes, or None for dense routing.
+        """
+        for k, expert in enumerate(state.experts):
+            weights = resp[:, k] * data.sample_weight
+            train = self._training_rows(data, weights)
+            if routed is None:
+                predict = slice(None)
+            else:
+                predict = routed[:, k] if train is None else routed[:, k] | train
+                predict = _as_index(predict)
+            if train is not None:
+                train = _as_index(train)
+            rows.append((train, predict))
+            yield delayed(fit_expert)(
+                expert, data.X_expert, data.y_fit, weights, *rows[-1],
+                data.likelihood.expert_output,
+            )
 
     def _training_rows(self, data, weights):
         """Boolean mask of the rows an expert is refit on, or None to keep it as is.
@@ -546,9 +568,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         ``top_k`` prediction costs grow with top_k, not n_experts.
         """
         self._check_top_k()
-        experts, weights = routes(
-            self.gate_._logits(take_columns(X, self.gate_features_)), self.top_k
-        )
+        experts, weights = self.gate_._routes(take_columns(X, self.gate_features_), self.top_k)
         if not with_outputs:
             return experts, weights, None
         outputs = evaluate_routes(

@@ -63,41 +63,37 @@ static inline double skmoe_exp(double x)
     return x < -708.0 ? 0.0 : result;
 }
 
-/* values[i] = exp(values[i] - shift) for i < n; returns their sum, added in
- * index order so that it does not depend on how the loop was vectorised.
- * (The two paths may still differ in the last bit of an exp: FMA rounds once.) */
-#define SKMOE_EXP_SHIFT_SUM_BODY                                    \
+/* values[i] = exp(values[i]) for i < n. */
+#define SKMOE_EXP_INPLACE_BODY                                      \
     {                                                               \
-        double total = 0.0;                                         \
         ptrdiff_t i;                                                \
-        for (i = 0; i < n; i++) values[i] = skmoe_exp(values[i] - shift); \
-        for (i = 0; i < n; i++) total += values[i];                 \
-        return total;                                               \
+        for (i = 0; i < n; i++) values[i] = skmoe_exp(values[i]);   \
     }
 
-static double skmoe_exp_shift_sum_baseline(double *values, double shift, ptrdiff_t n)
-SKMOE_EXP_SHIFT_SUM_BODY
+static void skmoe_exp_inplace_baseline(double *values, ptrdiff_t n)
+SKMOE_EXP_INPLACE_BODY
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define SKMOE_HAVE_AVX2_PATH 1
 __attribute__((target("avx2,fma")))
-static double skmoe_exp_shift_sum_avx2(double *values, double shift, ptrdiff_t n)
-SKMOE_EXP_SHIFT_SUM_BODY
+static void skmoe_exp_inplace_avx2(double *values, ptrdiff_t n)
+SKMOE_EXP_INPLACE_BODY
 #endif
 
-typedef double (*skmoe_exp_shift_sum_fn)(double *, double, ptrdiff_t);
+typedef void (*skmoe_exp_inplace_fn)(double *, ptrdiff_t);
 
-/* The path every kernel calls; set once by skmoe_select_simd(). */
-static skmoe_exp_shift_sum_fn skmoe_exp_shift_sum = skmoe_exp_shift_sum_baseline;
+/* The path every kernel calls; set once by skmoe_select_simd().  The two
+ * paths may differ in the last bit of an exp (FMA rounds once). */
+static skmoe_exp_inplace_fn skmoe_exp_inplace = skmoe_exp_inplace_baseline;
 
 /* Use the AVX2 path if wanted and the CPU has it; returns 1 if it is now in use. */
 static int skmoe_select_simd(int wanted)
 {
-    skmoe_exp_shift_sum = skmoe_exp_shift_sum_baseline;
+    skmoe_exp_inplace = skmoe_exp_inplace_baseline;
 #ifdef SKMOE_HAVE_AVX2_PATH
     __builtin_cpu_init();
     if (wanted && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        skmoe_exp_shift_sum = skmoe_exp_shift_sum_avx2;
+        skmoe_exp_inplace = skmoe_exp_inplace_avx2;
         return 1;
     }
 #else

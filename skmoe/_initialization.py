@@ -7,6 +7,10 @@ from sklearn.utils.validation import check_array
 from ._stats import weighted_mean_scale
 
 
+# Above this many rows, k-means runs on a random sample of this many.
+KMEANS_MAX_ROWS = 100_000
+
+
 def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_state):
     """Return an (n_samples, n_experts) matrix of starting responsibilities.
 
@@ -14,7 +18,8 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
     ----------
     init : {"kmeans", "random"} or array-like of shape (n_samples, n_experts)
         ``"kmeans"``: one-hot k-means clusters of the standardised ``X_cluster``
-        (weighted by ``sample_weight``); ``"random"``: rows drawn from a flat
+        (weighted by ``sample_weight``; centres found on ``KMEANS_MAX_ROWS``
+        random rows when there are more); ``"random"``: rows drawn from a flat
         Dirichlet; an array: used as given (rows are renormalised).
     X_cluster : ndarray of shape (n_samples, n_columns)
         Columns that k-means clusters on: a scratch array, standardised in
@@ -25,9 +30,15 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
         mean, scale = weighted_mean_scale(X_cluster, sample_weight)
         X_cluster -= mean
         X_cluster /= scale
-        labels = KMeans(
-            n_clusters=n_experts, n_init=1, copy_x=False, random_state=random_state
-        ).fit_predict(X_cluster, sample_weight=sample_weight)
+        kmeans = KMeans(n_clusters=n_experts, n_init=1, copy_x=False, random_state=random_state)
+        if n_samples > KMEANS_MAX_ROWS:
+            # A start needs rough clusters, not exact ones: find the centres on
+            # a sample and assign every row to its nearest.
+            rows = np.sort(random_state.choice(n_samples, KMEANS_MAX_ROWS, replace=False))
+            kmeans.fit(X_cluster[rows], sample_weight=sample_weight[rows])
+            labels = kmeans.predict(X_cluster)
+        else:
+            labels = kmeans.fit_predict(X_cluster, sample_weight=sample_weight)
         resp = np.zeros((n_samples, n_experts))
         resp[np.arange(n_samples), labels] = 1.0
         return resp

@@ -5,17 +5,21 @@ Design
 ------
 Each kernel makes one pass over the rows of an ``(n_samples, n_experts)``
 matrix. The work for a row is independent of every other row, so the row loop
-is an OpenMP ``prange`` with a static schedule and the GIL released; the only
-cross-row quantity (the gate loss) is a ``prange`` sum reduction.
+is an OpenMP ``prange`` with a static schedule and the GIL released; cross-row
+quantities (the gate's loss and gradient) are summed per thread and added in
+thread order.  Rows go through in blocks so that the exps of many rows fill
+the vector registers together (``_fastexp.h``).
 
-* ``e_step`` / ``gaussian_e_step`` fuse, per row: the gate's log-softmax, the
-  experts' log-likelihoods (Gaussian case), the log-sum-exp over experts, the
+* ``e_step`` / ``gaussian_e_step`` fuse, per row: the experts'
+  log-likelihoods (Gaussian case), the log-sum-exp over experts, the
   responsibilities and the row's log-likelihood.  The gate enters as *logits*,
-  i.e. log-probabilities up to a per-row constant, so normalising the gate and
-  combining it with the experts costs a single pass.
-* ``softmax_loss_gradient`` returns the soft-target cross-entropy of the gate
-  and writes the per-row gradient with respect to the logits.  The product
-  ``X.T @ gradient`` is left to BLAS by the caller: it is very hard to beat GEMM.
+  i.e. log-probabilities up to a per-row constant: its normaliser cancels in
+  the responsibilities and only enters the row's log-likelihood.
+* ``softmax_gate_objective`` is the softmax gate's M-step objective: the
+  soft-target cross-entropy of ``softmax(X V + c)`` and its gradient in
+  ``(V, c)``, without ever writing the (n, K) logits or their gradient.
+* ``top_k_softmax`` / ``group_by_expert`` do sparse routing: each row's top-k
+  experts with renormalised weights, and the rows grouped by expert.
 * ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
   recursions of the hierarchical mixture of experts (a binary tree of two-way
   gates, heap order): leaf log-probabilities from the nodes' logits, and each
@@ -26,13 +30,14 @@ All arrays are float64 and C-contiguous; buffers to be written end in ``_out``.
 """
 import numpy as np
 
-from cython.parallel import prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, log, log1p, INFINITY
-from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free, malloc
+from scipy.linalg.cython_blas cimport dgemm
 
 cdef extern from "_fastexp.h" nogil:
-    # values[i] = exp(values[i] - shift) for i < n, returning their sum (vectorised).
-    double exp_shift_sum "skmoe_exp_shift_sum"(double *values, double shift, Py_ssize_t n)
+    # values[i] = exp(values[i]) for i < n, vectorised (see _fastexp.h).
+    void exp_inplace "skmoe_exp_inplace"(double *values, Py_ssize_t n)
     int skmoe_select_simd(int wanted)
 
 cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
@@ -69,33 +74,78 @@ cdef inline double _row_max(const double *values, Py_ssize_t n) noexcept nogil:
     return best
 
 
-cdef inline double _row_log_normaliser(const double *logits, double *scratch,
-                                       Py_ssize_t n_cols) noexcept nogil:
-    """log(sum_k exp(logits[k])), shifted by the maximum; ``scratch`` is overwritten."""
-    cdef double row_max = _row_max(logits, n_cols)
-    if row_max == -INFINITY:
-        return -INFINITY
-    memcpy(scratch, logits, n_cols * sizeof(double))
-    return row_max + log(exp_shift_sum(scratch, row_max, n_cols))
+cdef inline double _sum(const double *values, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double total = 0.0
+    for k in range(n):
+        total = total + values[k]
+    return total
 
 
-cdef inline double _normalise_row(double *log_joint, Py_ssize_t n_cols) noexcept nogil:
-    """Turn a row of log joint probabilities into responsibilities, in place.
+# Rows are processed in blocks of BLOCK_ROWS: one exp call covers a whole
+# block, so the exps of different rows run side by side in vector registers
+# instead of each row waiting on its own chain of exp, sum and log (with few
+# experts a row-at-a-time loop is bound by that latency, not by arithmetic).
+cdef enum:
+    BLOCK_ROWS = 32
+    GATE_BLOCK_ROWS = 256  # larger: each block makes two BLAS calls
 
-    Returns the row's log marginal likelihood.  A row with no finite entry
+
+cdef inline void _posterior_block(const double *gate_logits, double *joint,
+                                  double *log_likelihood, double *scratch,
+                                  Py_ssize_t n_rows, Py_ssize_t n_experts) noexcept nogil:
+    """Turn rows of ``joint[r, k] = gate_logits[r, k] + log p_k(y_r)`` into responsibilities.
+
+    Writes each row's log-likelihood ``logsumexp(joint) - logsumexp(gate_logits)``:
+    the gate's normaliser cancels in the responsibilities, so it only enters
+    there, and both sums of exps share one log.  ``scratch`` holds
+    ``2 * n_experts + 1`` entries per row.  A row with no finite entry
     (impossible under the model) gets uniform responsibilities and -inf.
     """
-    cdef Py_ssize_t k
-    cdef double total
-    cdef double row_max = _row_max(log_joint, n_cols)
-    if row_max == -INFINITY:
-        for k in range(n_cols):
-            log_joint[k] = 1.0 / n_cols
-        return -INFINITY
-    total = exp_shift_sum(log_joint, row_max, n_cols)
-    for k in range(n_cols):
-        log_joint[k] = log_joint[k] / total
-    return row_max + log(total)
+    cdef Py_ssize_t r, k
+    cdef Py_ssize_t width = 2 * n_experts
+    cdef double *shift = &scratch[n_rows * width]  # per row: joint max - gate max
+    cdef double gate_max, joint_max, joint_total
+    cdef const double *g
+    cdef double *a
+    cdef double *e
+    for r in range(n_rows):
+        g = &gate_logits[r * n_experts]
+        a = &joint[r * n_experts]
+        e = &scratch[r * width]
+        gate_max = _row_max(g, n_experts)
+        joint_max = _row_max(a, n_experts)
+        if gate_max == -INFINITY or joint_max == -INFINITY:
+            shift[r] = -INFINITY
+            gate_max = 0.0
+            joint_max = 0.0
+        else:
+            shift[r] = joint_max - gate_max
+        for k in range(n_experts):
+            e[k] = a[k] - joint_max
+            e[n_experts + k] = g[k] - gate_max
+    exp_inplace(scratch, n_rows * width)
+    for r in range(n_rows):
+        a = &joint[r * n_experts]
+        e = &scratch[r * width]
+        if shift[r] == -INFINITY:
+            for k in range(n_experts):
+                a[k] = 1.0 / n_experts
+            log_likelihood[r] = -INFINITY
+            continue
+        joint_total = _sum(e, n_experts)
+        for k in range(n_experts):
+            a[k] = e[k] / joint_total
+        log_likelihood[r] = shift[r] + log(joint_total / _sum(&e[n_experts], n_experts))
+
+
+cdef double *_thread_scratch(Py_ssize_t size) noexcept nogil:
+    """Private scratch memory for one thread of a parallel block (free it there)."""
+    cdef double *scratch = <double *> malloc(size * sizeof(double))
+    if scratch == NULL:
+        with gil:
+            raise MemoryError()
+    return scratch
 
 
 def e_step(
@@ -115,14 +165,21 @@ def e_step(
         log_likelihood=log_likelihood, responsibilities_out=responsibilities_out,
         log_likelihood_out=log_likelihood_out,
     )
-    cdef Py_ssize_t i, k
-    cdef double log_norm
-    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        # The output row is the scratch space of the gate's normaliser.
-        log_norm = _row_log_normaliser(&gate_logits[i, 0], &responsibilities_out[i, 0], n_experts)
-        for k in range(n_experts):
-            responsibilities_out[i, k] = gate_logits[i, k] - log_norm + log_likelihood[i, k]
-        log_likelihood_out[i] = _normalise_row(&responsibilities_out[i, 0], n_experts)
+    cdef Py_ssize_t block, start, stop, i, k
+    cdef double *scratch
+    if n == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
+        for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
+            start = block * BLOCK_ROWS
+            stop = min(start + BLOCK_ROWS, n)
+            for i in range(start, stop):
+                for k in range(n_experts):
+                    responsibilities_out[i, k] = gate_logits[i, k] + log_likelihood[i, k]
+            _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
+                             &log_likelihood_out[start], scratch, stop - start, n_experts)
+        free(scratch)
 
 
 def gaussian_e_step(
@@ -144,70 +201,198 @@ def gaussian_e_step(
         y=y, mean=mean, variance=variance, responsibilities_out=responsibilities_out,
         log_likelihood_out=log_likelihood_out,
     )
-    cdef Py_ssize_t i, k
-    cdef double log_norm, residual
+    cdef Py_ssize_t block, start, stop, i, k
+    cdef double residual
+    cdef double *scratch
     # Per-expert constants, computed once: -0.5 log(2 pi s2_k) and 1 / (2 s2_k).
     cdef double[::1] log_const = np.empty(n_experts)
     cdef double[::1] half_precision = np.empty(n_experts)
     for k in range(n_experts):
         log_const[k] = -0.5 * (LOG_2PI + log(variance[k]))
         half_precision[k] = 0.5 / variance[k]
-    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        log_norm = _row_log_normaliser(&gate_logits[i, 0], &responsibilities_out[i, 0], n_experts)
-        for k in range(n_experts):
-            residual = y[i] - mean[i, k]
-            responsibilities_out[i, k] = (
-                gate_logits[i, k] - log_norm
-                + log_const[k] - half_precision[k] * residual * residual
-            )
-        log_likelihood_out[i] = _normalise_row(&responsibilities_out[i, 0], n_experts)
+    if n == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
+        for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
+            start = block * BLOCK_ROWS
+            stop = min(start + BLOCK_ROWS, n)
+            for i in range(start, stop):
+                for k in range(n_experts):
+                    residual = y[i] - mean[i, k]
+                    responsibilities_out[i, k] = (
+                        gate_logits[i, k] + log_const[k] - half_precision[k] * residual * residual
+                    )
+            _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
+                             &log_likelihood_out[start], scratch, stop - start, n_experts)
+        free(scratch)
 
 
-def softmax_loss_gradient(
-    const double[:, ::1] logits,          # IN  (n, K) X V, without the intercept
-    const double[::1] intercept,          # IN  (K,)   c, added to every row of logits
+cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_rows, int inner,
+                            int n_cols, double beta, bint transpose_a) noexcept nogil:
+    """Row-major ``C = A @ B + beta C`` (or ``A.T @ B``) through Fortran BLAS.
+
+    A row-major matrix is its transpose in column-major order, so this asks
+    BLAS for ``C.T = B.T @ A.T``.  ``A`` is (n_rows, inner), or (inner,
+    n_rows) if ``transpose_a``; ``B`` is (inner, n_cols); ``C`` is (n_rows, n_cols).
+    """
+    cdef char no = b"N"
+    cdef char yes = b"T"
+    cdef double one = 1.0
+    cdef int lda = n_rows if transpose_a else inner
+    dgemm(&no, &yes if transpose_a else &no, &n_cols, &n_rows, &inner, &one,
+          <double *> b, &n_cols, <double *> a, &lda, &beta, c, &n_cols)
+
+
+def softmax_gate_objective(
+    const double[:, ::1] X,               # IN  (n, d) gate inputs
+    const double[:, ::1] coef,            # IN  (d, K) V
+    const double[::1] intercept,          # IN  (K,)   c
     const double[:, ::1] targets,         # IN  (n, K) soft targets (responsibilities)
     const double[::1] sample_weight,      # IN  (n,)
-    double[:, ::1] gradient_out,          # OUT (n, K) d loss / d Z
+    double[:, ::1] grad_coef_out,         # OUT (d, K) d loss / d V
+    double[::1] grad_intercept_out,       # OUT (K,)   d loss / d c
     int n_threads=1,
 ):
-    """Weighted soft-target cross-entropy of a softmax and its gradient in Z.
+    """Soft-target cross-entropy of the softmax gate and its gradient in (V, c).
 
-    With Z = logits + intercept,
-    loss = sum_i w_i (t_i. * logsumexp(Z_i.) - sum_k t_ik Z_ik), which equals
-    -sum_i w_i sum_k t_ik log softmax(Z_i.)_k; the gradient row is
-    w_i (t_i. * softmax(Z_i.) - t_i.), i.e. w_i (G_i. - T_i.) when rows of T sum
-    to one (t_i. is the row sum of the targets).  The intercept is added on the
-    fly: NumPy's broadcast add of a short row to a tall (n, K) array costs as
-    much as this whole pass.
+    With Z = X V + c, loss = sum_i w_i (t_i. * logsumexp(Z_i.) - sum_k t_ik Z_ik)
+    (= -sum_i w_i sum_k t_ik log softmax(Z_i.)_k), whose gradient in Z_i. is
+    g_i = w_i (t_i. * softmax(Z_i.) - t_i.) (t_i. is the row sum of the
+    targets); then d loss / d V = X.T G and d loss / d c = sum_i g_i.
+
+    One pass over the rows does it all, a block of GATE_BLOCK_ROWS rows at a
+    time: the block's logits come from a small single-threaded GEMM into a
+    per-thread buffer, the loss and the gradient in Z are computed there, and
+    another GEMM adds the block's X.T G into the thread's own (d, K) sums.
+    Against whole-matrix BLAS products around a logits kernel, this never
+    writes the two (n, K) arrays Z and G, and reads X while it is in cache.
+    The threads' sums are added in thread order, so a given thread count
+    gives the same result every time.
     """
-    cdef Py_ssize_t n = logits.shape[0]
-    cdef Py_ssize_t n_classes = logits.shape[1]
-    cdef Py_ssize_t i, k
-    cdef double row_max, total, target_sum, target_dot, scale, w
-    cdef double loss = 0.0
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_classes = coef.shape[1]
+    cdef Py_ssize_t width = (n_features + 1) * n_classes
     _check_shapes(
         n_threads,
-        {"intercept": (n_classes,), "targets": (n, n_classes), "sample_weight": (n,),
-         "gradient_out": (n, n_classes)},
-        intercept=intercept, targets=targets, sample_weight=sample_weight,
-        gradient_out=gradient_out,
+        {"coef": (n_features, n_classes), "intercept": (n_classes,),
+         "targets": (n, n_classes), "sample_weight": (n,),
+         "grad_coef_out": (n_features, n_classes), "grad_intercept_out": (n_classes,)},
+        coef=coef, intercept=intercept, targets=targets, sample_weight=sample_weight,
+        grad_coef_out=grad_coef_out, grad_intercept_out=grad_intercept_out,
     )
-    for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        w = sample_weight[i]
-        target_sum = 0.0
-        target_dot = 0.0
+    cdef double[:, ::1] thread_sums = np.zeros((n_threads, width))
+    cdef Py_ssize_t block, start, stop, i, j, k, m, r, t
+    cdef double target_sum, target_dot, total, scale, w
+    cdef double loss = 0.0
+    cdef double block_loss
+    cdef double *z
+    cdef double *row_max
+    cdef double *sums
+    cdef double *zr
+    with nogil, parallel(num_threads=n_threads):
+        z = _thread_scratch((n_classes + 1) * GATE_BLOCK_ROWS)
+        row_max = &z[n_classes * GATE_BLOCK_ROWS]
+        # Thread-private sums, (d + 1, K): X.T G, then the column sums of G.
+        sums = <double *> calloc(width, sizeof(double))
+        if sums == NULL:
+            with gil:
+                raise MemoryError()
+        for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
+            start = block * GATE_BLOCK_ROWS
+            stop = min(start + GATE_BLOCK_ROWS, n)
+            block_loss = 0.0
+            for r in range(stop - start):
+                for k in range(n_classes):
+                    z[r * n_classes + k] = intercept[k]
+            if n_features > 0:
+                _gemm_rows(&X[start, 0], &coef[0, 0], z, stop - start, n_features,
+                           n_classes, 1.0, False)
+            for i in range(start, stop):
+                r = i - start
+                zr = &z[r * n_classes]
+                target_dot = 0.0
+                for k in range(n_classes):
+                    target_dot = target_dot + targets[i, k] * zr[k]
+                row_max[r] = _row_max(zr, n_classes)
+                for k in range(n_classes):
+                    zr[k] = zr[k] - row_max[r]
+                # The loss without its log-sum-exp term; that is added below.
+                block_loss = block_loss - sample_weight[i] * target_dot
+            exp_inplace(z, (stop - start) * n_classes)
+            for i in range(start, stop):
+                zr = &z[(i - start) * n_classes]
+                w = sample_weight[i]
+                target_sum = _sum(&targets[i, 0], n_classes)
+                total = _sum(zr, n_classes)
+                block_loss = block_loss + w * target_sum * (row_max[i - start] + log(total))
+                scale = target_sum / total
+                for k in range(n_classes):
+                    zr[k] = w * (scale * zr[k] - targets[i, k])  # now the gradient in Z_i.
+                    sums[n_features * n_classes + k] += zr[k]
+            if n_features > 0:
+                _gemm_rows(&X[start, 0], z, sums, n_features, stop - start, n_classes, 1.0, True)
+            loss += block_loss
+        t = threadid()
+        for m in range(width):
+            thread_sums[t, m] = sums[m]
+        free(sums)
+        free(z)
+    for j in range(n_features):
         for k in range(n_classes):
-            gradient_out[i, k] = logits[i, k] + intercept[k]  # Z_i., exponentiated next
-            target_sum = target_sum + targets[i, k]
-            target_dot = target_dot + targets[i, k] * gradient_out[i, k]
-        row_max = _row_max(&gradient_out[i, 0], n_classes)
-        total = exp_shift_sum(&gradient_out[i, 0], row_max, n_classes)
-        scale = target_sum / total
+            grad_coef_out[j, k] = 0.0
+    for k in range(n_classes):
+        grad_intercept_out[k] = 0.0
+    for t in range(n_threads):
+        for j in range(n_features):
+            for k in range(n_classes):
+                grad_coef_out[j, k] += thread_sums[t, j * n_classes + k]
         for k in range(n_classes):
-            gradient_out[i, k] = w * (scale * gradient_out[i, k] - targets[i, k])
-        loss += w * (target_sum * (row_max + log(total)) - target_dot)
+            grad_intercept_out[k] += thread_sums[t, n_features * n_classes + k]
     return loss
+
+
+cdef inline void _top_k_row(const double *logits, Py_ssize_t n_experts, Py_ssize_t top_k,
+                            Py_ssize_t *kept_experts, double *kept) noexcept nogil:
+    """One row's top_k experts, largest logit first, and the softmax over their logits.
+
+    Insertion into a sorted buffer of length top_k: O(K * top_k), fast for
+    the small top_k used in routing; ties keep the lower expert index.
+    """
+    cdef Py_ssize_t k, j, pos
+    cdef Py_ssize_t filled = 0
+    cdef double value, row_max, total
+    cdef double smallest = -INFINITY  # smallest kept logit once the buffer is full
+    for k in range(n_experts):
+        value = logits[k]
+        if filled < top_k:
+            pos = filled
+            filled = filled + 1
+        elif value > smallest:
+            pos = top_k - 1
+        else:
+            continue  # most logits stop here, on a register comparison
+        while pos > 0 and kept[pos - 1] < value:
+            kept[pos] = kept[pos - 1]
+            kept_experts[pos] = kept_experts[pos - 1]
+            pos = pos - 1
+        kept[pos] = value
+        kept_experts[pos] = k
+        if filled == top_k:
+            smallest = kept[top_k - 1]
+    row_max = kept[0]
+    for j in range(top_k):
+        kept[j] = kept[j] - row_max
+    exp_inplace(kept, top_k)
+    total = _sum(kept, top_k)
+    for j in range(top_k):
+        kept[j] = kept[j] / total
+
+
+def _check_top_k(Py_ssize_t top_k, Py_ssize_t n_experts):
+    if not 1 <= top_k <= n_experts:
+        raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}.")
 
 
 def top_k_softmax(
@@ -219,42 +404,63 @@ def top_k_softmax(
 ):
     """Sparse routing: each row's top_k experts and their renormalised gate weights.
 
-    A row's kept experts are found by insertion into a sorted buffer of
-    length top_k (O(K * top_k), fast for the small top_k used in routing);
-    ties keep the lower expert index.
+    Ties keep the lower expert index.
     """
     cdef Py_ssize_t n = logits.shape[0]
     cdef Py_ssize_t n_experts = logits.shape[1]
-    cdef Py_ssize_t i, k, j, filled, pos
-    cdef double value, total
-    if not 1 <= top_k <= n_experts:
-        raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}.")
+    cdef Py_ssize_t i
+    _check_top_k(top_k, n_experts)
     _check_shapes(
         n_threads,
         {"experts_out": (n, top_k), "weights_out": (n, top_k)},
         experts_out=experts_out, weights_out=weights_out,
     )
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        # weights_out[i] holds the kept logits, largest first, until the softmax.
-        filled = 0
-        for k in range(n_experts):
-            value = logits[i, k]
-            if filled < top_k:
-                pos = filled
-                filled = filled + 1
-            elif value > weights_out[i, top_k - 1]:
-                pos = top_k - 1
-            else:
-                continue
-            while pos > 0 and weights_out[i, pos - 1] < value:
-                weights_out[i, pos] = weights_out[i, pos - 1]
-                experts_out[i, pos] = experts_out[i, pos - 1]
-                pos = pos - 1
-            weights_out[i, pos] = value
-            experts_out[i, pos] = k
-        total = exp_shift_sum(&weights_out[i, 0], weights_out[i, 0], top_k)
-        for j in range(top_k):
-            weights_out[i, j] = weights_out[i, j] / total
+        _top_k_row(&logits[i, 0], n_experts, top_k, &experts_out[i, 0], &weights_out[i, 0])
+
+
+def softmax_gate_top_k(
+    const double[:, ::1] X,               # IN  (n, d) gate inputs
+    const double[:, ::1] coef,            # IN  (d, K) V
+    const double[::1] intercept,          # IN  (K,)   c
+    Py_ssize_t top_k,                     # IN  experts kept per row, 1 <= top_k <= K
+    Py_ssize_t[:, ::1] experts_out,       # OUT (n, top_k) kept experts, largest logit first
+    double[:, ::1] weights_out,           # OUT (n, top_k) softmax over the kept logits
+    int n_threads=1,
+):
+    """``top_k_softmax`` of the softmax gate's logits ``X V + c``, never storing them.
+
+    The logits of a block of rows come from a small GEMM into a per-thread
+    buffer and are routed from there: sparse prediction then costs one pass
+    over X instead of writing and re-reading an (n, K) array.
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_experts = coef.shape[1]
+    _check_top_k(top_k, n_experts)
+    _check_shapes(
+        n_threads,
+        {"coef": (n_features, n_experts), "intercept": (n_experts,),
+         "experts_out": (n, top_k), "weights_out": (n, top_k)},
+        coef=coef, intercept=intercept, experts_out=experts_out, weights_out=weights_out,
+    )
+    cdef Py_ssize_t block, start, stop, i, k
+    cdef double *z
+    with nogil, parallel(num_threads=n_threads):
+        z = _thread_scratch(n_experts * GATE_BLOCK_ROWS)
+        for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
+            start = block * GATE_BLOCK_ROWS
+            stop = min(start + GATE_BLOCK_ROWS, n)
+            for i in range(stop - start):
+                for k in range(n_experts):
+                    z[i * n_experts + k] = intercept[k]
+            if n_features > 0:
+                _gemm_rows(&X[start, 0], &coef[0, 0], z, stop - start, n_features,
+                           n_experts, 1.0, False)
+            for i in range(start, stop):
+                _top_k_row(&z[(i - start) * n_experts], n_experts, top_k,
+                           &experts_out[i, 0], &weights_out[i, 0])
+        free(z)
 
 
 def group_by_expert(

@@ -13,7 +13,9 @@ def test_beats_a_single_logistic_regression(two_logistic_experts):
     """Two gated logistic experts: at least 0.10 more held-out accuracy than one."""
     X, y, X_test, y_test = two_logistic_experts
     single = LogisticRegression().fit(X, y).score(X_test, y_test)
-    moe = MixtureOfExpertsClassifier(2, n_init=2, random_state=0).fit(X, y)
+    # About half of single starts find the switch on x0 (the others settle on a
+    # gate over x1, a local optimum): five starts make missing it unlikely.
+    moe = MixtureOfExpertsClassifier(2, n_init=5, random_state=0).fit(X, y)
     mixture = moe.score(X_test, y_test)
     assert mixture >= single + 0.10, (mixture, single)
     # The gate learnt the switch on x0, and the experts the opposite slopes on x1.

@@ -8,8 +8,11 @@ straightforward reference written here from its mathematical definition:
 * ``e_step``: responsibilities ``softmax(log_softmax(G) + L)`` and row
   log-likelihoods ``logsumexp(log_softmax(G) + L)``;
 * ``gaussian_e_step``: the same with ``L = norm.logpdf(y, mean, sqrt(variance))``;
-* ``softmax_loss_gradient``: the weighted soft-target cross-entropy
-  ``sum_i w_i (t_i. logsumexp(Z_i.) - t_i . Z_i.)`` and its gradient in ``Z``.
+* ``softmax_gate_objective``: the weighted soft-target cross-entropy
+  ``sum_i w_i (t_i. logsumexp(Z_i.) - t_i . Z_i.)`` of ``Z = X V + c`` and its
+  gradient in ``(V, c)``, i.e. ``X.T G`` and the column sums of ``G``, the
+  gradient in ``Z``;
+* ``softmax_gate_top_k``: ``top_k_softmax`` of those logits.
 
 On top of agreement to ``rtol=1e-10`` on random inputs of several shapes, the
 tests check what the references cannot: results do not depend on the number of
@@ -35,7 +38,8 @@ from skmoe._kernels import (
     e_step,
     gaussian_e_step,
     group_by_expert,
-    softmax_loss_gradient,
+    softmax_gate_objective,
+    softmax_gate_top_k,
     top_k_softmax,
     use_simd,
 )
@@ -123,12 +127,37 @@ def run_gaussian_e_step(y, mean, variance, gate_logits, n_threads=1):
     return responsibilities, row_log_likelihood
 
 
-def run_softmax_loss_gradient(logits, targets, sample_weight, n_threads=1, intercept=None):
-    gradient = np.full(logits.shape, np.nan)
-    if intercept is None:
-        intercept = np.zeros(logits.shape[1])
-    loss = softmax_loss_gradient(logits, intercept, targets, sample_weight, gradient, n_threads)
-    return loss, gradient
+def reference_gate_objective_parts(X, coef, intercept, targets, sample_weight):
+    """Loss, d/dV = X.T G and d/dc = G summed over rows, for Z = X V + c."""
+    loss, gradient = reference_softmax_loss_gradient(X @ coef + intercept, targets, sample_weight)
+    return loss, X.T @ gradient, gradient.sum(axis=0)
+
+
+def run_gate_objective(X, coef, intercept, targets, sample_weight, n_threads=1):
+    """The kernel on NaN-filled gradient buffers: (loss, grad_coef, grad_intercept)."""
+    grad_coef = np.full(coef.shape, np.nan)
+    grad_intercept = np.full(intercept.shape, np.nan)
+    loss = softmax_gate_objective(
+        X, coef, intercept, targets, sample_weight, grad_coef, grad_intercept, n_threads
+    )
+    return loss, grad_coef, grad_intercept
+
+
+def run_on_logits(logits, targets, sample_weight, n_threads=1):
+    """The kernel with X = logits, V = I and c = 0, so that Z is exactly ``logits``.
+
+    The gradient in Z, G, then shows as grad_coef = Z.T G and grad_intercept =
+    G summed over rows.
+    """
+    K = logits.shape[1]
+    return run_gate_objective(
+        logits, np.eye(K), np.zeros(K), targets, sample_weight, n_threads
+    )
+
+
+def gradient_atol(X, sample_weight):
+    """Absolute tolerance for X.T G: its entries sum terms of size |x_ij| w_i that can cancel."""
+    return 1e-14 * max(1.0, float((np.abs(X).T @ sample_weight).max()))
 
 
 def random_e_step_inputs(rng, n, K):
@@ -153,6 +182,15 @@ def random_softmax_inputs(rng, n, K):
     targets = rng.dirichlet(np.full(K, 0.7), size=n)
     sample_weight = rng.uniform(0.1, 3.0, size=n)
     return logits, targets, sample_weight
+
+
+def random_gate_inputs(rng, n, K, n_features=4):
+    """X with varied scales, gate parameters giving logits of spread ~3, targets, weights."""
+    X = rng.normal(size=(n, n_features)) * rng.uniform(0.5, 3.0, size=n_features)
+    coef = rng.normal(scale=1.0, size=(n_features, K))
+    intercept = rng.normal(scale=2.0, size=K)
+    _, targets, sample_weight = random_softmax_inputs(rng, n, K)
+    return X, coef, intercept, targets, sample_weight
 
 
 def log_likelihood_atol(*log_terms):
@@ -215,50 +253,61 @@ def test_gaussian_e_step_matches_reference(n, K, n_threads):
 @pytest.mark.parametrize("n_threads", N_THREADS)
 @pytest.mark.parametrize("K", N_EXPERTS)
 @pytest.mark.parametrize("n", N_SAMPLES)
-def test_softmax_loss_gradient_matches_reference(n, K, n_threads):
+def test_softmax_gate_objective_matches_reference(n, K, n_threads):
     rng = np.random.default_rng(2)
-    logits, targets, sample_weight = random_softmax_inputs(rng, n, K)
-    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight, n_threads)
-    expected_loss, expected_gradient = reference_softmax_loss_gradient(
-        logits, targets, sample_weight
-    )
+    inputs = random_gate_inputs(rng, n, K)
+    loss, grad_coef, grad_intercept = run_gate_objective(*inputs, n_threads)
+    expected_loss, expected_coef, expected_intercept = reference_gate_objective_parts(*inputs)
+    X, sample_weight = inputs[0], inputs[-1]
     # With K = 1 the loss is exactly 0 and the gradient w (1 - 1) = 0; otherwise
     # it is a sum of positive terms, safely away from zero.
     assert_allclose(loss, expected_loss, rtol=RTOL, atol=0 if K > 1 else 1e-13)
-    # A gradient entry w_i (s_i g_ik - t_ik) is a difference of O(w_i) numbers and
-    # is ~0 wherever the softmax happens to match the target (always, for K = 1),
-    # so its absolute rounding error, ~eps w_i, needs an atol.
-    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    # Gradient entries are sums of w_i (s_i g_ik - t_ik) x_ij, differences of
+    # O(w x) numbers that cancel, so their rounding error needs an atol.
+    assert_allclose(grad_coef, expected_coef, rtol=RTOL, atol=gradient_atol(X, sample_weight))
+    assert_allclose(
+        grad_intercept, expected_intercept, rtol=RTOL, atol=1e-14 * sample_weight.sum()
+    )
 
 
-def test_softmax_loss_gradient_unnormalised_targets():
-    """The kernel documents its formula for any non-negative targets, zero rows included."""
+def test_softmax_gate_objective_unnormalised_targets():
+    """The kernel's formula holds for any non-negative targets; zero rows contribute nothing."""
     rng = np.random.default_rng(3)
-    logits, targets, sample_weight = random_softmax_inputs(rng, 50, 4)
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, 50, 4)
     targets *= rng.uniform(0.0, 5.0, size=(50, 1))
     targets[::10] = 0.0
-    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
-    expected_loss, expected_gradient = reference_softmax_loss_gradient(
-        logits, targets, sample_weight
+    loss, grad_coef, grad_intercept = run_gate_objective(
+        X, coef, intercept, targets, sample_weight
     )
-    assert_allclose(loss, expected_loss, rtol=RTOL, atol=0)
-    # Zero-target rows have an exactly zero gradient; other entries as above.
-    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * 5 * sample_weight.max())
-    assert_array_equal(gradient[::10], 0.0)
+    expected = reference_gate_objective_parts(X, coef, intercept, targets, sample_weight)
+    assert_allclose(loss, expected[0], rtol=RTOL, atol=0)
+    assert_allclose(grad_coef, expected[1], rtol=RTOL, atol=5 * gradient_atol(X, sample_weight))
+    assert_allclose(grad_intercept, expected[2], rtol=RTOL, atol=5e-14 * sample_weight.sum())
+    # The zero-target rows can be dropped without changing anything.
+    keep = np.ones(50, dtype=bool)
+    keep[::10] = False
+    dropped = run_gate_objective(
+        np.ascontiguousarray(X[keep]), coef, intercept, targets[keep], sample_weight[keep]
+    )
+    for got, want in zip(dropped, (loss, grad_coef, grad_intercept)):
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_softmax_loss_gradient_adds_the_intercept_to_every_row():
+def test_softmax_gate_objective_adds_the_intercept_to_every_row():
+    """The intercept enters as a column of ones in X would: checked against X V + c."""
     rng = np.random.default_rng(4)
-    logits, targets, sample_weight = random_softmax_inputs(rng, 200, 5)
-    intercept = rng.normal(scale=3.0, size=5)
-    loss, gradient = run_softmax_loss_gradient(
-        logits, targets, sample_weight, intercept=intercept
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, 200, 5)
+    with_ones = np.column_stack([X, np.ones(200)])
+    stacked = np.vstack([coef, intercept])
+    loss, grad_coef, grad_intercept = run_gate_objective(
+        X, coef, intercept, targets, sample_weight
     )
-    expected_loss, expected_gradient = reference_softmax_loss_gradient(
-        logits + intercept, targets, sample_weight
+    loss_ones, grad_ones, _ = run_gate_objective(
+        with_ones, stacked, np.zeros(5), targets, sample_weight
     )
-    assert_allclose(loss, expected_loss, rtol=RTOL)
-    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    assert_allclose(loss, loss_ones, rtol=1e-12)
+    assert_allclose(grad_coef, grad_ones[:-1], rtol=1e-10, atol=gradient_atol(X, sample_weight))
+    assert_allclose(grad_intercept, grad_ones[-1], rtol=1e-10, atol=1e-14 * sample_weight.sum())
 
 
 def test_kernel_exp_is_accurate_over_the_whole_range():
@@ -309,14 +358,19 @@ def test_gaussian_e_step_identical_across_thread_counts(n, K):
 
 @pytest.mark.parametrize("K", N_EXPERTS)
 @pytest.mark.parametrize("n", N_SAMPLES)
-def test_softmax_loss_gradient_identical_across_thread_counts(n, K):
+def test_softmax_gate_objective_across_thread_counts(n, K):
+    """Cross-row sums: per-thread partial sums, so equal to rounding across thread
+    counts, and bitwise equal between runs with the same count."""
     rng = np.random.default_rng(6)
-    inputs = random_softmax_inputs(rng, n, K)
-    loss_1, gradient_1 = run_softmax_loss_gradient(*inputs, n_threads=1)
-    loss_2, gradient_2 = run_softmax_loss_gradient(*inputs, n_threads=2)
-    assert_array_equal(gradient_1, gradient_2, strict=True)
-    # K = 1: both losses are sums of exact zeros.
-    assert_allclose(loss_1, loss_2, rtol=1e-12, atol=0 if K > 1 else 1e-13)
+    inputs = random_gate_inputs(rng, n, K)
+    one = run_gate_objective(*inputs, n_threads=1)
+    two = run_gate_objective(*inputs, n_threads=2)
+    again = run_gate_objective(*inputs, n_threads=2)
+    for got, want in zip(two, one):
+        # K = 1: every term is an exact zero, up to rounding.
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12 * max(n, 1))
+    for got, want in zip(again, two):
+        assert_array_equal(got, want, strict=True)
 
 
 # --------------------------------------------------------------------------
@@ -358,21 +412,26 @@ def test_gaussian_e_step_extreme_logits():
     )
 
 
-def test_softmax_loss_gradient_extreme_logits():
+def test_softmax_gate_objective_extreme_logits():
     rng = np.random.default_rng(9)
     n, K = EXTREME_LOGITS.shape
     targets = rng.dirichlet(np.ones(K), size=n)
     sample_weight = rng.uniform(0.1, 3.0, size=n)
-    loss, gradient = run_softmax_loss_gradient(EXTREME_LOGITS, targets, sample_weight)
-    assert np.isfinite(loss) and np.all(np.isfinite(gradient))
+    loss, grad_coef, grad_intercept = run_on_logits(EXTREME_LOGITS, targets, sample_weight)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad_coef))
     expected_loss, expected_gradient = reference_softmax_loss_gradient(
         EXTREME_LOGITS, targets, sample_weight
     )
     assert_allclose(loss, expected_loss, rtol=RTOL, atol=0)
-    # Gradient entries are differences of O(w) numbers; see the reference test.
-    assert_allclose(gradient, expected_gradient, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    # grad_coef = Z.T G sums terms up to 1e3 w in size: see gradient_atol.
+    assert_allclose(
+        grad_coef, EXTREME_LOGITS.T @ expected_gradient, rtol=RTOL,
+        atol=gradient_atol(EXTREME_LOGITS, sample_weight),
+    )
+    assert_allclose(grad_intercept, expected_gradient.sum(axis=0), rtol=RTOL,
+                    atol=1e-14 * sample_weight.sum())
     # Rows of the gradient of a softmax loss sum to w_i (s_i - s_i) = 0.
-    assert_allclose(gradient.sum(axis=1), 0.0, atol=1e-14 * sample_weight.max() * K)
+    assert_allclose(grad_intercept.sum(), 0.0, atol=1e-14 * sample_weight.sum() * K)
 
 
 def test_e_step_minus_inf_gate_logit_gives_zero_responsibility():
@@ -505,31 +564,40 @@ def test_e_step_invariant_to_per_row_logit_shift(kernel, K):
 
 @pytest.mark.parametrize("K", (2, 5))
 @pytest.mark.parametrize("targets_kind", ["simplex", "unnormalised"])
-def test_softmax_loss_gradient_is_derivative_of_loss(targets_kind, K):
+def test_softmax_gate_objective_is_derivative_of_loss(targets_kind, K):
     rng = np.random.default_rng(16)
     n = 7
-    logits, targets, sample_weight = random_softmax_inputs(rng, n, K)
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, n, K)
     if targets_kind == "unnormalised":
         targets *= rng.uniform(0.2, 3.0, size=(n, 1))
-    _, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
+    _, grad_coef, grad_intercept = run_gate_objective(X, coef, intercept, targets, sample_weight)
 
-    def loss(z):
-        return run_softmax_loss_gradient(z, targets, sample_weight)[0]
+    def loss_of_coef(v):
+        return run_gate_objective(X, v, intercept, targets, sample_weight)[0]
 
-    numerical = central_difference(loss, logits, h=1e-3)
+    def loss_of_intercept(c):
+        return run_gate_objective(X, coef, c, targets, sample_weight)[0]
+
     # Stencil error: O(h^4) truncation plus ~eps |loss| / h rounding, ~1e-11 here;
     # gradient entries that cancel to ~0 need that as an absolute floor.
-    assert_allclose(gradient, numerical, rtol=1e-7, atol=1e-9)
+    assert_allclose(grad_coef, central_difference(loss_of_coef, coef, h=1e-3),
+                    rtol=1e-7, atol=1e-9)
+    assert_allclose(grad_intercept, central_difference(loss_of_intercept, intercept, h=1e-3),
+                    rtol=1e-7, atol=1e-9)
 
 
-def test_softmax_loss_gradient_on_simplex_targets_is_weighted_residual():
-    """With rows of T on the simplex: grad = w (softmax(Z) - T), loss = -sum w T log softmax(Z)."""
+def test_softmax_gate_objective_on_simplex_targets_is_weighted_residual():
+    """With rows of T on the simplex: G = w (softmax(Z) - T), loss = -sum w T log softmax(Z)."""
     rng = np.random.default_rng(17)
-    logits, targets, sample_weight = random_softmax_inputs(rng, 200, 6)
-    loss, gradient = run_softmax_loss_gradient(logits, targets, sample_weight)
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, 200, 6)
+    loss, grad_coef, grad_intercept = run_gate_objective(
+        X, coef, intercept, targets, sample_weight
+    )
+    logits = X @ coef + intercept
     residual = sample_weight[:, None] * (softmax(logits, axis=1) - targets)
-    # Entries of the residual can be ~0 (softmax close to the target); see above.
-    assert_allclose(gradient, residual, rtol=RTOL, atol=1e-14 * sample_weight.max())
+    assert_allclose(grad_coef, X.T @ residual, rtol=RTOL, atol=gradient_atol(X, sample_weight))
+    assert_allclose(grad_intercept, residual.sum(axis=0), rtol=RTOL,
+                    atol=1e-14 * sample_weight.sum())
     cross_entropy = -np.sum(sample_weight[:, None] * targets * log_softmax(logits, axis=1))
     assert_allclose(loss, cross_entropy, rtol=RTOL, atol=0)
 
@@ -580,11 +648,10 @@ def test_softmax_gate_objective_gradient(C):
     numerical = central_difference(lambda t: gate._objective(t, *args, 1)[0], theta, h=1e-3)
     relative_error = np.linalg.norm(gradient - numerical) / np.linalg.norm(numerical)
     assert relative_error < 1e-6, relative_error
-    # ... and neither depends on the kernel's thread count: the gradient only
-    # sums per-row kernel outputs, which are bitwise identical.
+    # ... and neither depends on the kernel's thread count beyond rounding.
     value_2, gradient_2 = gate._objective(theta, *args, 2)
     assert_allclose(value_2, value, rtol=1e-12, atol=0)
-    assert_array_equal(gradient_2, gradient, strict=True)
+    assert_allclose(gradient_2, gradient, rtol=1e-10, atol=1e-12 * np.abs(gradient).max())
 
 
 # --------------------------------------------------------------------------
@@ -603,9 +670,11 @@ def test_kernels_reject_wrong_dtype_or_layout(make_bad):
     gate_logits, log_likelihood = random_e_step_inputs(rng, 5, 3)
     with pytest.raises(ValueError):
         run_e_step(make_bad(gate_logits), log_likelihood)
-    logits, targets, sample_weight = random_softmax_inputs(rng, 5, 3)
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, 5, 3)
     with pytest.raises(ValueError):
-        run_softmax_loss_gradient(logits, make_bad(targets), sample_weight)
+        run_gate_objective(X, coef, intercept, make_bad(targets), sample_weight)
+    with pytest.raises(ValueError):
+        run_gate_objective(make_bad(X), coef, intercept, targets, sample_weight)
 
 
 def test_kernels_reject_mismatched_shapes_and_thread_counts():
@@ -618,9 +687,11 @@ def test_kernels_reject_mismatched_shapes_and_thread_counts():
         gaussian_e_step(
             np.zeros(5), np.zeros((5, 3)), np.ones(2), gate_logits, np.empty((5, 3)), np.empty(5)
         )
-    logits, targets, sample_weight = random_softmax_inputs(rng, 5, 3)
-    with pytest.raises(ValueError, match="sample_weight has shape"):
-        run_softmax_loss_gradient(logits, targets, sample_weight[:2])
+    X, coef, intercept, targets, sample_weight = random_gate_inputs(rng, 5, 3)
+    with pytest.raises(ValueError, match=re.escape("sample_weight has shape (2,), expected (5,)")):
+        run_gate_objective(X, coef, intercept, targets, sample_weight[:2])
+    with pytest.raises(ValueError, match=re.escape("coef has shape (3, 3), expected (4, 3)")):
+        run_gate_objective(X, coef[:3], intercept, targets, sample_weight)
     with pytest.raises(ValueError, match="n_threads must be >= 1, got 0"):
         e_step(gate_logits, log_likelihood, np.empty((5, 3)), np.empty(5), 0)
 
@@ -670,6 +741,25 @@ def test_top_k_softmax_matches_reference(n, K, top_k, n_threads):
     assert_array_equal(experts, expected)
     kept = np.take_along_axis(logits, expected, axis=1)
     assert_allclose(weights, softmax(kept, axis=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n, K, top_k", [(1, 1, 1), (7, 5, 2), (1000, 16, 2), (600, 32, 8)])
+def test_softmax_gate_top_k_is_top_k_softmax_of_the_logits(n, K, top_k, n_threads):
+    """Routing straight from X equals routing the stored logits X V + c."""
+    rng = np.random.default_rng(31)
+    X, coef, intercept, _, _ = random_gate_inputs(rng, n, K, n_features=6)
+    experts = np.empty((n, top_k), dtype=np.intp)
+    weights = np.empty((n, top_k))
+    softmax_gate_top_k(X, coef, intercept, top_k, experts, weights, n_threads)
+    expected_experts = np.empty_like(experts)
+    expected_weights = np.empty_like(weights)
+    top_k_softmax(X @ coef + intercept, top_k, expected_experts, expected_weights, 1)
+    # Random continuous logits: no near-ties for the two roundings of X V + c to split.
+    assert_array_equal(experts, expected_experts)
+    assert_allclose(weights, expected_weights, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=re.escape(f"top_k must be in [1, {K}], got {K + 1}")):
+        softmax_gate_top_k(X, coef, intercept, K + 1, experts, weights, 1)
 
 
 def test_top_k_softmax_breaks_ties_by_lower_index():

@@ -7,6 +7,8 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, _check_sample_weight
 
+from .._routing import routes
+
 
 class BaseGate(BaseEstimator, metaclass=ABCMeta):
     """Base class for gates: a map from inputs to probabilities over experts.
@@ -40,8 +42,16 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
     def _logits(self, X):
         """Log gate probabilities up to an additive per-row constant."""
 
+    def _routes(self, X, top_k):
+        """Each row's ``top_k`` experts (all if None) and their renormalised weights.
+
+        See :func:`skmoe._routing.routes`; a gate can override this to route
+        without materialising all its logits.
+        """
+        return routes(self._logits(X), top_k)
+
     def _validate_targets(self, X, responsibilities, sample_weight):
-        X = check_array(X, dtype=np.float64, ensure_min_features=0)
+        X = check_array(X, dtype=np.float64, order="C", ensure_min_features=0)
         responsibilities = check_array(responsibilities, dtype=np.float64, order="C")
         if responsibilities.shape[0] != X.shape[0]:
             raise ValueError(
