@@ -12,8 +12,8 @@ One EM start runs::
         M-step(R)  improve the gate on soft targets R, warm-started
                    route: each row to its top_k experts under the new gate (or all)
                    refit expert k with weights w * R[:, k] on the rows where
-                   R[:, k] > min_responsibility, and evaluate it on its
-                   routed rows (experts in parallel)
+                   R[:, k] > min_responsibility (experts in parallel), then
+                   evaluate each on its routed rows (in parallel too)
                    re-estimate the likelihood's parameters (noise variances)
         E-step     R, L from the compiled kernel
 
@@ -39,7 +39,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from threadpoolctl import threadpool_limits
 
 from ._cluster import ship_once
-from ._experts import check_experts, fit_expert, make_experts, seed_random_states
+from ._experts import (
+    check_experts, evaluate_expert, fit_expert, make_experts, seed_random_states,
+)
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
 from ._openmp import kernel_threads
@@ -66,6 +68,11 @@ def _small_blas(n_entries):
     if n_entries >= _MIN_ENTRIES_FOR_THREADED_BLAS:
         return nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def _keep(expert):
+    """A task that returns the expert unchanged (keeps task order with the others)."""
+    return expert
 
 
 def _as_index(mask):
@@ -434,8 +441,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def _m_step(self, data, state, resp):
         """Improve the gate, route the rows, refit the experts and the likelihood."""
         state.gate._m_step(data.X_gate, resp, data.sample_weight)
-        # The gate goes first so that each expert is evaluated, in the same
-        # parallel task as its refit, on exactly the rows the next E-step needs.
+        # The gate goes first so that each expert is evaluated on exactly the
+        # rows the next E-step needs.
         state.outputs = None  # free the old outputs before the experts copy their rows
         if self.top_k is not None and self.top_k < self.n_experts:
             state.logits = routed_logits(state.gate._logits(data.X_gate), self.top_k)
@@ -445,25 +452,32 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             # logits are cheaper to recompute after the refits than to keep.
             state.logits = routed = None
         rows = []  # (rows refit on or None, rows evaluated on) per expert, filled by the tasks
-        fitted = data.parallel(self._expert_tasks(data, state, resp, routed, rows))
+        state.experts = data.parallel(self._refit_tasks(data, state, resp, routed, rows))
         if state.logits is None:
             state.logits = state.gate._logits(data.X_gate)
-        state.experts = [expert for expert, _ in fitted]
+        # Evaluated once all refits are done, so that no expert's output is held
+        # while another expert copies its training rows (the peak of fit's memory).
+        outputs = data.parallel(
+            delayed(evaluate_expert)(expert, data.X_expert, predict, data.likelihood.expert_output)
+            for expert, (_, predict) in zip(state.experts, rows)
+        )
         n_samples, n_experts = resp.shape
         state.outputs = data.likelihood.empty_outputs(n_samples, n_experts)
         trained_weights = np.zeros((n_samples, n_experts))
-        for k, ((_, output), (train, predict)) in enumerate(zip(fitted, rows)):
+        for k, (output, (train, predict)) in enumerate(zip(outputs, rows)):
             state.outputs[predict, k] = output
             if train is not None:
                 trained_weights[train, k] = resp[train, k] * data.sample_weight[train]
+        del outputs
         state.params = data.likelihood.fit_params(data.y_code, state.outputs, trained_weights)
 
-    def _expert_tasks(self, data, state, resp, routed, rows):
-        """One refit-and-evaluate task per expert, built lazily (appending to ``rows``).
+    def _refit_tasks(self, data, state, resp, routed, rows):
+        """One refit task per expert, built lazily; appends (train, predict) rows to ``rows``.
 
         Lazily, so that a sequential backend holds one expert's weights and
         row selection at a time rather than n_experts of them. ``routed`` is
         the (n, n_experts) mask of top-k routes, or None for dense routing.
+        An expert with nothing to learn from (``train`` None) is kept as it is.
         """
         for k, expert in enumerate(state.experts):
             weights = resp[:, k] * data.sample_weight
@@ -476,10 +490,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             if train is not None:
                 train = _as_index(train)
             rows.append((train, predict))
-            yield delayed(fit_expert)(
-                expert, data.X_expert, data.y_fit, weights, *rows[-1],
-                data.likelihood.expert_output,
-            )
+            if train is None:
+                yield delayed(_keep)(expert)
+            else:
+                yield delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights, train)
 
     def _training_rows(self, data, weights):
         """Boolean mask of the rows an expert is refit on, or None to keep it as is.

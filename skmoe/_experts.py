@@ -74,20 +74,22 @@ def make_experts(named, random_state):
     return [seed_random_states(clone(template), random_state) for _, template in named]
 
 
-def fit_expert(expert, X, y, sample_weight, train_rows, predict_rows, output):
-    """Refit one expert on ``train_rows`` and return it with its outputs on ``predict_rows``.
+def fit_expert(expert, X, y, sample_weight, train_rows):
+    """Refit one expert on ``train_rows`` (a boolean mask, or ``slice(None)`` for all).
 
-    Rows are indices (a boolean mask, or ``slice(None)`` for all rows);
-    ``train_rows=None`` keeps the expert as it is (it has no responsibility
-    left to learn from). Rows are selected here, in the worker, so that the
-    full ``X`` is what gets shipped: joblib memory-maps a large array instead
-    of pickling a new subset per expert. A module-level function so that
-    joblib can send it to worker processes.
+    Rows are selected here, in the worker, so that the full ``X`` is what
+    gets shipped: joblib memory-maps a large array instead of pickling a new
+    subset per expert. A module-level function so that joblib can send it to
+    worker processes.
     """
-    if train_rows is not None:
-        expert.fit(
-            X[train_rows],
-            y[train_rows],
-            **{sample_weight_param(expert): sample_weight[train_rows]},
-        )
-    return expert, output(expert, X[predict_rows])
+    expert.fit(
+        X[train_rows],
+        y[train_rows],
+        **{sample_weight_param(expert): sample_weight[train_rows]},
+    )
+    return expert
+
+
+def evaluate_expert(expert, X, rows, output):
+    """``output(expert, X[rows])``: a fitted expert's outputs on some rows, in a worker."""
+    return output(expert, X[rows])
