@@ -24,7 +24,7 @@ fastest of them, so the kernel is not credited for a lazy baseline:
 The NumPy versions assume finite inputs (the kernels also handle rows of
 ``-inf``); each is checked against the kernel before it is timed.
 
-Kernel threads: the ratio uses ``skmoe._openmp.kernel_threads(n * K)``
+Kernel threads: the ratio uses ``skmoe._threads.kernel_threads(n * K)``
 threads (column ``thr``), as the package does; 1 and 2 threads are timed as
 well (NumPy's ufuncs are single-threaded either way).
 """
@@ -34,7 +34,7 @@ from scipy.special import logsumexp, softmax
 
 from _timing import print_table, time_interleaved, verdict
 from skmoe._kernels import gaussian_e_step, softmax_gate_objective
-from skmoe._openmp import kernel_threads
+from skmoe._threads import kernel_threads
 
 LOG_2PI = np.log(2.0 * np.pi)
 TARGET_N, TARGET_K = 10**6, 16

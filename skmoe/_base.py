@@ -36,7 +36,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from ._cluster import ship_once
 from ._experts import (
@@ -44,7 +43,7 @@ from ._experts import (
 )
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
-from ._openmp import kernel_threads
+from ._threads import kernel_threads, single_threaded_blas
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
 from .exceptions import ExpertCollapseWarning
 from .gates import GATES, BaseGate, make_gate
@@ -67,7 +66,7 @@ def _small_blas(n_entries):
     """
     if n_entries >= _MIN_ENTRIES_FOR_THREADED_BLAS:
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return single_threaded_blas()
 
 
 def _keep(expert):

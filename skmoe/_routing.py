@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import softmax
 
 from ._kernels import group_by_expert, top_k_softmax
-from ._openmp import kernel_threads
+from ._threads import kernel_threads
 
 
 def routes(logits, top_k):

@@ -7,7 +7,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._kernels import hme_leaf_log_proba, hme_node_targets
-from .._openmp import kernel_threads
+from .._threads import kernel_threads
 from ._base import BaseGate
 from ._softmax import SoftmaxGate
 

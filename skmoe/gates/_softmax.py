@@ -6,10 +6,9 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from .._kernels import softmax_gate_objective, softmax_gate_top_k
-from .._openmp import kernel_threads
+from .._threads import kernel_threads, single_threaded_blas
 from .._stats import weighted_mean_scale
 from ._base import BaseGate
 
@@ -137,7 +136,7 @@ class SoftmaxGate(BaseGate):
 
         # The kernel threads over rows and makes its own small BLAS calls in
         # each thread; BLAS threads on top would only contend for the cores.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             result = minimize(
                 objective,
                 theta0,

@@ -1,6 +1,9 @@
-"""How many OpenMP threads a kernel call should use."""
+"""Thread pools: OpenMP threads per kernel call, and BLAS held to one thread."""
+
+from functools import cache
 
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from threadpoolctl import ThreadpoolController
 
 # Below this many matrix entries a kernel pass takes microseconds: waking a
 # thread team costs more than it saves, and on few cores a team still spinning
@@ -15,3 +18,15 @@ def kernel_threads(n_entries):
     Respects ``OMP_NUM_THREADS`` and threadpoolctl limits.
     """
     return max(1, min(_openmp_effective_n_threads(), n_entries // _MIN_ENTRIES_PER_THREAD))
+
+
+@cache
+def _controller():
+    # Scanning the loaded libraries costs ~2 ms; EM limits BLAS once per
+    # M-step, so the scan is done once (NumPy's and SciPy's BLAS are loaded by then).
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context manager: BLAS libraries limited to one thread inside it."""
+    return _controller().limit(limits=1, user_api="blas")
