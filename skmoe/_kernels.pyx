@@ -233,7 +233,8 @@ cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_r
     """Row-major ``C = A @ B + beta C`` (or ``A.T @ B``) through Fortran BLAS.
 
     A row-major matrix is its transpose in column-major order, so this asks
-    BLAS for ``C.T = B.T @ A.T``.  ``A`` is (n_rows, inner), or (inner,
+    BLAS for ``C.T = B.T @ A.T``.  Called from OpenMP threads on small
+    blocks: callers should hold BLAS to one thread (threadpoolctl).  ``A`` is (n_rows, inner), or (inner,
     n_rows) if ``transpose_a``; ``B`` is (inner, n_cols); ``C`` is (n_rows, n_cols).
     """
     cdef char no = b"N"

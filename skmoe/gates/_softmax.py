@@ -163,9 +163,11 @@ class SoftmaxGate(BaseGate):
         check_is_fitted(self)
         experts = np.empty((X.shape[0], top_k), dtype=np.intp)
         weights = np.empty((X.shape[0], top_k))
-        # Straight from X: the (n, n_experts) logits are never stored.
-        softmax_gate_top_k(
-            np.ascontiguousarray(X), self.coef_, self.intercept_, top_k, experts, weights,
-            kernel_threads(X.shape[0] * self.n_experts_),
-        )
+        # Straight from X: the (n, n_experts) logits are never stored. The
+        # kernel's threads each make small BLAS calls: BLAS itself on one thread.
+        with single_threaded_blas():
+            softmax_gate_top_k(
+                np.ascontiguousarray(X), self.coef_, self.intercept_, top_k, experts, weights,
+                kernel_threads(X.shape[0] * self.n_experts_),
+            )
         return experts, weights
