@@ -3,8 +3,8 @@
 Layout: :mod:`skmoe._base` is the EM engine; :mod:`skmoe._regression` and
 :mod:`skmoe._classification` the estimators; :mod:`skmoe.gates` the gating
 networks; :mod:`skmoe._likelihoods` how experts score targets;
-:mod:`skmoe._experts` how user estimators become experts; ``_kernels.pyx`` the
-compiled E-step and gate loss.
+:mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
+experts made for EM; ``_kernels.pyx`` the compiled E-step and gate loss.
 """
 
 from ._classification import MixtureOfExpertsClassifier

@@ -1,0 +1,90 @@
+"""skmoe.experts.WeightedLeastSquares against scikit-learn's linear models."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skmoe import MixtureOfExpertsRegressor
+from skmoe.experts import WeightedLeastSquares
+
+
+@parametrize_with_checks([WeightedLeastSquares(), WeightedLeastSquares(alpha=1.0)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def _weighted_problem(rng, n=3000, d=6):
+    """Features of varied scales and offsets, zero and positive weights."""
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 5.0, size=d) + rng.normal(size=d) * 3
+    y = X @ rng.normal(size=d) + 2.0 + rng.normal(size=n)
+    sample_weight = rng.uniform(0.0, 2.0, size=n)
+    sample_weight[::7] = 0.0
+    return X, y, sample_weight
+
+
+@pytest.mark.parametrize("n", [50, 20_000])  # one block of rows, several (8192 per block)
+@pytest.mark.parametrize("alpha", [0.0, 3.0])
+def test_matches_ridge_and_linear_regression(n, alpha):
+    rng = np.random.default_rng(0)
+    X, y, sample_weight = _weighted_problem(rng, n=n)
+    reference = (LinearRegression() if alpha == 0 else Ridge(alpha=alpha)).fit(
+        X, y, sample_weight=sample_weight
+    )
+    model = WeightedLeastSquares(alpha=alpha).fit(X, y, sample_weight=sample_weight)
+    # The normal equations lose about cond(X) digits more than LinearRegression's SVD.
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-9)
+    assert_allclose(model.intercept_, reference.intercept_, rtol=1e-9)
+
+
+def test_zero_weight_is_leaving_the_row_out():
+    rng = np.random.default_rng(1)
+    X, y, sample_weight = _weighted_problem(rng)
+    kept = sample_weight > 0
+    full = WeightedLeastSquares().fit(X, y, sample_weight=sample_weight)
+    subset = WeightedLeastSquares().fit(X[kept], y[kept], sample_weight=sample_weight[kept])
+    assert_allclose(full.coef_, subset.coef_, rtol=1e-10)
+    assert_allclose(full.intercept_, subset.intercept_, rtol=1e-10)
+
+
+def test_rank_deficient_data_gives_the_minimum_norm_solution():
+    """A duplicated column: LinearRegression's minimum-norm answer splits the slope in two."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=100)
+    X = np.column_stack([x, x, np.ones(100)])
+    y = 4.0 * x + 1.0
+    model = WeightedLeastSquares().fit(X, y)
+    reference = LinearRegression().fit(X, y)
+    assert_allclose(model.coef_, reference.coef_, atol=1e-8)
+    assert_allclose(model.predict(X), y, atol=1e-8)
+
+
+def test_no_intercept():
+    rng = np.random.default_rng(3)
+    X, y, sample_weight = _weighted_problem(rng)
+    model = WeightedLeastSquares(fit_intercept=False).fit(X, y, sample_weight=sample_weight)
+    reference = LinearRegression(fit_intercept=False).fit(X, y, sample_weight=sample_weight)
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-9)
+    assert model.intercept_ == 0.0
+
+
+def test_zero_total_weight_is_refused():
+    X, y = np.ones((3, 1)), np.ones(3)
+    # scikit-learn >= 1.7 says so itself; before, the estimator does.
+    with pytest.raises(ValueError, match="sums to zero|at least one non-zero"):
+        WeightedLeastSquares().fit(X, y, sample_weight=np.zeros(3))
+
+
+def test_mixture_with_weighted_least_squares_equals_linear_regression_experts(
+    three_expert_truth,
+):
+    """Same model, same start: the same EM path as with LinearRegression experts."""
+    _, X, y, _, _ = three_expert_truth
+    fits = [
+        MixtureOfExpertsRegressor(3, estimator=expert, random_state=0).fit(X, y)
+        for expert in (WeightedLeastSquares(), LinearRegression())
+    ]
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    assert_allclose(fits[0].log_likelihood_, fits[1].log_likelihood_, rtol=1e-9)
+    assert_allclose(fits[0].predict(X), fits[1].predict(X), rtol=1e-7, atol=1e-9)
