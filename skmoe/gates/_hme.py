@@ -36,7 +36,7 @@ class HMEGate(BaseGate):
     C : float, default=1.0
         Inverse strength of the L2 penalty of every node's gate (see
         :class:`SoftmaxGate`); ``np.inf`` turns it off.
-    max_iter : int, default=5
+    max_iter : int, default=3
         Maximum L-BFGS iterations per node and M-step (a few suffice, as
         EM warm-starts each node; see :class:`SoftmaxGate`).
     tol : float, default=1e-6
@@ -122,7 +122,7 @@ class HMEGate(BaseGate):
         **SoftmaxGate._parameter_constraints,
     }
 
-    def __init__(self, depth=2, C=1.0, max_iter=5, tol=1e-6):
+    def __init__(self, depth=2, C=1.0, max_iter=3, tol=1e-6):
         self.depth = depth
         self.C = C
         self.max_iter = max_iter
