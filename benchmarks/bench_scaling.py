@@ -1,8 +1,8 @@
 """Section d: how fit time and peak memory grow with the number of rows.
 
 ``MixtureOfExpertsRegressor(8, max_iter=20, tol=0)`` (its default linear
-experts, ``Ridge()``) runs exactly 20 EM iterations at every n, so time per
-row is comparable across n; ``HistGradientBoostingRegressor()`` at the same n gives
+experts, ``WeightedLeastSquares(alpha=1.0)``: the model of ``Ridge()``) runs
+exactly 20 EM iterations at every n, so time per row is comparable across n; ``HistGradientBoostingRegressor()`` at the same n gives
 the ratio to a strong generic baseline. d = 20 features.
 
 Every fit runs in a fresh subprocess (this file run with ``--child``), which
@@ -137,7 +137,7 @@ def run(quick):
                 f"(measured {memory:.2f}x)", memory <= TARGET_MEMORY),
     ]
     print_table(
-        f"d. scaling: MoE({N_EXPERTS} x Ridge, max_iter={MAX_ITER}, tol=0) vs "
+        f"d. scaling: MoE({N_EXPERTS} x WeightedLeastSquares, max_iter={MAX_ITER}, tol=0) vs "
         f"HistGradientBoostingRegressor, d={N_FEATURES} (median of reps; one subprocess per fit)",
         ["n", "reps", "MoE fit s", "MoE us/row/iter", "HGB fit s", "MoE/HGB",
          "MoE mem/X", "HGB mem/X"],

@@ -4,13 +4,13 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array
 
 from ._base import BaseMixtureOfExperts
 from ._docstrings import fill
 from ._likelihoods import GaussianLikelihood
+from .experts import WeightedLeastSquares
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -27,7 +27,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Number of experts.
 
     estimator : regressor or list of (str, regressor), default=None
-        The expert, cloned once per expert; ``None`` means ``Ridge()``. A list
+        The expert, cloned once per expert; ``None`` means
+        ``WeightedLeastSquares(alpha=1.0)``, the model of ``Ridge()`` fitted without
+        copying the data (see :mod:`skmoe.experts`). A list
         of ``(name, estimator)`` pairs gives one (possibly different) expert
         each, whose parameters are reachable as ``<name>__<param>``. Experts
         must accept ``sample_weight`` in ``fit`` (a ``Pipeline``: its final
@@ -127,7 +129,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         self.noise_variance_floor = noise_variance_floor
 
     def _default_expert(self):
-        return Ridge()
+        return WeightedLeastSquares(alpha=1.0)
 
     def _prepare_target(self, y, sample_weight):
         y = np.ascontiguousarray(y, dtype=np.float64)
