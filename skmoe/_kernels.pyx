@@ -18,6 +18,9 @@ the vector registers together (``_fastexp.h``).
 * ``softmax_gate_objective`` is the softmax gate's M-step objective: the
   soft-target cross-entropy of ``softmax(X V + c)`` and its gradient in
   ``(V, c)``, without ever writing the (n, K) logits or their gradient.
+* ``weighted_gram`` gives K weighted least-squares problems their normal
+  equations in one pass over ``X`` (rows of zero weight skipped): the refit
+  of linear experts.
 * ``top_k_softmax`` / ``group_by_expert`` do sparse routing: each row's top-k
   experts with renormalised weights, and the rows grouped by expert.
 * ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
@@ -31,9 +34,9 @@ All arrays are float64 and C-contiguous; buffers to be written end in ``_out``.
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, log, log1p, INFINITY
+from libc.math cimport exp, log, log1p, sqrt, INFINITY
 from libc.stdlib cimport calloc, free, malloc
-from scipy.linalg.cython_blas cimport dgemm
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
 
 cdef extern from "_fastexp.h" nogil:
     # values[i] = exp(values[i]) for i < n, vectorised (see _fastexp.h).
@@ -89,6 +92,7 @@ cdef inline double _sum(const double *values, Py_ssize_t n) noexcept nogil:
 cdef enum:
     BLOCK_ROWS = 32
     GATE_BLOCK_ROWS = 256  # larger: each block makes two BLAS calls
+    GRAM_BLOCK_ROWS = 256  # a block of 20 features stays in L2 while K experts read it
 
 
 cdef inline void _posterior_block(const double *gate_logits, double *joint,
@@ -245,6 +249,20 @@ cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_r
           <double *> b, &n_cols, <double *> a, &lda, &beta, c, &n_cols)
 
 
+
+cdef inline void _syrk_rows(const double *a, double *c, int n_rows, int n_cols) noexcept nogil:
+    """Row-major ``C += A.T @ A``, lower triangle only, through Fortran BLAS.
+
+    ``A`` is (n_rows, n_cols), ``C`` is (n_cols, n_cols).  Row-major ``A`` is
+    ``A.T`` in column-major order, and column-major "upper" is row-major
+    "lower".  Called from OpenMP threads: callers hold BLAS to one thread.
+    """
+    cdef char upper = b"U"
+    cdef char no = b"N"
+    cdef double one = 1.0
+    dsyrk(&upper, &no, &n_cols, &n_rows, &one, <double *> a, &n_cols, &one, c, &n_cols)
+
+
 def softmax_gate_objective(
     const double[:, ::1] X,               # IN  (n, d) gate inputs
     const double[:, ::1] coef,            # IN  (d, K) V
@@ -352,6 +370,80 @@ def softmax_gate_objective(
         for k in range(n_classes):
             grad_intercept_out[k] += thread_sums[t, n_features * n_classes + k]
     return loss
+
+
+
+def weighted_gram(
+    const double[:, ::1] X,               # IN  (n, d)
+    const double[::1] y,                  # IN  (n,)
+    const double[:, ::1] weights,         # IN  (n, K) non-negative; 0 = the row is absent
+    const double[:, ::1] centre,          # IN  (K, d + 1) per-expert centre of [X, y]
+    double[:, :, ::1] gram_out,           # OUT (K, d + 1, d + 1)
+    int n_threads=1,
+):
+    """Weighted cross products of the centred ``[X, y]``, for K weightings in one pass.
+
+    ``gram_out[k] = sum_i w_ik z_ik z_ik^T`` with ``z_ik = [x_i, y_i] - centre[k]``:
+    its leading (d, d) block and last column are the normal equations of
+    expert k's weighted least squares, and its corner is the weighted sum of
+    squares of ``y``.  Centring each expert at its own weighted mean keeps
+    the sums free of the cancellation that uncentred moments suffer.
+
+    Each block of GRAM_BLOCK_ROWS rows is read once for all K experts: for
+    each expert the rows of positive weight are gathered, scaled by
+    ``sqrt(w_ik)``, into a per-thread buffer (rows of zero weight, e.g. below
+    ``min_responsibility``, cost nothing more), and a single-threaded
+    ``dsyrk`` adds the buffer's cross products into the thread's own sums.
+    The threads' sums are added in thread order, so a given thread count
+    gives the same result every time.  Callers should hold BLAS to one
+    thread (threadpoolctl).
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_experts = weights.shape[1]
+    cdef Py_ssize_t width = n_features + 1
+    cdef Py_ssize_t square = width * width
+    _check_shapes(
+        n_threads,
+        {"y": (n,), "weights": (n, n_experts), "centre": (n_experts, width),
+         "gram_out": (n_experts, width, width)},
+        y=y, weights=weights, centre=centre, gram_out=gram_out,
+    )
+    cdef double[:, ::1] thread_sums = np.zeros((n_threads, n_experts * square))
+    cdef Py_ssize_t block, start, stop, i, j, k, m, t, n_kept
+    cdef double root
+    cdef double *rows
+    cdef double *sums
+    cdef double *row
+    with nogil, parallel(num_threads=n_threads):
+        rows = _thread_scratch(width * GRAM_BLOCK_ROWS)
+        sums = <double *> calloc(n_experts * square, sizeof(double))
+        if sums == NULL:
+            with gil:
+                raise MemoryError()
+        for block in prange((n + GRAM_BLOCK_ROWS - 1) // GRAM_BLOCK_ROWS, schedule="static"):
+            start = block * GRAM_BLOCK_ROWS
+            stop = min(start + GRAM_BLOCK_ROWS, n)
+            for k in range(n_experts):
+                n_kept = 0
+                for i in range(start, stop):
+                    if weights[i, k] > 0.0:
+                        root = sqrt(weights[i, k])
+                        row = &rows[n_kept * width]
+                        for j in range(n_features):
+                            row[j] = root * (X[i, j] - centre[k, j])
+                        row[n_features] = root * (y[i] - centre[k, n_features])
+                        n_kept = n_kept + 1
+                if n_kept > 0:
+                    _syrk_rows(rows, &sums[k * square], n_kept, width)
+        t = threadid()
+        for m in range(n_experts * square):
+            thread_sums[t, m] = sums[m]
+        free(sums)
+        free(rows)
+    gram = np.asarray(thread_sums).sum(axis=0).reshape(n_experts, width, width)
+    # dsyrk filled one triangle: the lower one, in row-major terms.
+    np.asarray(gram_out)[...] = np.tril(gram) + np.swapaxes(np.tril(gram, -1), 1, 2)
 
 
 cdef inline void _top_k_row(const double *logits, Py_ssize_t n_experts, Py_ssize_t top_k,

@@ -35,9 +35,13 @@ class GaussianLikelihood:
         """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
         return np.zeros((n_samples, n_experts))
 
-    def can_train_on(self, y):
-        """Whether an expert can be fitted on these targets alone."""
-        return y.shape[0] >= 2
+    def can_train_on(self, y, rows):
+        """Whether an expert can be fitted on the targets ``y[rows]`` alone."""
+        return np.count_nonzero(rows) >= 2
+
+    def batch_outputs(self, batch, experts, X):
+        """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
+        return batch._predict_many(experts, X)
 
     def fit_params(self, y, outputs, weights):
         """Weighted maximum-likelihood noise variances, floored.
@@ -87,9 +91,9 @@ class CategoricalLikelihood:
         """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
         return np.zeros((n_samples, n_experts, self.classes.shape[0]))
 
-    def can_train_on(self, y):
+    def can_train_on(self, y, rows):
         """Most classifiers refuse to fit on a single class."""
-        return np.unique(y).shape[0] >= 2
+        return np.unique(y[rows]).shape[0] >= 2
 
     def fit_params(self, y, outputs, weights):
         return {}

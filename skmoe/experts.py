@@ -15,8 +15,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-# Rows per block of the normal equations: a block of a 20-column array is 1.3 MB.
-_BLOCK_ROWS = 1 << 13
+from ._kernels import weighted_gram
+from ._threads import kernel_threads, single_threaded_blas
 
 
 class WeightedLeastSquares(RegressorMixin, BaseEstimator):
@@ -25,9 +25,12 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
     Minimises ``sum_i w_i (y_i - x_i . coef - intercept)^2 + alpha ||coef||^2``,
     the model of :class:`~sklearn.linear_model.Ridge` (``alpha=0``:
     :class:`~sklearn.linear_model.LinearRegression`). The weighted Gram matrix
-    is accumulated over blocks of rows, so ``fit`` reads ``X`` twice (means,
-    then Gram matrix) and never copies it; that makes it the fastest linear
-    expert for a mixture, whose EM refits every expert at every iteration.
+    is accumulated by a compiled kernel over blocks of rows, so ``fit`` reads
+    ``X`` twice (means, then Gram matrix) and never copies it, and rows of
+    zero weight cost nothing.  In a mixture all the experts of this class are
+    refitted together, with one pass over ``X`` per EM iteration: that makes
+    it the fastest linear expert for EM, which refits every expert at every
+    iteration.
     The normal equations square the condition number of ``X``: for badly
     conditioned features prefer ``LinearRegression`` or a small ``alpha``.
 
@@ -87,31 +90,56 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        X, y = validate_data(self, X, y, dtype=np.float64, order="C", y_numeric=True)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        total = sample_weight.sum()
-        if total <= 0:
+        if sample_weight.sum() <= 0:
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
-        n_samples, n_features = X.shape
-        if self.fit_intercept:
-            x_mean = (sample_weight @ X) / total
-            y_mean = float(sample_weight @ y) / total
-        else:
-            x_mean, y_mean = np.zeros(n_features), 0.0
-        gram = np.zeros((n_features, n_features))
-        moment = np.zeros(n_features)
-        for start in range(0, n_samples, _BLOCK_ROWS):
-            rows = slice(start, start + _BLOCK_ROWS)
-            centred = X[rows] - x_mean
-            weighted = centred * sample_weight[rows, None]
-            gram += weighted.T @ centred
-            moment += weighted.T @ (y[rows] - y_mean)
-        gram[np.diag_indices_from(gram)] += self.alpha
-        self.coef_ = _solve_normal_equations(gram, moment)
-        self.intercept_ = y_mean - float(x_mean @ self.coef_)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        self._fit_many([self], X, y, sample_weight[:, None])
         return self
+
+    # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
+    # all its experts with one pass over X, and evaluates them with one GEMM.
+
+    @staticmethod
+    def _fit_many(experts, X, y, weights):
+        """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
+
+        ``X`` (C-ordered float64) and ``y`` are validated; every column of
+        ``weights`` has a positive sum.  One pass over ``X`` gives the
+        weighted means, one compiled pass the K Gram matrices.
+        """
+        n_features = X.shape[1]
+        centre = np.zeros((len(experts), n_features + 1))
+        with_intercept = np.array([expert.fit_intercept for expert in experts])
+        if with_intercept.any():
+            totals = weights.sum(axis=0)
+            centre[:, :n_features] = weights.T @ X
+            centre[:, n_features] = weights.T @ y
+            centre /= totals[:, None]
+            centre[~with_intercept] = 0.0
+        gram = np.empty((len(experts), n_features + 1, n_features + 1))
+        with single_threaded_blas():  # the kernel calls BLAS from its own threads
+            weighted_gram(X, y, weights, centre, gram, kernel_threads(weights.size * n_features))
+        for expert, system, (x_mean, y_mean) in zip(
+            experts, gram, zip(centre[:, :n_features], centre[:, n_features])
+        ):
+            normal = system[:n_features, :n_features]
+            normal[np.diag_indices_from(normal)] += expert.alpha
+            expert.coef_ = _solve_normal_equations(normal, system[:n_features, n_features])
+            expert.intercept_ = float(y_mean - x_mean @ expert.coef_)
+            expert.n_features_in_ = n_features
+        return experts
+
+    @staticmethod
+    def _predict_many(experts, X):
+        """``(n_samples, len(experts))`` predictions of fitted ``experts`` on validated ``X``."""
+        coef = np.column_stack([expert.coef_ for expert in experts])
+        outputs = X @ coef
+        outputs += np.array([expert.intercept_ for expert in experts])
+        return outputs
 
     def predict(self, X):
         """Predict with the linear model.

@@ -1,12 +1,19 @@
-"""skmoe.experts.WeightedLeastSquares against scikit-learn's linear models."""
+"""skmoe.experts.WeightedLeastSquares against scikit-learn's linear models.
+
+Also its batch protocol (``_fit_many`` / ``_predict_many``), with which EM
+refits all the experts of a mixture in one pass: it must give what one fit
+per expert gives.
+"""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoe import MixtureOfExpertsRegressor
+from skmoe import _base as skmoe_base
 from skmoe.experts import WeightedLeastSquares
 
 
@@ -88,3 +95,38 @@ def test_mixture_with_weighted_least_squares_equals_linear_regression_experts(
     assert fits[0].n_iter_ == fits[1].n_iter_
     assert_allclose(fits[0].log_likelihood_, fits[1].log_likelihood_, rtol=1e-9)
     assert_allclose(fits[0].predict(X), fits[1].predict(X), rtol=1e-7, atol=1e-9)
+
+
+def test_fit_many_equals_one_fit_per_weighting():
+    """The batch refit EM uses: expert k fitted on weights[:, k], all in one pass."""
+    rng = np.random.default_rng(4)
+    X, y, _ = _weighted_problem(rng, n=5000)
+    weights = rng.dirichlet(np.ones(3), size=5000)
+    weights[weights < 0.2] = 0.0  # rows below min_responsibility
+    experts = [WeightedLeastSquares(), WeightedLeastSquares(alpha=5.0),
+               WeightedLeastSquares(fit_intercept=False)]
+    fitted = WeightedLeastSquares._fit_many(experts, X, y, weights)
+    for k, expert in enumerate(fitted):
+        alone = clone(experts[k]).fit(X, y, sample_weight=weights[:, k])
+        assert_allclose(expert.coef_, alone.coef_, rtol=1e-10)
+        assert_allclose(expert.intercept_, alone.intercept_, rtol=1e-10)
+        assert expert.n_features_in_ == X.shape[1]
+    assert_allclose(
+        WeightedLeastSquares._predict_many(fitted, X),
+        np.column_stack([expert.predict(X) for expert in fitted]),
+        rtol=1e-12, atol=1e-12,  # one GEMM against K matrix-vector products
+    )
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_mixture_batch_refit_equals_one_task_per_expert(three_expert_truth, monkeypatch, top_k):
+    """EM refits WeightedLeastSquares experts in one batch; one task each gives the same fit."""
+    _, X, y, _, _ = three_expert_truth
+    params = dict(n_experts=3, top_k=top_k, min_responsibility=0.05, random_state=0)
+    batched = MixtureOfExpertsRegressor(**params).fit(X, y)
+    monkeypatch.setattr(skmoe_base, "batch_class", lambda experts: None)
+    one_by_one = MixtureOfExpertsRegressor(**params).fit(X, y)
+    assert batched.n_iter_ == one_by_one.n_iter_
+    assert_allclose(batched.log_likelihood_history_, one_by_one.log_likelihood_history_,
+                    rtol=1e-9)
+    assert_allclose(batched.predict(X), one_by_one.predict(X), rtol=1e-7, atol=1e-9)

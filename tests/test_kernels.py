@@ -12,7 +12,9 @@ straightforward reference written here from its mathematical definition:
   ``sum_i w_i (t_i. logsumexp(Z_i.) - t_i . Z_i.)`` of ``Z = X V + c`` and its
   gradient in ``(V, c)``, i.e. ``X.T G`` and the column sums of ``G``, the
   gradient in ``Z``;
-* ``softmax_gate_top_k``: ``top_k_softmax`` of those logits.
+* ``softmax_gate_top_k``: ``top_k_softmax`` of those logits;
+* ``weighted_gram``: ``sum_i w_ik z_ik z_ik^T`` with ``z_ik = [x_i, y_i] - c_k``,
+  one expert at a time.
 
 On top of agreement to ``rtol=1e-10`` on random inputs of several shapes, the
 tests check what the references cannot: results do not depend on the number of
@@ -42,6 +44,7 @@ from skmoe._kernels import (
     softmax_gate_top_k,
     top_k_softmax,
     use_simd,
+    weighted_gram,
 )
 from skmoe.gates import SoftmaxGate
 
@@ -785,3 +788,78 @@ def test_group_by_expert_is_a_stable_counting_sort():
     assert_array_equal(offsets, np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=7))]))
     with pytest.raises(ValueError, match=r"expert index \d outside \[0, 3\)"):
         group_by_expert(experts, order, np.empty(4, dtype=np.intp))
+
+
+# --------------------------------------------------------------------------
+# Weighted Gram matrices (the batch refit of linear experts)
+# --------------------------------------------------------------------------
+
+
+def reference_weighted_gram(X, y, weights, centre):
+    """``sum_i w_ik z_ik z_ik^T`` with ``z_ik = [x_i, y_i] - centre[k]``, one expert at a time."""
+    Z = np.column_stack([X, y])
+    return np.stack([(Z - c).T @ ((Z - c) * w[:, None]) for c, w in zip(centre, weights.T)])
+
+
+def random_gram_inputs(rng, n, K, n_features=5):
+    """Offset features, weights with many exact zeros (rows absent for that expert)."""
+    X = rng.normal(size=(n, n_features)) * 3 + rng.normal(size=n_features) * 10
+    y = X @ rng.normal(size=n_features) + rng.normal(size=n)
+    weights = rng.dirichlet(np.ones(K) * 0.5, size=n)
+    weights[weights < 0.1] = 0.0
+    centre = rng.normal(size=(K, n_features + 1)) * 10
+    return X, y, weights, centre
+
+
+def run_weighted_gram(X, y, weights, centre, n_threads=1):
+    gram = np.full((weights.shape[1], X.shape[1] + 1, X.shape[1] + 1), np.nan)
+    weighted_gram(X, y, weights, centre, gram, n_threads)
+    return gram
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000])  # less than one block of rows, and several
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("n_threads", N_THREADS)
+def test_weighted_gram_matches_reference(n, K, n_threads):
+    rng = np.random.default_rng(37)
+    X, y, weights, centre = random_gram_inputs(rng, n, K)
+    gram = run_weighted_gram(X, y, weights, centre, n_threads)
+    expected = reference_weighted_gram(X, y, weights, centre)
+    assert_allclose(gram, expected, rtol=RTOL, atol=1e-9 * np.abs(expected).max())
+    assert_array_equal(gram, np.swapaxes(gram, 1, 2))  # both triangles written
+
+
+def test_weighted_gram_zero_weight_is_the_row_left_out():
+    """Rows of zero weight are skipped, so a NaN there must not leak into the sums."""
+    rng = np.random.default_rng(41)
+    X, y, weights, centre = random_gram_inputs(rng, 600, 2)
+    weights[::3] = 0.0
+    X_poisoned = X.copy()
+    X_poisoned[::3] = np.nan
+    kept = np.ones(600, dtype=bool)
+    kept[::3] = False
+    assert_allclose(
+        run_weighted_gram(X_poisoned, y, weights, centre),
+        reference_weighted_gram(X[kept], y[kept], weights[kept], centre),
+        rtol=RTOL,
+    )
+    assert_array_equal(run_weighted_gram(X, y, np.zeros((600, 2)), centre), 0.0)
+
+
+def test_weighted_gram_across_thread_counts():
+    rng = np.random.default_rng(43)
+    X, y, weights, centre = random_gram_inputs(rng, 5000, 4)
+    one, two = (run_weighted_gram(X, y, weights, centre, t) for t in (1, 2))
+    assert_allclose(one, two, rtol=1e-12)
+    assert_array_equal(two, run_weighted_gram(X, y, weights, centre, 2))
+
+
+def test_weighted_gram_rejects_mismatched_shapes():
+    rng = np.random.default_rng(47)
+    X, y, weights, centre = random_gram_inputs(rng, 10, 3)
+    with pytest.raises(ValueError, match=re.escape("centre has shape (3, 5), expected (3, 6)")):
+        run_weighted_gram(X, y, weights, np.ascontiguousarray(centre[:, :5]))
+    with pytest.raises(ValueError, match=re.escape("weights has shape (9, 3), expected (10, 3)")):
+        run_weighted_gram(X, y, weights[:9], centre)
+    with pytest.raises(ValueError, match=re.escape("gram_out has shape (3, 6, 5)")):
+        weighted_gram(X, y, weights, centre, np.empty((3, 6, 5)), 1)
