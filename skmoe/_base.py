@@ -25,7 +25,6 @@ Subclasses provide the expert likelihood, target encoding and ``predict``.
 
 import warnings
 from abc import ABCMeta, abstractmethod
-from contextlib import nullcontext
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -44,7 +43,8 @@ from ._experts import (
 )
 from ._features import resolve_columns, take_columns
 from ._initialization import initial_responsibilities
-from ._threads import kernel_threads, single_threaded_blas
+from ._kernels import responsibility_weights
+from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
 from .exceptions import ExpertCollapseWarning
 from .gates import GATES, BaseGate, make_gate
@@ -53,21 +53,24 @@ from .gates import GATES, BaseGate, make_gate
 # collapsed: it explains (almost) nothing and its weighted refit is degenerate.
 _COLLAPSE_MASS_IN_SAMPLES = 0.5
 
-# Below this many entries in X times n_experts, EM runs with one BLAS thread.
+# Below this many entries in X times n_experts, experts refit with one BLAS thread.
 _MIN_ENTRIES_FOR_THREADED_BLAS = 1 << 22
 
 
-def _small_blas(n_entries):
-    """Single-threaded BLAS for EM on small data.
+def _expert_blas_threads(n_entries):
+    """BLAS threads for the user's experts' refits; EM's own work runs with one.
 
-    The gate's L-BFGS makes many tall-skinny matrix products; below a few
-    million entries, waking BLAS threads costs more than they save and they
-    compete with the OpenMP kernels (measured: a 10,000-row fit ran 3.5x
-    faster with one BLAS thread).
+    EM's own matrix products (gate logits, batch refits) read X once each and
+    are bound by memory, and its kernels thread with OpenMP: BLAS threads
+    there only contend with the kernels' threads for the cores (measured on
+    2 cores, 1e6 x 20, K=8: a fit took 14.1 s with BLAS threads, 11.5 s
+    without).  An expert's own fit (a least-squares solve, say) may gain
+    from them, but on small data waking them costs more than they save
+    (a 10,000-row fit ran 3.5x faster with one BLAS thread).
     """
     if n_entries >= _MIN_ENTRIES_FOR_THREADED_BLAS:
-        return nullcontext()
-    return single_threaded_blas()
+        return blas_threads()
+    return 1
 
 
 def _keep(expert):
@@ -92,7 +95,8 @@ class _FitData:
     sample_weight: np.ndarray
     likelihood: object
     parallel: Parallel
-    n_threads: int
+    n_threads: int  # OpenMP threads for the kernels
+    expert_blas_threads: int  # BLAS threads for the user's experts (EM's own work: 1)
 
 
 @dataclass
@@ -305,9 +309,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         random_state = check_random_state(self.random_state)
         warm = self.warm_start and hasattr(self, "converged_")
         X_expert = take_columns(X, self.expert_features_)
+        expert_blas_threads = _expert_blas_threads(X.size * self.n_experts)
         # One worker pool (and, on Dask, one shipment of the data) per fit.
         with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel, \
-                _small_blas(X.size * self.n_experts):
+                single_threaded_blas():
             data = _FitData(
                 X=X,
                 X_gate=take_columns(X, self.gate_features_),
@@ -318,6 +323,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 likelihood=likelihood,
                 parallel=parallel,
                 n_threads=kernel_threads(n_samples * self.n_experts),
+                expert_blas_threads=expert_blas_threads,
             )
             if warm:
                 runs = [self._resume(data)]
@@ -459,7 +465,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             state.outputs = self._refit_batch(data, state, batch, weights, train)
         if state.logits is None:
             state.logits = state.gate._logits(data.X_gate)
-        state.params = data.likelihood.fit_params(data.y_code, state.outputs, weights)
+        state.params = data.likelihood.fit_params(
+            data.y_code, state.outputs, weights, data.n_threads
+        )
 
     def _training_weights(self, data, resp):
         """Each expert's refit weights and training rows.
@@ -467,30 +475,39 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         Conditional computation: rows whose responsibility is at most
         ``min_responsibility`` carry almost no weight, so skipping them makes
         the experts' total work grow like n rather than n * n_experts. If the
-        remaining rows cannot train an expert (too few, or a single class),
-        every row with positive weight is used, then every row.
+        remaining rows cannot train an expert (fewer than two, or a single
+        class), every row with positive weight is used, then every row.
 
         Returns ``weights``, (n, n_experts): ``sample_weight * resp`` on the
-        rows each expert is refit on, 0 elsewhere; and ``train``, each
-        expert's training rows (a boolean mask, or ``slice(None)`` for all),
-        or None to keep an expert that has nothing to learn from as it is.
+        rows each expert is refit on, 0 elsewhere; and ``train``, per expert:
+        None to keep an expert that has nothing to learn from as it is,
+        ``slice(None)`` to refit it on every row, else True (the rows of
+        positive weight, see ``_training_rows``).
         """
-        weights = resp * data.sample_weight[:, None]
-        # np.copyto, not a masked assignment: several times faster on (n, K).
-        np.copyto(weights, 0.0, where=resp <= self.min_responsibility)
-        train = []
-        for k in range(resp.shape[1]):
-            rows = weights[:, k] > 0
-            if not data.likelihood.can_train_on(data.y_code, rows):
-                weights[:, k] = resp[:, k] * data.sample_weight
-                rows = weights[:, k] > 0
-                if not rows.any():
-                    train.append(None)
-                    continue
-                if not data.likelihood.can_train_on(data.y_code, rows):
-                    rows = np.ones_like(rows)
-            train.append(_as_index(rows))
+        n_samples, n_experts = resp.shape
+        weights = np.empty((n_samples, n_experts))
+        counts = np.empty(n_experts, dtype=np.intp)
+        responsibility_weights(
+            resp, data.sample_weight, self.min_responsibility, weights, counts, data.n_threads
+        )
+        train = [True] * n_experts
+        for k in range(n_experts):
+            if counts[k] >= 2 and data.likelihood.can_train_on(data.y_code, weights[:, k]):
+                continue
+            weights[:, k] = resp[:, k] * data.sample_weight
+            counts[k] = np.count_nonzero(weights[:, k])
+            if counts[k] == 0:
+                train[k] = None
+            elif counts[k] < 2 or not data.likelihood.can_train_on(data.y_code, weights[:, k]):
+                train[k] = slice(None)
         return weights, train
+
+    @staticmethod
+    def _training_rows(weights, train):
+        """An expert's training rows from ``_training_weights``: a mask, a slice, or None."""
+        if train is True:
+            return _as_index(weights > 0)
+        return train
 
     def _refit_batch(self, data, state, batch, weights, train):
         """Refit all experts in one call of their batch class; return their outputs."""
@@ -511,11 +528,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         ``routed`` is the (n, n_experts) mask of top-k routes, or None for
         dense routing: each expert is evaluated on its routed and training rows.
         """
-        state.experts = data.parallel(
-            delayed(_keep)(expert) if rows is None
-            else delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights[:, k], rows)
-            for k, (expert, rows) in enumerate(zip(state.experts, train))
-        )
+        train = [self._training_rows(weights[:, k], rows) for k, rows in enumerate(train)]
+        with blas_limited_to(data.expert_blas_threads):
+            state.experts = data.parallel(
+                delayed(_keep)(expert) if rows is None
+                else delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights[:, k], rows)
+                for k, (expert, rows) in enumerate(zip(state.experts, train))
+            )
         if routed is None:
             predict = [slice(None)] * len(train)
         else:
@@ -526,10 +545,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             ]
         # Evaluated once all refits are done, so that no expert's output is held
         # while another expert copies its training rows (the peak of fit's memory).
-        outputs = data.parallel(
-            delayed(evaluate_expert)(expert, data.X_expert, rows, data.likelihood.expert_output)
-            for expert, rows in zip(state.experts, predict)
-        )
+        with blas_limited_to(data.expert_blas_threads):
+            outputs = data.parallel(
+                delayed(evaluate_expert)(expert, data.X_expert, rows, data.likelihood.expert_output)
+                for expert, rows in zip(state.experts, predict)
+            )
         n_samples, n_experts = weights.shape
         stacked = data.likelihood.empty_outputs(n_samples, n_experts)
         for k, (output, rows) in enumerate(zip(outputs, predict)):

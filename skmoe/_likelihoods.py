@@ -11,7 +11,7 @@ object can score any EM start and be shipped to joblib workers cheaply.
 
 import numpy as np
 
-from ._kernels import e_step, gaussian_e_step
+from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
 
 
 class GaussianLikelihood:
@@ -35,24 +35,23 @@ class GaussianLikelihood:
         """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
         return np.zeros((n_samples, n_experts))
 
-    def can_train_on(self, y, rows):
-        """Whether an expert can be fitted on the targets ``y[rows]`` alone."""
-        return np.count_nonzero(rows) >= 2
+    def can_train_on(self, y, weights):
+        """Whether the targets of positive weight (two or more) can train an expert: any can."""
+        return True
 
     def batch_outputs(self, batch, experts, X):
         """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
         return batch._predict_many(experts, X)
 
-    def fit_params(self, y, outputs, weights):
+    def fit_params(self, y, outputs, weights, n_threads):
         """Weighted maximum-likelihood noise variances, floored.
 
         ``weights`` is zero wherever an expert's output was not computed.
         """
-        residual_sq = (y[:, None] - outputs) ** 2
+        residual_sum = np.empty(outputs.shape[1])
+        weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
         mass = weights.sum(axis=0)
-        variance = np.einsum("nk,nk->k", weights, residual_sq) / np.maximum(
-            mass, np.finfo(np.float64).tiny
-        )
+        variance = residual_sum / np.maximum(mass, np.finfo(np.float64).tiny)
         return {"variance": np.maximum(variance, self.variance_floor)}
 
     def e_step(self, y, outputs, params, gate_logits, n_threads):
@@ -91,11 +90,14 @@ class CategoricalLikelihood:
         """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
         return np.zeros((n_samples, n_experts, self.classes.shape[0]))
 
-    def can_train_on(self, y, rows):
-        """Most classifiers refuse to fit on a single class."""
-        return np.unique(y[rows]).shape[0] >= 2
+    def can_train_on(self, y, weights):
+        """Whether the targets of positive weight (two or more) can train an expert.
 
-    def fit_params(self, y, outputs, weights):
+        They must hold two classes: most classifiers refuse to fit on one.
+        """
+        return np.unique(y[weights > 0]).shape[0] >= 2
+
+    def fit_params(self, y, outputs, weights, n_threads):
         return {}
 
     def e_step(self, y, outputs, params, gate_logits, n_threads):

@@ -27,6 +27,19 @@ def _controller():
     return ThreadpoolController()
 
 
+def blas_threads():
+    """The number of threads BLAS may use now (the smallest over the loaded BLAS libraries)."""
+    return min(
+        (info["num_threads"] for info in _controller().info() if info["user_api"] == "blas"),
+        default=1,
+    )
+
+
+def blas_limited_to(n_threads):
+    """Context manager: BLAS libraries limited to ``n_threads`` threads inside it."""
+    return _controller().limit(limits=n_threads, user_api="blas")
+
+
 def single_threaded_blas():
     """Context manager: BLAS libraries limited to one thread inside it."""
-    return _controller().limit(limits=1, user_api="blas")
+    return blas_limited_to(1)

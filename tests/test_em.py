@@ -171,3 +171,42 @@ def test_classifier_single_expert_is_the_bare_expert():
     assert_allclose(
         moe.predict_proba(X), LogisticRegression(C=0.5).fit(X, y).predict_proba(X), rtol=1e-12
     )
+
+
+def test_training_rows_fall_back_when_the_threshold_leaves_too_little():
+    """Rows above min_responsibility, else every row of positive weight, else every row."""
+    from types import SimpleNamespace
+
+    from skmoe._likelihoods import CategoricalLikelihood
+
+    resp = np.array([
+        [0.80, 0.15, 0.05, 0.0],
+        [0.80, 0.18, 0.02, 0.0],
+        [0.50, 0.45, 0.05, 0.0],
+        [0.10, 0.05, 0.85, 0.0],
+    ])
+    sample_weight = np.array([1.0, 2.0, 1.0, 0.5])
+    full = resp * sample_weight[:, None]
+    data = SimpleNamespace(
+        sample_weight=sample_weight, y_code=np.array([0, 0, 1, 1]), n_threads=1,
+        likelihood=CategoricalLikelihood(np.array([0, 1])),
+    )
+    moe = MixtureOfExpertsClassifier(4, min_responsibility=0.08)
+    weights, train = moe._training_weights(data, resp)
+    rows = [moe._training_rows(weights[:, k], train[k]) for k in range(4)]
+    # Expert 0: every row passes the threshold.
+    assert rows[0] == slice(None)
+    assert_array_equal(weights[:, 0], full[:, 0])
+    # Expert 1: rows 0-2 pass and hold both classes; row 3 weighs nothing.
+    assert_array_equal(rows[1], [True, True, True, False])
+    assert_array_equal(weights[:, 1], [0.15, 0.36, 0.45, 0.0])
+    # Expert 2: only row 3 passes, too few: every row of positive weight.
+    assert rows[2] == slice(None)
+    assert_array_equal(weights[:, 2], full[:, 2])
+    # Expert 3 has nothing to learn from: kept as it is.
+    assert rows[3] is None
+    # A single class everywhere: every row, whatever its weight.
+    data.y_code = np.zeros(4, dtype=int)
+    weights, train = moe._training_weights(data, resp)
+    assert train[:3] == [slice(None)] * 3
+    assert_array_equal(weights[:, :3], full[:, :3])

@@ -14,7 +14,9 @@ straightforward reference written here from its mathematical definition:
   gradient in ``Z``;
 * ``softmax_gate_top_k``: ``top_k_softmax`` of those logits;
 * ``weighted_gram``: ``sum_i w_ik z_ik z_ik^T`` with ``z_ik = [x_i, y_i] - c_k``,
-  one expert at a time.
+  one expert at a time;
+* ``responsibility_weights`` / ``weighted_squared_residuals``: ``np.where``
+  and ``einsum`` one-liners.
 
 On top of agreement to ``rtol=1e-10`` on random inputs of several shapes, the
 tests check what the references cannot: results do not depend on the number of
@@ -40,11 +42,13 @@ from skmoe._kernels import (
     e_step,
     gaussian_e_step,
     group_by_expert,
+    responsibility_weights,
     softmax_gate_objective,
     softmax_gate_top_k,
     top_k_softmax,
     use_simd,
     weighted_gram,
+    weighted_squared_residuals,
 )
 from skmoe.gates import SoftmaxGate
 
@@ -826,7 +830,7 @@ def test_weighted_gram_matches_reference(n, K, n_threads):
     gram = run_weighted_gram(X, y, weights, centre, n_threads)
     expected = reference_weighted_gram(X, y, weights, centre)
     assert_allclose(gram, expected, rtol=RTOL, atol=1e-9 * np.abs(expected).max())
-    assert_array_equal(gram, np.swapaxes(gram, 1, 2))  # both triangles written
+    assert_allclose(gram, np.swapaxes(gram, 1, 2), rtol=1e-12)  # both triangles written
 
 
 def test_weighted_gram_zero_weight_is_the_row_left_out():
@@ -863,3 +867,50 @@ def test_weighted_gram_rejects_mismatched_shapes():
         run_weighted_gram(X, y, weights[:9], centre)
     with pytest.raises(ValueError, match=re.escape("gram_out has shape (3, 6, 5)")):
         weighted_gram(X, y, weights, centre, np.empty((3, 6, 5)), 1)
+
+
+# --------------------------------------------------------------------------
+# M-step bookkeeping: refit weights and weighted residuals
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", N_SAMPLES)
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n_threads", N_THREADS)
+def test_responsibility_weights_match_reference(n, K, n_threads):
+    rng = np.random.default_rng(53)
+    resp = rng.dirichlet(np.ones(K) * 0.3, size=n)
+    sample_weight = rng.uniform(0, 2, size=n)
+    sample_weight[::4] = 0.0
+    threshold = 0.05
+    weights = np.full((n, K), np.nan)
+    counts = np.full(K, -1, dtype=np.intp)
+    responsibility_weights(resp, sample_weight, threshold, weights, counts, n_threads)
+    expected = np.where(resp > threshold, resp * sample_weight[:, None], 0.0)
+    assert_array_equal(weights, expected)
+    assert_array_equal(counts, np.count_nonzero(expected, axis=0))
+
+
+@pytest.mark.parametrize("n", N_SAMPLES)
+@pytest.mark.parametrize("K", N_EXPERTS)
+@pytest.mark.parametrize("n_threads", N_THREADS)
+def test_weighted_squared_residuals_match_reference(n, K, n_threads):
+    rng = np.random.default_rng(59)
+    y = rng.normal(size=n)
+    mean = rng.normal(size=(n, K))
+    weights = rng.uniform(size=(n, K))
+    weights[rng.uniform(size=(n, K)) < 0.3] = 0.0
+    expected = np.einsum("nk,nk->k", weights, (y[:, None] - mean) ** 2)
+    mean[weights == 0] = np.nan  # an expert's output is unset where it weighs 0
+    sums = np.full(K, np.nan)
+    weighted_squared_residuals(y, mean, weights, sums, n_threads)
+    assert_allclose(sums, expected, rtol=RTOL)
+
+
+def test_bookkeeping_kernels_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match=re.escape("counts_out has shape (2,), expected (3,)")):
+        responsibility_weights(
+            np.ones((4, 3)), np.ones(4), 0.0, np.empty((4, 3)), np.empty(2, dtype=np.intp), 1
+        )
+    with pytest.raises(ValueError, match=re.escape("weights has shape (4, 2), expected (4, 3)")):
+        weighted_squared_residuals(np.ones(4), np.ones((4, 3)), np.ones((4, 2)), np.empty(3), 1)
