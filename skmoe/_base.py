@@ -529,12 +529,6 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         dense routing: each expert is evaluated on its routed and training rows.
         """
         train = [self._training_rows(weights[:, k], rows) for k, rows in enumerate(train)]
-        with blas_limited_to(data.expert_blas_threads):
-            state.experts = data.parallel(
-                delayed(_keep)(expert) if rows is None
-                else delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights[:, k], rows)
-                for k, (expert, rows) in enumerate(zip(state.experts, train))
-            )
         if routed is None:
             predict = [slice(None)] * len(train)
         else:
@@ -543,11 +537,17 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 else _as_index(routed[:, k] if rows is None else routed[:, k] | rows)
                 for k, rows in enumerate(train)
             ]
-        # Evaluated once all refits are done, so that no expert's output is held
-        # while another expert copies its training rows (the peak of fit's memory).
+        output = data.likelihood.expert_output
         with blas_limited_to(data.expert_blas_threads):
+            state.experts = data.parallel(
+                delayed(_keep)(expert) if rows is None
+                else delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights[:, k], rows)
+                for k, (expert, rows) in enumerate(zip(state.experts, train))
+            )
+            # Evaluated once all refits are done, so that no expert's output is held
+            # while another expert copies its training rows (the peak of fit's memory).
             outputs = data.parallel(
-                delayed(evaluate_expert)(expert, data.X_expert, rows, data.likelihood.expert_output)
+                delayed(evaluate_expert)(expert, data.X_expert, rows, output)
                 for expert, rows in zip(state.experts, predict)
             )
         n_samples, n_experts = weights.shape
