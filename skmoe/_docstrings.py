@@ -42,6 +42,9 @@ gate : "softmax" or BaseGate instance, default="softmax"
         Experts fitted in parallel by joblib in each M-step (one worker pool
         per ``fit``). ``None`` means 1 unless in a
         :func:`joblib.parallel_config` context; ``-1`` uses all processors.
+        Experts that are all :class:`~skmoe.experts.WeightedLeastSquares`
+        (the regressor's default) are refit together in one compiled,
+        OpenMP-threaded pass instead, whatever ``n_jobs`` says.
 
     verbose : int, default=0
         1 prints each start's result, 2 also every iteration.
