@@ -287,10 +287,7 @@ def responsibility_weights(
             weights_out[i, k] = weight
             if weight > 0.0:
                 thread_counts[t, k] += 1
-    for k in range(n_experts):
-        counts_out[k] = 0
-        for t in range(n_threads):
-            counts_out[k] += thread_counts[t, k]
+    np.asarray(counts_out)[:] = np.asarray(thread_counts)[:, :n_experts].sum(axis=0)
 
 
 def weighted_squared_residuals(
@@ -321,10 +318,8 @@ def weighted_squared_residuals(
             if weights[i, k] > 0.0:
                 residual = y[i] - mean[i, k]
                 thread_sums[t, k] += weights[i, k] * residual * residual
-    for k in range(n_experts):
-        sums_out[k] = 0.0
-        for t in range(n_threads):
-            sums_out[k] += thread_sums[t, k]
+    # The threads' sums, added in thread order.
+    np.asarray(sums_out)[:] = np.asarray(thread_sums)[:, :n_experts].sum(axis=0)
 
 
 cdef inline void _cross_rows(const double *a, double *c, int n_rows, int n_cols) noexcept nogil:
