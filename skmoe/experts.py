@@ -49,7 +49,7 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         Intercept (0 when ``fit_intercept=False``).
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` has string column names.
 
     Examples
