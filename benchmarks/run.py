@@ -1,7 +1,7 @@
 """Run the skmoe benchmark suite: ``python benchmarks/run.py [--quick] [--sections ...]``.
 
 Sections (one module each): kernels (a), gate (b), fits (c), scaling (d),
-topk (top-k against dense prediction).
+refits (thresholded refits against exact EM), topk (top-k against dense prediction).
 Every table compares candidates measured side by side in this one run
 (interleaved rounds, medians); see README.md for how to read them. The run
 ends with every target verdict in one list.
@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_info
 import bench_fits
 import bench_gate_mstep
 import bench_kernels
+import bench_refits
 import bench_scaling
 import bench_topk
 import skmoe
@@ -30,6 +31,7 @@ SECTIONS = {
     "gate": bench_gate_mstep,
     "fits": bench_fits,
     "scaling": bench_scaling,
+    "refits": bench_refits,
     "topk": bench_topk,
 }
 

@@ -123,9 +123,8 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         gram = np.empty((len(experts), n_features + 1, n_features + 1))
         with single_threaded_blas():  # the kernel calls BLAS from its own threads
             weighted_gram(X, y, weights, centre, gram, kernel_threads(weights.size * n_features))
-        for expert, system, (x_mean, y_mean) in zip(
-            experts, gram, zip(centre[:, :n_features], centre[:, n_features])
-        ):
+        for expert, system, mean in zip(experts, gram, centre):
+            x_mean, y_mean = mean[:n_features], mean[n_features]
             normal = system[:n_features, :n_features]
             normal[np.diag_indices_from(normal)] += expert.alpha
             expert.coef_ = _solve_normal_equations(normal, system[:n_features, n_features])
