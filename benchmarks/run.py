@@ -78,6 +78,9 @@ def main(argv=None):
         print(f"[{name}: {time.perf_counter() - section_start:.0f} s; load average "
               f"before {load_before}, after {_load()}]")
     print(f"\nAll targets ({time.perf_counter() - start:.0f} s in total)\n===========")
+    if args.quick:
+        print("(quick run: sizes below those the targets are set at, so these verdicts "
+              "only indicate; the full run decides)")
     for line in verdicts:
         print(line)
     return 0
