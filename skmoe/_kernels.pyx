@@ -95,8 +95,8 @@ cdef inline double _sum(const double *values, Py_ssize_t n) noexcept nogil:
 cdef enum:
     BLOCK_ROWS = 32
     GATE_BLOCK_ROWS = 256  # larger: each block makes two BLAS calls
-    GRAM_BLOCK_ROWS = 256
-    PAD = 8  # entries between threads' running sums: one cache line, no false sharing  # a block of 20 features stays in L2 while K experts read it
+    GRAM_BLOCK_ROWS = 256  # a block of 20 features stays in L2 while K experts read it
+    PAD = 8  # entries between threads' running sums: one cache line, no false sharing
 
 
 cdef inline void _posterior_block(const double *gate_logits, double *joint,
@@ -251,8 +251,6 @@ cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_r
     cdef int lda = n_rows if transpose_a else inner
     dgemm(&no, &yes if transpose_a else &no, &n_cols, &n_rows, &inner, &one,
           <double *> b, &n_cols, <double *> a, &lda, &beta, c, &n_cols)
-
-
 
 
 def responsibility_weights(
@@ -443,7 +441,6 @@ def softmax_gate_objective(
         for k in range(n_classes):
             grad_intercept_out[k] += thread_sums[t, n_features * n_classes + k]
     return loss
-
 
 
 def weighted_gram(
