@@ -156,6 +156,47 @@ cdef double *_thread_scratch(Py_ssize_t size) noexcept nogil:
     return scratch
 
 
+cdef void _e_step_blocks(
+    const double[:, ::1] gate_logits, const double *log_likelihood, const double *y,
+    const double *mean, const double *log_const, const double *half_precision,
+    double[:, ::1] responsibilities_out, double[::1] log_likelihood_out, int n_threads,
+) noexcept nogil:
+    """The E-step's threaded loop over blocks of rows, shared by ``e_step`` and ``gaussian_e_step``.
+
+    A block's joint log-probabilities are ``gate_logits + log p_k(y)``, with
+    ``log p_k(y)`` read from ``log_likelihood`` (an (n, K) array), or, when
+    that is NULL, the Gaussian log-density of ``y`` around ``mean`` from the
+    per-expert ``log_const`` and ``half_precision``.
+    """
+    cdef Py_ssize_t n = gate_logits.shape[0]
+    cdef Py_ssize_t n_experts = gate_logits.shape[1]
+    cdef Py_ssize_t block, start, stop, i, k
+    cdef double residual
+    cdef double *scratch
+    with parallel(num_threads=n_threads):
+        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
+        for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
+            start = block * BLOCK_ROWS
+            stop = min(start + BLOCK_ROWS, n)
+            if log_likelihood != NULL:
+                for i in range(start, stop):
+                    for k in range(n_experts):
+                        responsibilities_out[i, k] = (
+                            gate_logits[i, k] + log_likelihood[i * n_experts + k]
+                        )
+            else:
+                for i in range(start, stop):
+                    for k in range(n_experts):
+                        residual = y[i] - mean[i * n_experts + k]
+                        responsibilities_out[i, k] = (
+                            gate_logits[i, k] + log_const[k]
+                            - half_precision[k] * residual * residual
+                        )
+            _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
+                             &log_likelihood_out[start], scratch, stop - start, n_experts)
+        free(scratch)
+
+
 def e_step(
     const double[:, ::1] gate_logits,     # IN  (n, K) gate log-probabilities up to a row constant
     const double[:, ::1] log_likelihood,  # IN  (n, K) log p_k(y_i | x_i)
@@ -173,21 +214,11 @@ def e_step(
         log_likelihood=log_likelihood, responsibilities_out=responsibilities_out,
         log_likelihood_out=log_likelihood_out,
     )
-    cdef Py_ssize_t block, start, stop, i, k
-    cdef double *scratch
     if n == 0:
         return
-    with nogil, parallel(num_threads=n_threads):
-        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
-        for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
-            start = block * BLOCK_ROWS
-            stop = min(start + BLOCK_ROWS, n)
-            for i in range(start, stop):
-                for k in range(n_experts):
-                    responsibilities_out[i, k] = gate_logits[i, k] + log_likelihood[i, k]
-            _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
-                             &log_likelihood_out[start], scratch, stop - start, n_experts)
-        free(scratch)
+    with nogil:
+        _e_step_blocks(gate_logits, &log_likelihood[0, 0], NULL, NULL, NULL, NULL,
+                       responsibilities_out, log_likelihood_out, n_threads)
 
 
 def gaussian_e_step(
@@ -209,9 +240,7 @@ def gaussian_e_step(
         y=y, mean=mean, variance=variance, responsibilities_out=responsibilities_out,
         log_likelihood_out=log_likelihood_out,
     )
-    cdef Py_ssize_t block, start, stop, i, k
-    cdef double residual
-    cdef double *scratch
+    cdef Py_ssize_t k
     # Per-expert constants, computed once: -0.5 log(2 pi s2_k) and 1 / (2 s2_k).
     cdef double[::1] log_const = np.empty(n_experts)
     cdef double[::1] half_precision = np.empty(n_experts)
@@ -220,20 +249,9 @@ def gaussian_e_step(
         half_precision[k] = 0.5 / variance[k]
     if n == 0:
         return
-    with nogil, parallel(num_threads=n_threads):
-        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
-        for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
-            start = block * BLOCK_ROWS
-            stop = min(start + BLOCK_ROWS, n)
-            for i in range(start, stop):
-                for k in range(n_experts):
-                    residual = y[i] - mean[i, k]
-                    responsibilities_out[i, k] = (
-                        gate_logits[i, k] + log_const[k] - half_precision[k] * residual * residual
-                    )
-            _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
-                             &log_likelihood_out[start], scratch, stop - start, n_experts)
-        free(scratch)
+    with nogil:
+        _e_step_blocks(gate_logits, NULL, &y[0], &mean[0, 0], &log_const[0], &half_precision[0],
+                       responsibilities_out, log_likelihood_out, n_threads)
 
 
 cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_rows, int inner,
