@@ -2,8 +2,9 @@
 
 ``MixtureOfExpertsRegressor(8, max_iter=20, tol=0)`` (its default linear
 experts, ``WeightedLeastSquares(alpha=1.0)``: the model of ``Ridge()``) runs
-exactly 20 EM iterations at every n, so time per row is comparable across n; ``HistGradientBoostingRegressor()`` at the same n gives
-the ratio to a strong generic baseline. d = 20 features.
+exactly 20 EM iterations at every n, so time per row is comparable across n;
+``HistGradientBoostingRegressor()`` at the same n gives the ratio to a strong
+generic baseline. d = 20 features.
 
 Every fit runs in a fresh subprocess (this file run with ``--child``), which
 loads the data from a ``.npy`` file, warms up with a fit on 500 rows (lazy

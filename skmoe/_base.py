@@ -359,7 +359,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """Run EM from a fresh start."""
         n_samples = data.X_gate.shape[0]
         gate = seed_random_states(make_gate(self.gate), random_state)
-        init = gate._default_init if isinstance(self.init, str) and self.init == "auto" else self.init
+        auto = isinstance(self.init, str) and self.init == "auto"
+        init = gate._default_init if auto else self.init
         state = _EMState(
             experts=make_experts(named_experts, random_state),
             gate=gate,

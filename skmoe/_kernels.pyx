@@ -161,7 +161,7 @@ cdef void _e_step_blocks(
     const double *mean, const double *log_const, const double *half_precision,
     double[:, ::1] responsibilities_out, double[::1] log_likelihood_out, int n_threads,
 ) noexcept nogil:
-    """The E-step's threaded loop over blocks of rows, shared by ``e_step`` and ``gaussian_e_step``.
+    """The threaded loop over blocks of rows shared by ``e_step`` and ``gaussian_e_step``.
 
     A block's joint log-probabilities are ``gate_logits + log p_k(y)``, with
     ``log p_k(y)`` read from ``log_likelihood`` (an (n, K) array), or, when
@@ -260,8 +260,9 @@ cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_r
 
     A row-major matrix is its transpose in column-major order, so this asks
     BLAS for ``C.T = B.T @ A.T``.  Called from OpenMP threads on small
-    blocks: callers should hold BLAS to one thread (threadpoolctl).  ``A`` is (n_rows, inner), or (inner,
-    n_rows) if ``transpose_a``; ``B`` is (inner, n_cols); ``C`` is (n_rows, n_cols).
+    blocks: callers should hold BLAS to one thread (threadpoolctl).  ``A`` is
+    (n_rows, inner), or (inner, n_rows) if ``transpose_a``; ``B`` is (inner,
+    n_cols); ``C`` is (n_rows, n_cols).
     """
     cdef char no = b"N"
     cdef char yes = b"T"
@@ -269,6 +270,18 @@ cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_r
     cdef int lda = n_rows if transpose_a else inner
     dgemm(&no, &yes if transpose_a else &no, &n_cols, &n_rows, &inner, &one,
           <double *> b, &n_cols, <double *> a, &lda, &beta, c, &n_cols)
+
+
+cdef inline void _block_logits(const double *X, const double *coef, const double *intercept,
+                               double *z, int n_rows, int n_features,
+                               int n_classes) noexcept nogil:
+    """A block's softmax-gate logits ``z = X @ coef + intercept``, all row-major."""
+    cdef Py_ssize_t r, k
+    for r in range(n_rows):
+        for k in range(n_classes):
+            z[r * n_classes + k] = intercept[k]
+    if n_features > 0:
+        _gemm_rows(X, coef, z, n_rows, n_features, n_classes, 1.0, False)
 
 
 def responsibility_weights(
@@ -411,12 +424,8 @@ def softmax_gate_objective(
             start = block * GATE_BLOCK_ROWS
             stop = min(start + GATE_BLOCK_ROWS, n)
             block_loss = 0.0
-            for r in range(stop - start):
-                for k in range(n_classes):
-                    z[r * n_classes + k] = intercept[k]
-            if n_features > 0:
-                _gemm_rows(&X[start, 0], &coef[0, 0], z, stop - start, n_features,
-                           n_classes, 1.0, False)
+            _block_logits(&X[start, 0], &coef[0, 0], &intercept[0], z, stop - start, n_features,
+                          n_classes)
             for i in range(start, stop):
                 r = i - start
                 zr = &z[r * n_classes]
@@ -632,12 +641,8 @@ def softmax_gate_top_k(
         for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
             start = block * GATE_BLOCK_ROWS
             stop = min(start + GATE_BLOCK_ROWS, n)
-            for i in range(stop - start):
-                for k in range(n_experts):
-                    z[i * n_experts + k] = intercept[k]
-            if n_features > 0:
-                _gemm_rows(&X[start, 0], &coef[0, 0], z, stop - start, n_features,
-                           n_experts, 1.0, False)
+            _block_logits(&X[start, 0], &coef[0, 0], &intercept[0], z, stop - start, n_features,
+                          n_experts)
             for i in range(start, stop):
                 _top_k_row(&z[(i - start) * n_experts], n_experts, top_k,
                            &experts_out[i, 0], &weights_out[i, 0])
