@@ -23,30 +23,41 @@ so every recorded ``L`` belongs to the parameters current at that point.
 Subclasses provide the expert likelihood, target encoding and ``predict``.
 """
 
+import copy
+import math
+import time
 import warnings
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight, _check_y, check_consistent_length, check_is_fitted,
+)
 
 from ._cluster import ship_once
 from ._experts import (
     batch_class, check_experts, evaluate_expert, fit_expert, make_experts, seed_random_states,
 )
-from ._features import resolve_columns, take_columns
+from ._features import resolve_columns, take_columns, take_rows
 from ._initialization import initial_responsibilities
+from ._inputs import (
+    check_experts_accept, expert_accepts, fit_gate_encoder, gate_feature_names, gate_view,
+    validate_X,
+)
 from ._kernels import responsibility_weights
 from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
-from .exceptions import ExpertCollapseWarning
+from .exceptions import ExpertCollapseWarning, ExpertFitError
 from .gates import GATES, BaseGate, make_gate
 
 # An expert whose responsibility mass is below this many average samples has
@@ -84,19 +95,29 @@ def _as_index(mask):
 
 
 @dataclass
+class _Inputs:
+    """``X`` as each part sees it (see :mod:`skmoe._inputs`)."""
+
+    given: object  # validated X as the user gave it: array, CSR or DataFrame
+    gate: object  # the gate's numeric view: dense float64 or CSR
+    expert: object  # the experts' columns of ``given``
+    expert_array: np.ndarray = None  # the same as dense float64, when it exists
+
+
+@dataclass
 class _FitData:
     """Everything an EM start reads; built once per ``fit``."""
 
-    X: np.ndarray  # all validated features
-    X_gate: np.ndarray
-    X_expert: np.ndarray
+    X: _Inputs
     y_fit: np.ndarray  # target as the experts see it
     y_code: np.ndarray  # target as the likelihood scores it
     sample_weight: np.ndarray
     likelihood: object
+    names: list  # the experts' names, for error messages
     parallel: Parallel
     n_threads: int  # OpenMP threads for the kernels
     expert_blas_threads: int  # BLAS threads for the user's experts (EM's own work: 1)
+    validation: "_FitData" = None  # held-out rows for early stopping
 
 
 @dataclass
@@ -111,10 +132,18 @@ class _EMState:
     resp: np.ndarray = None
     row_log_lik: np.ndarray = None
     log_likelihood: float = -np.inf
-    history: list = None
+    history: list = field(default_factory=list)
+    validation_history: list = field(default_factory=list)
     n_iter: int = 0
     converged: bool = False
     reseeds_left: int = 0
+
+    def snapshot(self):
+        """A copy of the parameters that later iterations cannot change."""
+        kept = copy.copy(self)
+        kept.experts = copy.deepcopy(self.experts)
+        kept.gate = copy.deepcopy(self.gate)
+        return kept
 
 
 class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
@@ -134,6 +163,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left"), None],
         "min_responsibility": [Interval(Real, 0, 1, closed="left")],
         "min_expert_share": [Interval(Real, 0, 1, closed="left")],
@@ -157,6 +189,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         top_k=None,
         min_responsibility=1e-3,
         min_expert_share=0.0,
@@ -174,6 +209,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.top_k = top_k
         self.min_responsibility = min_responsibility
         self.min_expert_share = min_expert_share
@@ -230,6 +268,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def set_params(self, **params):
         """Set the parameters of this estimator (and of nested experts and gate).
 
+        A gate given by name takes nested parameters too:
+        ``set_params(gate="tree", gate__max_depth=3)``, or ``gate__max_depth=3``
+        on a model whose ``gate`` is ``"tree"``, replaces the name by
+        ``TreeGate(max_depth=3)``, so ``GridSearchCV`` can search them.
+
         Parameters
         ----------
         **params : dict
@@ -240,15 +283,27 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self : object
             The estimator.
         """
+        gate = params.get("gate", self.gate)
+        if isinstance(gate, str) and gate in GATES and any(
+            key.startswith("gate__") for key in params
+        ):
+            params["gate"] = make_gate(gate)
         self._set_params("estimator", **params)
         return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # The gate's kernels need dense float64 rows; experts need no NaN-free
-        # guarantee from us, but the gate does.
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
+        # Missing values and sparse input reach the experts as they are, so
+        # the mixture takes them when all its experts do (the gate takes both).
+        try:
+            named = check_experts(
+                self.estimator, self.n_experts, self._default_expert(), self._expert_method
+            )
+            accepted = [expert_accepts(expert) for _, expert in named]
+        except (TypeError, ValueError, AttributeError):  # invalid until fit says why
+            accepted = [(False, False, False)]
+        tags.input_tags.allow_nan = all(nan for nan, _, _ in accepted)
+        tags.input_tags.sparse = all(sparse for _, sparse, _ in accepted)
         return tags
 
     # ------------------------------------------------------------------
@@ -259,10 +314,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture of experts by EM.
 
+        A fit is all or nothing: if it raises (or is interrupted), the
+        estimator keeps the fitted state it had before, or stays unfitted.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; a pandas DataFrame records ``feature_names_in_``.
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training data. Missing values, sparse matrices and pandas
+            categorical columns reach each expert as they are, if it takes
+            them; the gate gets a numeric view (see the user guide).
         y : array-like of shape (n_samples,)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -273,19 +333,33 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self : object
             The fitted estimator.
         """
-        # C order: the kernels read X row by row (a Fortran-ordered X is copied once here).
-        X, y = validate_data(
-            self, X, y, dtype=np.float64, order="C", y_numeric=self._y_numeric
-        )
-        n_samples, n_features = X.shape
-        self._check_top_k()
+        previous = dict(self.__dict__)
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException as error:  # KeyboardInterrupt included
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            if hasattr(error, "add_note"):  # Python >= 3.11
+                kept = "its previous fit" if "experts_" in previous else "unfitted"
+                error.add_note(f"{type(self).__name__}.fit did not finish; the estimator "
+                               f"is left as it was before ({kept}).")
+            raise
+
+    def _fit(self, X, y, sample_weight):
+        warm = self.warm_start and hasattr(self, "converged_")
+        # A warm start continues the fitted model, so X must have its columns.
+        X_given, X_array = validate_X(self, X, reset=not warm)
+        y = _check_y(y, y_numeric=self._y_numeric, estimator=self)
+        check_consistent_length(X_given, y)
+        n_samples = X_given.shape[0]
+        self._check_top_k(fitting=True)
         if self.n_experts > n_samples:
             raise ValueError(
                 f"n_experts={self.n_experts} is larger than n_samples={n_samples}; "
                 "use at most one expert per sample (in practice far fewer)."
             )
         sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            sample_weight, X_given, dtype=np.float64, ensure_non_negative=True
         )
         if sample_weight.sum() <= 0:  # scikit-learn >= 1.7 raises this itself
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
@@ -296,35 +370,45 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
         if isinstance(self.estimator, list):
             self._validate_names([name for name, _ in named_experts])
+        n_features = X_given.shape[1]
         names = getattr(self, "feature_names_in_", None)
-        self.gate_features_ = resolve_columns(
-            self.gate_features, n_features, names, "gate_features"
-        )
-        self.expert_features_ = resolve_columns(
+        gate_features = resolve_columns(self.gate_features, n_features, names, "gate_features")
+        expert_features = resolve_columns(
             self.expert_features, n_features, names, "expert_features"
         )
-        if self.expert_features_.size == 0:
+        if expert_features.size == 0:
             raise ValueError("expert_features selects no column; experts need at least one.")
+        X_expert = take_columns(X_given, expert_features)
+        check_experts_accept(named_experts, X_expert)
+        gate_accepts_nan = getattr(make_gate(self.gate), "_accepts_nan", False)
+        X_gate = take_columns(X_given, gate_features)
+        gate_encoder = self.gate_encoder_ if warm else fit_gate_encoder(X_gate, gate_accepts_nan)
+        inputs = _Inputs(
+            given=X_given,
+            gate=(take_columns(X_array, gate_features) if gate_encoder is None
+                  and X_array is not None else gate_view(gate_encoder, X_gate, gate_accepts_nan)),
+            expert=X_expert,
+            expert_array=None if X_array is None else take_columns(X_array, expert_features),
+        )
 
         random_state = check_random_state(self.random_state)
-        warm = self.warm_start and hasattr(self, "converged_")
-        X_expert = take_columns(X, self.expert_features_)
-        expert_blas_threads = _expert_blas_threads(X.size * self.n_experts)
+        expert_blas_threads = _expert_blas_threads(n_samples * n_features * self.n_experts)
         # One worker pool (and, on Dask, one shipment of the data) per fit.
         with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel, \
                 single_threaded_blas():
             data = _FitData(
-                X=X,
-                X_gate=take_columns(X, self.gate_features_),
-                X_expert=X_expert,
+                X=inputs,
                 y_fit=y_fit,
                 y_code=y_code,
                 sample_weight=sample_weight,
                 likelihood=likelihood,
+                names=[name for name, _ in named_experts],
                 parallel=parallel,
                 n_threads=kernel_threads(n_samples * self.n_experts),
                 expert_blas_threads=expert_blas_threads,
             )
+            if self.early_stopping:
+                data = self._hold_out(data, random_state)
             if warm:
                 runs = [self._resume(data)]
             else:
@@ -342,6 +426,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 "Increase max_iter, loosen tol, scale the features, or try another init.",
                 ConvergenceWarning,
             )
+        # Everything fit learned is installed here, at the end, and only here.
+        gate_names = gate_feature_names(gate_encoder, X_gate)
+        if gate_names is not None:
+            best.gate.feature_names_in_ = gate_names
+        self.gate_features_ = gate_features
+        self.expert_features_ = expert_features
+        self.gate_encoder_ = gate_encoder
         self._likelihood = likelihood
         self._likelihood_params = best.params
         self._store_likelihood_params(best.params)
@@ -351,27 +442,68 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.converged_ = best.converged
         self.log_likelihood_ = best.log_likelihood
         self.log_likelihood_history_ = np.asarray(best.history)
+        if self.early_stopping:
+            self.validation_log_likelihood_history_ = np.asarray(best.validation_history)
         self.init_log_likelihoods_ = np.array([run.log_likelihood for run in runs])
-        self.expert_share_ = (sample_weight @ best.resp) / sample_weight.sum()
+        weights = data.sample_weight
+        self.expert_share_ = (weights @ best.resp) / weights.sum()
         return self
+
+    def _hold_out(self, data, random_state):
+        """Split off ``validation_fraction`` of the rows for early stopping.
+
+        Stratified by class for classification, as HistGradientBoosting does.
+        Returns the training data with the held-out rows in ``validation``.
+        """
+        rows = np.arange(data.y_code.shape[0])
+        stratify = data.y_code if not self._y_numeric else None
+        try:
+            train, held = train_test_split(
+                rows, test_size=self.validation_fraction, stratify=stratify,
+                random_state=random_state.randint(np.iinfo(np.int32).max),
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"early_stopping cannot hold out validation_fraction="
+                f"{self.validation_fraction} of {rows.size} samples ({error}); use more "
+                "samples, a larger validation_fraction, or early_stopping=False."
+            ) from error
+        train, held = np.sort(train), np.sort(held)
+
+        def subset(rows):
+            X = data.X
+            return _Inputs(
+                given=take_rows(X.given, rows),
+                gate=take_rows(X.gate, rows),
+                expert=take_rows(X.expert, rows),
+                expert_array=None if X.expert_array is None else X.expert_array[rows],
+            )
+
+        validation = copy.copy(data)
+        validation.X, validation.y_code = subset(held), data.y_code[held]
+        validation.y_fit, validation.sample_weight = data.y_fit[held], data.sample_weight[held]
+        training = copy.copy(data)
+        training.X, training.y_code = subset(train), data.y_code[train]
+        training.y_fit, training.sample_weight = data.y_fit[train], data.sample_weight[train]
+        training.validation = validation
+        return training
 
     def _start(self, data, named_experts, random_state, init_index):
         """Run EM from a fresh start."""
-        n_samples = data.X_gate.shape[0]
+        n_samples = data.y_code.shape[0]
         gate = seed_random_states(make_gate(self.gate), random_state)
         auto = isinstance(self.init, str) and self.init == "auto"
         init = gate._default_init if auto else self.init
         state = _EMState(
             experts=make_experts(named_experts, random_state),
             gate=gate,
-            history=[],
             reseeds_left=self.n_experts,
         )
-        state.gate._initialize(data.X_gate, self.n_experts, data.sample_weight)
+        state.gate._initialize(data.X.gate, self.n_experts, data.sample_weight)
         # No row scores exist yet: a collapsed initial expert is re-seeded on random rows.
         state.resp = self._initial_responsibilities(data, init, random_state)
         state.row_log_lik = random_state.uniform(size=n_samples)
-        self._m_step(data, state, self._revive_collapsed(data, state, 0))
+        self._m_step(data, state, self._revive_collapsed(data, state, 0), 0)
         self._e_step(data, state)
         if self.verbose:
             print(f"EM start {init_index}: initial mean log-likelihood {state.log_likelihood:.6g}")
@@ -381,10 +513,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """Starting responsibilities; k-means' copy of the data is freed on return."""
         if isinstance(init, str) and init == "softmax":
             return self._softmax_start(data, random_state)
+        X_cluster = data.X.gate
+        if X_cluster.shape[1] == 0:  # a gate without inputs: cluster the experts' columns
+            X_cluster = gate_view(fit_gate_encoder(data.X.expert, False), data.X.expert, False)
         # A fresh array either way: k-means standardises it in place.
-        cluster_columns = np.hstack([data.X_gate, self._init_target_columns(data.y_code)])
-        if cluster_columns.shape[1] == 0:
-            cluster_columns = data.X_expert.copy()
+        target = self._init_target_columns(data.y_code)
+        if sp.issparse(X_cluster):
+            cluster_columns = sp.hstack([X_cluster, target], format="csr")
+        else:
+            cluster_columns = np.hstack([X_cluster, target])
         return initial_responsibilities(
             init, cluster_columns, self.n_experts, data.sample_weight, random_state
         )
@@ -397,62 +534,114 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         warm_up = clone(self).set_params(
             gate="softmax", init="kmeans", n_init=1, warm_start=False, verbose=0,
-            gate_features=self.gate_features_, expert_features=self.expert_features_,
+            early_stopping=False,
             random_state=int(random_state.randint(np.iinfo(np.int32).max)),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            warm_up.fit(data.X, data.y_fit, sample_weight=data.sample_weight)
-        resp, _ = warm_up._posterior(data.X, data.y_code)
+            warm_up.fit(data.X.given, data.y_fit, sample_weight=data.sample_weight)
+        resp, _ = warm_up._posterior(warm_up._check_X(data.X.given), data.y_code)
         return resp
 
     def _resume(self, data):
-        """Continue EM from the fitted model (``warm_start=True``)."""
+        """Continue EM from the fitted model (``warm_start=True``), on copies of it."""
         state = _EMState(
-            experts=list(self.experts_),
-            gate=self.gate_,
+            experts=copy.deepcopy(self.experts_),
+            gate=copy.deepcopy(self.gate_),
             params=self._likelihood_params,
-            history=[],
             reseeds_left=self.n_experts,
         )
-        logits = state.gate._logits(data.X_gate)
+        logits = state.gate._logits(data.X.gate)
         state.logits = routed_logits(logits, self.top_k)
         experts, _ = routes(logits, self.top_k)
         state.outputs = scatter_routes(
-            experts, evaluate_routes(experts, data.likelihood, state.experts, data.X_expert),
+            experts, evaluate_routes(experts, data.likelihood, state.experts, data.X.expert),
             self.n_experts, 0.0,
         )
         self._e_step(data, state)
         return self._iterate(data, state)
 
     def _iterate(self, data, state):
-        """EM iterations from a state whose E-step is done."""
+        """EM iterations from a state whose E-step is done.
+
+        With early stopping, EM stops once the held-out log-likelihood has
+        not improved by more than ``tol`` for ``n_iter_no_change``
+        iterations, and the best iterate on the held-out rows is returned.
+        """
+        started = time.perf_counter()
+        best = None
+        if data.validation is not None:
+            state.validation_history.append(self._validation_score(data, state))
+            best, since_best = state.snapshot(), 0
         for n_iter in range(1, self.max_iter + 1):
             previous = state.log_likelihood
-            self._m_step(data, state, self._revive_collapsed(data, state, n_iter))
+            self._m_step(data, state, self._revive_collapsed(data, state, n_iter), n_iter)
             self._e_step(data, state)
             state.n_iter = n_iter
             change = state.log_likelihood - previous
-            if self.verbose >= 2:
-                print(f"  iteration {n_iter}: mean log-likelihood "
-                      f"{state.log_likelihood:.8g} (change {change:.3g})")
+            if self.verbose >= 2 or (self.verbose and n_iter % 10 == 0):
+                self._print_progress(state, change, time.perf_counter() - started)
+            if best is not None:
+                score = self._validation_score(data, state)
+                state.validation_history.append(score)
+                if score > best.validation_history[-1] + self.tol:
+                    best, since_best = state.snapshot(), 0
+                else:
+                    since_best += 1
+                if since_best >= self.n_iter_no_change:
+                    state.converged = True
+                    break
             if abs(change) < self.tol:
                 state.converged = True
                 break
+        if best is not None:
+            # The best iterate on the held-out rows, with the whole run's history.
+            best.converged, best.history = state.converged, state.history
+            best.validation_history = state.validation_history
+            state = best
         if self.verbose:
             status = "converged" if state.converged else "did not converge"
-            print(f"EM {status} after {state.n_iter} iterations: "
+            print(f"EM {status} after {state.n_iter} iterations "
+                  f"({time.perf_counter() - started:.3g} s): "
                   f"mean log-likelihood {state.log_likelihood:.8g}")
         return state
 
-    def _m_step(self, data, state, resp):
+    def _print_progress(self, state, change, elapsed):
+        """One line per reported iteration, with an estimate of the time left.
+
+        EM's changes shrink about geometrically near an optimum, by a ratio
+        ``rho`` per iteration; reaching ``tol`` from ``change`` then takes
+        ``log(tol / change) / log(rho)`` more iterations (at most the
+        ``max_iter`` left).
+        """
+        left = self.max_iter - state.n_iter
+        history = state.history
+        if len(history) >= 3 and self.tol > 0:
+            before = history[-2] - history[-3]
+            rho = change / before if before else 0.0
+            if 0 < rho < 1 and abs(change) > self.tol:
+                left = min(left, math.ceil(math.log(self.tol / abs(change)) / math.log(rho)))
+        per_iteration = elapsed / state.n_iter
+        print(f"  iteration {state.n_iter}/{self.max_iter}: mean log-likelihood "
+              f"{state.log_likelihood:.8g} (change {change:.3g}), {elapsed:.3g} s elapsed, "
+              f"about {left * per_iteration:.3g} s left")
+
+    def _validation_score(self, data, state):
+        """Mean held-out log-likelihood of the current iterate."""
+        held = data.validation
+        _, row_log_lik = self._mixture_posterior(
+            state.gate, state.experts, state.params, data.likelihood, held.X, held.y_code
+        )
+        return float(held.sample_weight @ row_log_lik / held.sample_weight.sum())
+
+    def _m_step(self, data, state, resp, n_iter):
         """Improve the gate, route the rows, refit the experts and the likelihood."""
-        state.gate._m_step(data.X_gate, resp, data.sample_weight)
+        state.gate._m_step(data.X.gate, resp, data.sample_weight)
         # The gate goes first so that each expert is evaluated on exactly the
         # rows the next E-step needs.
         state.outputs = None  # free the old outputs before the experts copy their rows
         if self.top_k is not None and self.top_k < self.n_experts:
-            state.logits = routed_logits(state.gate._logits(data.X_gate), self.top_k)
+            state.logits = routed_logits(state.gate._logits(data.X.gate), self.top_k)
             routed = np.isfinite(state.logits)
         else:
             # Dense routing: every expert is evaluated on every row, and the
@@ -460,12 +649,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             state.logits = routed = None
         weights, train = self._training_weights(data, resp)
         batch = batch_class(state.experts) if hasattr(data.likelihood, "batch_outputs") else None
-        if batch is None:
-            state.outputs = self._refit_each(data, state, weights, train, routed)
+        if batch is None or data.X.expert_array is None:
+            state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
         else:
-            state.outputs = self._refit_batch(data, state, batch, weights, train)
+            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter)
         if state.logits is None:
-            state.logits = state.gate._logits(data.X_gate)
+            state.logits = state.gate._logits(data.X.gate)
         state.params = data.likelihood.fit_params(
             data.y_code, state.outputs, weights, data.n_threads
         )
@@ -510,20 +699,26 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return _as_index(weights > 0)
         return train
 
-    def _refit_batch(self, data, state, batch, weights, train):
+    def _refit_batch(self, data, state, batch, weights, train, n_iter):
         """Refit all experts in one call of their batch class; return their outputs."""
         refit = [k for k, rows in enumerate(train) if rows is not None]
         if len(refit) < len(train):
             weights = np.ascontiguousarray(weights[:, refit])
-        fitted = batch._fit_many(
-            [state.experts[k] for k in refit], data.X_expert, data.y_fit, weights
-        )
+        try:
+            fitted = batch._fit_many(
+                [state.experts[k] for k in refit], data.X.expert_array, data.y_fit, weights
+            )
+        except Exception as error:
+            raise ExpertFitError(
+                f"The experts {[data.names[k] for k in refit]} ({batch.__name__}, refitted "
+                f"together) failed at EM iteration {n_iter}: {error}"
+            ) from error
         state.experts = list(state.experts)
         for k, expert in zip(refit, fitted):
             state.experts[k] = expert
-        return data.likelihood.batch_outputs(batch, state.experts, data.X_expert)
+        return data.likelihood.batch_outputs(batch, state.experts, data.X.expert_array)
 
-    def _refit_each(self, data, state, weights, train, routed):
+    def _refit_each(self, data, state, weights, train, routed, n_iter):
         """Refit each expert in its own joblib task; return their outputs on their rows.
 
         ``routed`` is the (n, n_experts) mask of top-k routes, or None for
@@ -539,16 +734,19 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 for k, rows in enumerate(train)
             ]
         output = data.likelihood.expert_output
+        X = data.X.expert
         with blas_limited_to(data.expert_blas_threads):
             state.experts = data.parallel(
                 delayed(_keep)(expert) if rows is None
-                else delayed(fit_expert)(expert, data.X_expert, data.y_fit, weights[:, k], rows)
+                else delayed(fit_expert)(
+                    expert, X, data.y_fit, weights[:, k], rows, data.names[k], n_iter
+                )
                 for k, (expert, rows) in enumerate(zip(state.experts, train))
             )
             # Evaluated once all refits are done, so that no expert's output is held
             # while another expert copies its training rows (the peak of fit's memory).
             outputs = data.parallel(
-                delayed(evaluate_expert)(expert, data.X_expert, rows, output)
+                delayed(evaluate_expert)(expert, X, rows, output)
                 for expert, rows in zip(state.experts, predict)
             )
         n_samples, n_experts = weights.shape
@@ -609,31 +807,53 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     # ------------------------------------------------------------------
 
     def _check_X(self, X):
+        """Validate ``X`` at prediction time; return it as each part sees it."""
         check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float64, reset=False)
+        X_given, X_array = validate_X(self, X, reset=False)
+        gate_accepts_nan = getattr(self.gate_, "_accepts_nan", False)
+        if self.gate_encoder_ is None and X_array is not None:
+            X_gate = take_columns(X_array, self.gate_features_)
+            if not gate_accepts_nan:  # raises the clear error if it has NaN
+                gate_view(None, X_gate, gate_accepts_nan)
+        else:
+            X_gate = gate_view(
+                self.gate_encoder_, take_columns(X_given, self.gate_features_), gate_accepts_nan
+            )
+        return _Inputs(given=X_given, gate=X_gate,
+                       expert=take_columns(X_given, self.expert_features_))
 
-    def _check_top_k(self):
+    def _check_top_k(self, fitting=False):
         """``top_k`` is read at fit and at prediction time, so checked at both."""
         if self.top_k is not None and self.top_k > self.n_experts:
             raise ValueError(
                 f"top_k={self.top_k} is larger than n_experts={self.n_experts}; "
                 "use top_k <= n_experts, or None for dense routing."
             )
+        if fitting and self.top_k == 1 and self.n_experts > 1:
+            # Each row's responsibility would be the gate's own choice, a
+            # target the gate already fits: EM could never move the gate.
+            raise ValueError(
+                "top_k=1 cannot be trained by EM: routing each row to one expert makes "
+                "its responsibility the gate's own choice, so the gate never learns. "
+                "Fit with top_k=2 (or None), then predict with set_params(top_k=1)."
+            )
 
     def _predict_parts(self, X, with_outputs=True):
-        """Routes ``(experts, weights)`` and the routed expert outputs for validated ``X``.
+        """Routes ``(experts, weights)`` and the routed expert outputs for checked ``X``.
 
         Each expert is evaluated only on the rows routed to it, so with
         ``top_k`` prediction costs grow with top_k, not n_experts.
         """
         self._check_top_k()
-        experts, weights = self.gate_._routes(take_columns(X, self.gate_features_), self.top_k)
-        if not with_outputs:
-            return experts, weights, None
-        outputs = evaluate_routes(
-            experts, self._likelihood, self.experts_, take_columns(X, self.expert_features_)
+        return self._routed_outputs(
+            self.gate_, self.experts_, self._likelihood, X, with_outputs
         )
-        return experts, weights, outputs
+
+    def _routed_outputs(self, gate, experts, likelihood, X, with_outputs=True):
+        routed, weights = gate._routes(X.gate, self.top_k)
+        if not with_outputs:
+            return routed, weights, None
+        return routed, weights, evaluate_routes(routed, likelihood, experts, X.expert)
 
     def predict_gate(self, X):
         """Gate probability of each expert for each row.
@@ -643,7 +863,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Input data.
 
         Returns
@@ -659,7 +879,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Input data.
 
         Returns
@@ -669,17 +889,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             expert's class probabilities, columns aligned to ``classes_``.
         """
         X = self._check_X(X)
-        all_experts, _ = routes(np.zeros((X.shape[0], self.n_experts)), None)
-        return evaluate_routes(
-            all_experts, self._likelihood, self.experts_, take_columns(X, self.expert_features_)
-        )
+        all_experts, _ = routes(np.zeros((X.expert.shape[0], self.n_experts)), None)
+        return evaluate_routes(all_experts, self._likelihood, self.experts_, X.expert)
 
     def score_samples(self, X, y):
         """Log-likelihood ``log p(y | x)`` of each row under the mixture.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Input data.
         y : array-like of shape (n_samples,)
             Targets.
@@ -691,16 +909,24 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         X = self._check_X(X)
         y_code = self._encode_target(y)
-        if y_code.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {y_code.shape[0]}.")
+        if y_code.shape[0] != X.given.shape[0]:
+            raise ValueError(f"X has {X.given.shape[0]} rows but y has {y_code.shape[0]}.")
         return self._posterior(X, y_code)[1]
 
     def _posterior(self, X, y_code):
-        """Responsibilities and row log-likelihoods of the fitted model on validated data."""
-        experts, weights, outputs = self._predict_parts(X)
+        """Responsibilities and row log-likelihoods of the fitted model on checked data."""
+        self._check_top_k()
+        return self._mixture_posterior(
+            self.gate_, self.experts_, self._likelihood_params, self._likelihood, X, y_code
+        )
+
+    def _mixture_posterior(self, gate, experts, params, likelihood, X, y_code):
+        """Responsibilities and row log-likelihoods of given parameters on checked data."""
+        routed, weights, outputs = self._routed_outputs(gate, experts, likelihood, X)
+        n_experts = len(experts)
         with np.errstate(divide="ignore"):
-            logits = scatter_routes(experts, np.log(weights), self.n_experts, -np.inf)
-        outputs = scatter_routes(experts, outputs, self.n_experts, 0.0)
-        return self._likelihood.e_step(
-            y_code, outputs, self._likelihood_params, logits, kernel_threads(logits.size)
+            logits = scatter_routes(routed, np.log(weights), n_experts, -np.inf)
+        outputs = scatter_routes(routed, outputs, n_experts, 0.0)
+        return likelihood.e_step(
+            np.ascontiguousarray(y_code), outputs, params, logits, kernel_threads(logits.size)
         )

@@ -47,11 +47,27 @@ gate : "softmax" or BaseGate instance, default="softmax"
         OpenMP-threaded pass instead, whatever ``n_jobs`` says.
 
     verbose : int, default=0
-        1 prints each start's result, 2 also every iteration.
+        1 prints each start's result and every 10th iteration, 2 every
+        iteration: the mean log-likelihood, its change, the time elapsed and
+        an estimate of the time left.
 
     warm_start : bool, default=False
         Continue EM from the previous fit instead of starting afresh
-        (``n_init`` and ``init`` are then ignored).
+        (``n_init`` and ``init`` are then ignored; ``X`` must have the
+        columns of the previous fit).
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training rows (stratified by
+        class for classification) and stop EM once their mean log-likelihood
+        has not improved by more than ``tol`` for ``n_iter_no_change``
+        iterations; the iterate that scored best on them is kept.
+
+    validation_fraction : float, default=0.1
+        Share of the rows held out for ``early_stopping``.
+
+    n_iter_no_change : int, default=10
+        Iterations without improvement on the held-out rows before
+        ``early_stopping`` stops EM.
 
     top_k : int, default=None
         Sparse routing (Shazeer et al. 2017; Mixtral routes to 2 of 8): each
@@ -62,7 +78,9 @@ gate : "softmax" or BaseGate instance, default="softmax"
         ``top_k`` predicts densely with the same experts and gate, which
         re-admits the experts the sparse gate cut off (usually a small change,
         since their gate probabilities are small, but it is not the model that
-        was trained).
+        was trained). ``top_k=1`` is refused at fit: with one expert per
+        row the responsibilities are the gate's own choices and EM cannot
+        move the gate; train with ``top_k=2`` and predict with ``top_k=1``.
 
     min_responsibility : float, default=1e-3
         Conditional computation: expert ``k`` is refit only on rows with
@@ -98,6 +116,10 @@ experts_ : list of estimators
     log_likelihood_history_ : ndarray of shape (`n_iter_` + 1,)
         The same after the initial M-step and after every iteration.
 
+    validation_log_likelihood_history_ : ndarray
+        With ``early_stopping``: the mean held-out log-likelihood after the
+        initial M-step and after every iteration.
+
     init_log_likelihoods_ : ndarray of shape (n_init,)
         Final mean log-likelihood of every start.
 
@@ -107,6 +129,12 @@ experts_ : list of estimators
 
     gate_features_, expert_features_ : ndarray of int
         Column indices the gate, resp. the experts, use.
+
+    gate_encoder_ : transformer or None
+        How the gate's columns become numbers: one-hot encoding of
+        categorical columns, mean imputation plus missing-indicator columns
+        for a gate that takes no missing values; None when the columns are
+        used as they are. ``gate_.feature_names_in_`` names its outputs.
 
     n_features_in_ : int
         Number of features seen during fit.

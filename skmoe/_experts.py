@@ -19,6 +19,9 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
+from ._features import take_rows
+from .exceptions import ExpertFitError
+
 
 def sample_weight_param(estimator):
     """Name of the fit parameter that carries sample weights to ``estimator``.
@@ -96,22 +99,30 @@ def batch_class(experts):
     return None
 
 
-def fit_expert(expert, X, y, sample_weight, train_rows):
+def fit_expert(expert, X, y, sample_weight, train_rows, name, n_iter):
     """Refit one expert on ``train_rows`` (a boolean mask, or ``slice(None)`` for all).
 
     Rows are selected here, in the worker, so that the full ``X`` is what
     gets shipped: joblib memory-maps a large array instead of pickling a new
     subset per expert. A module-level function so that joblib can send it to
-    worker processes.
+    worker processes. An error of the expert's own is re-raised as an
+    :class:`~skmoe.exceptions.ExpertFitError` that names the expert and the
+    EM iteration.
     """
-    expert.fit(
-        X[train_rows],
-        y[train_rows],
-        **{sample_weight_param(expert): sample_weight[train_rows]},
-    )
+    try:
+        expert.fit(
+            take_rows(X, train_rows),
+            y[train_rows],
+            **{sample_weight_param(expert): sample_weight[train_rows]},
+        )
+    except Exception as error:
+        raise ExpertFitError(
+            f"Expert {name!r} ({type(expert).__name__}) failed to fit at EM iteration "
+            f"{n_iter}: {type(error).__name__}: {error}"
+        ) from error
     return expert
 
 
 def evaluate_expert(expert, X, rows, output):
     """``output(expert, X[rows])``: a fitted expert's outputs on some rows, in a worker."""
-    return output(expert, X[rows])
+    return output(expert, take_rows(X, rows))

@@ -1,10 +1,11 @@
-"""Column subsets: which features the gate and the experts see.
+"""Column and row subsets: which features the gate and the experts see.
 
 Classical mixtures of regressions call the gate's inputs *concomitant
 variables*; they need not be the experts' regressors.
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def resolve_columns(spec, n_features, feature_names, param_name):
@@ -61,7 +62,24 @@ def resolve_columns(spec, n_features, feature_names, param_name):
 
 
 def take_columns(X, columns):
-    """``X[:, columns]``, without a copy when all columns are kept in order."""
+    """``X[:, columns]`` of an array, sparse matrix or DataFrame.
+
+    No copy when all columns are kept in order; a dense subset is C-ordered
+    (the kernels read rows).
+    """
     if columns.shape[0] == X.shape[1] and np.array_equal(columns, np.arange(X.shape[1])):
         return X
+    if hasattr(X, "iloc"):
+        return X.iloc[:, columns]
+    if sp.issparse(X):
+        return X[:, columns]
     return np.ascontiguousarray(X[:, columns])
+
+
+def take_rows(X, rows):
+    """``X[rows]`` of an array, sparse matrix or DataFrame (rows: mask, indices or slice)."""
+    if isinstance(rows, slice) and rows == slice(None):
+        return X
+    if hasattr(X, "iloc"):
+        return X.iloc[rows]
+    return X[rows]

@@ -1,6 +1,7 @@
 """Starting responsibilities for EM."""
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_array
 
@@ -21,15 +22,25 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
         (weighted by ``sample_weight``; centres found on ``KMEANS_MAX_ROWS``
         random rows when there are more); ``"random"``: rows drawn from a flat
         Dirichlet; an array: used as given (rows are renormalised).
-    X_cluster : ndarray of shape (n_samples, n_columns)
+    X_cluster : ndarray or CSR matrix of shape (n_samples, n_columns)
         Columns that k-means clusters on: a scratch array, standardised in
-        place, so that k-means makes no copy of the data.
+        place, so that k-means makes no copy of the data. Missing values
+        (a tree gate's inputs) are filled with their column's mean.
     """
     n_samples = X_cluster.shape[0]
     if isinstance(init, str) and init == "kmeans":
-        mean, scale = weighted_mean_scale(X_cluster, sample_weight)
-        X_cluster -= mean
-        X_cluster /= scale
+        if sp.issparse(X_cluster):
+            # k-means is blind to shifts: scaling alone keeps the matrix sparse.
+            _, scale = weighted_mean_scale(X_cluster, sample_weight)
+            X_cluster = X_cluster @ sp.diags(1.0 / scale)
+        else:
+            missing = np.isnan(X_cluster)
+            if missing.any():
+                X_cluster[missing] = np.take(np.nanmean(X_cluster, axis=0), missing.nonzero()[1])
+                X_cluster[np.isnan(X_cluster)] = 0.0  # columns missing throughout
+            mean, scale = weighted_mean_scale(X_cluster, sample_weight)
+            X_cluster -= mean
+            X_cluster /= scale
         kmeans = KMeans(n_clusters=n_experts, n_init=1, copy_x=False, random_state=random_state)
         if n_samples > KMEANS_MAX_ROWS:
             # A start needs rough clusters, not exact ones: find the centres on

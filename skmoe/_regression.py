@@ -95,7 +95,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         gate="softmax",
         gate_features=None,
         expert_features=None,
-        init="kmeans",
+        init="auto",
         n_init=1,
         max_iter=100,
         tol=1e-4,
@@ -103,6 +103,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         top_k=None,
         min_responsibility=1e-3,
         min_expert_share=0.0,
@@ -122,6 +125,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_jobs=n_jobs,
             verbose=verbose,
             warm_start=warm_start,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
             top_k=top_k,
             min_responsibility=min_responsibility,
             min_expert_share=min_expert_share,
@@ -139,7 +145,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return y, y, GaussianLikelihood(floor)
 
     def _encode_target(self, y):
-        return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y").reshape(-1)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        return np.ascontiguousarray(y.reshape(-1))  # a column slice is strided
 
     def _init_target_columns(self, y_code):
         return y_code[:, None]
@@ -152,7 +159,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Input data.
         return_std : bool, default=False
             Also return the standard deviation of ``p(y | x)``, which combines

@@ -10,6 +10,7 @@ through routes costs ``n * k`` expert evaluations instead of
 import numpy as np
 from scipy.special import softmax
 
+from ._features import take_rows
 from ._kernels import group_by_expert, top_k_softmax
 from ._threads import kernel_threads
 
@@ -58,7 +59,7 @@ def evaluate_routes(experts, likelihood, fitted_experts, X):
     for e, expert in enumerate(fitted_experts):
         positions = order[offsets[e] : offsets[e + 1]]
         if positions.size:
-            flat[positions] = likelihood.expert_output(expert, np.take(X, positions // k, axis=0))
+            flat[positions] = likelihood.expert_output(expert, take_rows(X, positions // k))
     return outputs
 
 

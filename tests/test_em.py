@@ -159,7 +159,12 @@ def test_verbose_reports_progress(small_truth, capsys):
     MixtureOfExpertsRegressor(3, max_iter=3, tol=0.0, verbose=2, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     assert "EM start 0: initial mean log-likelihood" in out
-    assert "iteration 3: mean log-likelihood" in out
+    lines = [line for line in out.splitlines() if line.startswith("  iteration ")]
+    assert len(lines) == 3
+    assert re.fullmatch(
+        r"  iteration 3/3: mean log-likelihood -?[\d.]+ \(change -?[\d.e+-]+\), "
+        r"[\d.e+-]+ s elapsed, about [\d.e+-]+ s left", lines[-1]
+    ), lines[-1]
     assert "EM did not converge after 3 iterations" in out
 
 
