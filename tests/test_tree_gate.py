@@ -109,3 +109,24 @@ def test_tree_gate_needs_a_gate_feature(regimes):
     X, y = regimes[0][:200], regimes[1][:200]
     with pytest.raises(ValueError, match="TreeGate needs at least one gate feature"):
         MixtureOfExpertsRegressor(2, gate="tree", gate_features=[]).fit(X, y)
+
+
+def test_tree_gate_of_a_dataframe_fit_names_its_rules_and_routes_missing_values():
+    """The regime is where "income" is missing; the tree gate splits on that."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.uniform(-2, 2, size=(2000, 2)), columns=["age", "income"])
+    missing = rng.uniform(size=2000) < 0.4
+    X.loc[missing, "income"] = np.nan
+    y = np.where(missing, 3.0 * X["age"], 4.0 - 2.0 * X["age"]) + 0.1 * rng.normal(size=2000)
+    moe = MixtureOfExpertsRegressor(
+        2, estimator=LinearRegression(), gate=TreeGate(max_depth=1), expert_features=["age"],
+        random_state=0,
+    ).fit(X, y)
+    assert moe.score(X, y) > 0.99
+    expert = moe.predict_gate(X).argmax(axis=1)
+    assert len(set(expert[missing])) == len(set(expert[~missing])) == 1
+    assert expert[missing][0] != expert[~missing][0]
+    text = moe.gate_.export_text()
+    assert text.startswith("|--- income <= "), text
+    assert moe.gate_.export_text(feature_names=moe.feature_names_in_) == text

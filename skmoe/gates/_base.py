@@ -3,6 +3,7 @@
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, _check_sample_weight
@@ -25,10 +26,27 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
       starting from the current ones (a generalised EM step: the objective
       must not go down);
     * ``_logits(X)``: log gate probabilities up to a per-row constant.
+
+    Two class attributes say which inputs a gate takes; the estimators read
+    them to prepare the gate's view of ``X``, and the public methods enforce
+    them:
+
+    * ``_accepts_sparse``: ``X`` may be a ``scipy.sparse`` CSR matrix (the
+      public methods convert other sparse formats to CSR);
+    * ``_accepts_nan``: dense ``X`` may contain NaN (missing values).
+
+    Both are False here, so that a gate written for dense arrays is never
+    handed anything else.
     """
 
     #: The EM start the estimators use for this gate when ``init="auto"``.
     _default_init = "kmeans"
+
+    #: Whether the gate takes ``scipy.sparse`` CSR inputs.
+    _accepts_sparse = False
+
+    #: Whether the gate takes NaN (missing values) in dense inputs.
+    _accepts_nan = False
 
     @abstractmethod
     def _initialize(self, X, n_experts, sample_weight):
@@ -50,8 +68,33 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """
         return routes(self._logits(X), top_k)
 
+    def _check_X(self, X, order=None):
+        """``X`` as float64, dense or CSR as the gate accepts it; inf always refused."""
+        X = check_array(
+            X,
+            accept_sparse="csr" if self._accepts_sparse else False,
+            dtype=np.float64,
+            order=order,
+            ensure_min_features=0,
+            ensure_all_finite="allow-nan",
+            input_name="X",
+        )
+        if _contains_nan(X):
+            name = type(self).__name__
+            if not self._accepts_nan:
+                raise ValueError(
+                    f"{name} does not accept missing values (NaN); impute them first, "
+                    "or use TreeGate, which handles them natively."
+                )
+            if sp.issparse(X):  # scikit-learn's trees take NaN in dense inputs only
+                raise ValueError(
+                    f"{name} handles missing values (NaN) in dense X only; pass X as "
+                    "a dense array, or impute the missing values."
+                )
+        return X
+
     def _validate_targets(self, X, responsibilities, sample_weight):
-        X = check_array(X, dtype=np.float64, order="C", ensure_min_features=0)
+        X = self._check_X(X, order="C")
         responsibilities = check_array(responsibilities, dtype=np.float64, order="C")
         if responsibilities.shape[0] != X.shape[0]:
             raise ValueError(
@@ -68,8 +111,9 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Gate inputs.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Gate inputs: dense, or a sparse matrix (used as CSR) for gates
+            that accept one; NaN only for gates that handle missing values.
         responsibilities : array-like of shape (n_samples, n_experts)
             Soft targets; each row is a probability vector over experts.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -92,8 +136,9 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Gate inputs.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Gate inputs: dense, or a sparse matrix (used as CSR) for gates
+            that accept one; NaN only for gates that handle missing values.
         responsibilities : array-like of shape (n_samples, n_experts)
             Soft targets; each row is a probability vector over experts.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -117,8 +162,9 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Gate inputs.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Gate inputs: dense, or a sparse matrix (used as CSR) for gates
+            that accept one; NaN only for gates that handle missing values.
 
         Returns
         -------
@@ -126,15 +172,16 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
             Unnormalised log gate probabilities.
         """
         check_is_fitted(self)
-        return self._logits(check_array(X, dtype=np.float64, ensure_min_features=0))
+        return self._logits(self._check_X(X))
 
     def predict_log_proba(self, X):
         """Log gate probability of each expert.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Gate inputs.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Gate inputs: dense, or a sparse matrix (used as CSR) for gates
+            that accept one; NaN only for gates that handle missing values.
 
         Returns
         -------
@@ -149,8 +196,9 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Gate inputs.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Gate inputs: dense, or a sparse matrix (used as CSR) for gates
+            that accept one; NaN only for gates that handle missing values.
 
         Returns
         -------
@@ -158,3 +206,14 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
             Gate probabilities.
         """
         return np.exp(self.predict_log_proba(X))
+
+
+def _contains_nan(X):
+    """Whether a float array (or a sparse matrix's stored values) holds a NaN; no inf."""
+    values = X.data if sp.issparse(X) else X
+    # One pass without a temporary: the sum is NaN if some value is, and with
+    # no inf among them only otherwise when partial sums overflow both ways.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.isnan(np.sum(values)):
+            return False
+    return bool(np.isnan(values).any())

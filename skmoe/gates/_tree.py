@@ -23,6 +23,12 @@ class TreeGate(BaseGate):
     copied once per expert. Leaf probabilities are smoothed towards uniform so
     that no expert gets exactly zero probability where it may be needed.
 
+    Missing values (NaN) in a dense ``X`` are handled natively by
+    :class:`~sklearn.tree.DecisionTreeRegressor`: a split sends the rows
+    missing its feature to the side chosen in training (to the child with
+    more samples if none were missing there). ``X`` may also be a
+    ``scipy.sparse`` matrix (without NaN).
+
     Parameters
     ----------
     max_depth : int or None, default=4
@@ -81,6 +87,8 @@ class TreeGate(BaseGate):
         "random_state": ["random_state"],
     }
     _default_init = "softmax"
+    _accepts_sparse = True  # DecisionTreeRegressor takes CSR and CSC (without NaN)
+    _accepts_nan = True
 
     def __init__(self, max_depth=4, min_samples_leaf=20, smoothing=1.0, random_state=None):
         self.max_depth = max_depth
@@ -119,6 +127,7 @@ class TreeGate(BaseGate):
             log_proba = np.log(self.node_proba_)
         if self.tree_ is None:
             return np.repeat(log_proba, X.shape[0], axis=0)
+        # The tree works in float32 (NaN stays NaN); sparse X stays sparse.
         return log_proba[self.tree_.apply(X.astype(np.float32))]
 
     def export_text(self, feature_names=None, decimals=2):
@@ -126,8 +135,10 @@ class TreeGate(BaseGate):
 
         Parameters
         ----------
-        feature_names : list of str, default=None
-            Names of the gate's input columns; ``x[j]`` when None.
+        feature_names : array-like of str, default=None
+            Names of the gate's input columns, one per column. When None, the
+            gate's ``feature_names_in_`` if it has that attribute (the
+            estimators set it when they know the column names), else ``x[j]``.
         decimals : int, default=2
             Digits of thresholds and probabilities.
 
@@ -139,7 +150,19 @@ class TreeGate(BaseGate):
         """
         check_is_fitted(self, "tree_")
         tree = self.tree_.tree_
-        names = feature_names or [f"x[{j}]" for j in range(self.tree_.n_features_in_)]
+        n_features = self.tree_.n_features_in_
+        if feature_names is None:
+            feature_names = getattr(self, "feature_names_in_", None)
+        if feature_names is None:
+            names = [f"x[{j}]" for j in range(n_features)]
+        else:
+            # Any sequence: a list, an ndarray, a pandas Index (whose truth value is ambiguous).
+            names = [str(name) for name in feature_names]
+            if len(names) != n_features:
+                raise ValueError(
+                    f"export_text needs {n_features} feature names, one per gate input "
+                    f"column; got {len(names)}."
+                )
         lines = []
 
         def visit(node, depth):
