@@ -746,8 +746,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             # Evaluated once all refits are done, so that no expert's output is held
             # while another expert copies its training rows (the peak of fit's memory).
             outputs = data.parallel(
-                delayed(evaluate_expert)(expert, X, rows, output)
-                for expert, rows in zip(state.experts, predict)
+                delayed(evaluate_expert)(expert, X, rows, output, name, n_iter)
+                for expert, rows, name in zip(state.experts, predict, data.names)
             )
         n_samples, n_experts = weights.shape
         stacked = data.likelihood.empty_outputs(n_samples, n_experts)

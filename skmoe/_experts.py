@@ -117,12 +117,28 @@ def fit_expert(expert, X, y, sample_weight, train_rows, name, n_iter):
         )
     except Exception as error:
         raise ExpertFitError(
-            f"Expert {name!r} ({type(expert).__name__}) failed to fit at EM iteration "
-            f"{n_iter}: {type(error).__name__}: {error}"
+            f"Expert {name!r} ({type(expert).__name__}) failed to fit on its "
+            f"{y[train_rows].shape[0]} training rows at EM iteration {n_iter}: "
+            f"{type(error).__name__}: {error}"
         ) from error
     return expert
 
 
-def evaluate_expert(expert, X, rows, output):
-    """``output(expert, X[rows])``: a fitted expert's outputs on some rows, in a worker."""
-    return output(expert, take_rows(X, rows))
+def evaluate_expert(expert, X, rows, output, name, n_iter):
+    """``output(expert, X[rows])``: a fitted expert's outputs on some rows, in a worker.
+
+    An error of the expert's own is re-raised as an
+    :class:`~skmoe.exceptions.ExpertFitError` that names the expert.
+    """
+    try:
+        return output(expert, take_rows(X, rows))
+    except Exception as error:
+        hint = ""
+        if "unknown categor" in str(error):
+            hint = (" An expert is fitted on the rows it is responsible for only, so an "
+                    "encoder inside it may meet categories it never saw: use "
+                    "OneHotEncoder(handle_unknown='ignore').")
+        raise ExpertFitError(
+            f"Expert {name!r} ({type(expert).__name__}) failed to predict at EM iteration "
+            f"{n_iter}: {type(error).__name__}: {error}.{hint}"
+        ) from error
