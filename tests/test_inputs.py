@@ -60,7 +60,8 @@ def regimes():
 def test_categorical_and_missing_columns_reach_experts_that_take_them(regimes):
     X, y = regimes
     moe = MixtureOfExpertsRegressor(
-        2, estimator=HistGradientBoostingRegressor(max_iter=10), random_state=0, max_iter=6
+        2, estimator=HistGradientBoostingRegressor(max_iter=20, learning_rate=0.3), random_state=0,
+        max_iter=6,
     ).fit(X, y)
     # Each expert saw the DataFrame with its categorical column.
     assert list(moe.experts_[0].feature_names_in_) == ["x0", "x1", "group"]
@@ -94,8 +95,8 @@ def test_the_tree_gate_takes_missing_values_as_they_are(regimes):
     X, y = regimes
     numeric = X[["x0", "x1"]].to_numpy()
     moe = MixtureOfExpertsRegressor(
-        2, estimator=HistGradientBoostingRegressor(max_iter=20), gate="tree", random_state=0,
-        max_iter=10,
+        2, estimator=HistGradientBoostingRegressor(max_iter=10), gate="tree", random_state=0,
+        max_iter=5,
     ).fit(numeric, y)
     assert moe.gate_encoder_ is None  # NaN went to the tree as they are
     assert np.isfinite(moe.predict(numeric)).all()
