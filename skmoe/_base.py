@@ -571,7 +571,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         started = time.perf_counter()
         best = None
         if data.validation is not None:
-            state.validation_history.append(self._validation_score(data, state))
+            best_score = self._validation_score(data, state)
+            state.validation_history.append(best_score)
             best, since_best = state.snapshot(), 0
         for n_iter in range(1, self.max_iter + 1):
             previous = state.log_likelihood
@@ -584,8 +585,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             if best is not None:
                 score = self._validation_score(data, state)
                 state.validation_history.append(score)
-                if score > best.validation_history[-1] + self.tol:
-                    best, since_best = state.snapshot(), 0
+                if score > best_score + self.tol:
+                    best, best_score, since_best = state.snapshot(), score, 0
                 else:
                     since_best += 1
                 if since_best >= self.n_iter_no_change:
