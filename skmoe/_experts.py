@@ -99,23 +99,37 @@ def batch_class(experts):
     return None
 
 
+# An expert that cannot fit on its own rows is refit on all rows, the others
+# at this weight relative to the largest.
+_NEGLIGIBLE_WEIGHT = 1e-12
+
+
 def fit_expert(expert, X, y, sample_weight, train_rows, name, n_iter):
     """Refit one expert on ``train_rows`` (a boolean mask, or ``slice(None)`` for all).
 
     Rows are selected here, in the worker, so that the full ``X`` is what
     gets shipped: joblib memory-maps a large array instead of pickling a new
     subset per expert. A module-level function so that joblib can send it to
-    worker processes. An error of the expert's own is re-raised as an
-    :class:`~skmoe.exceptions.ExpertFitError` that names the expert and the
-    EM iteration.
+    worker processes.
+
+    Some estimators cannot fit on a region's rows alone: HistGradientBoosting
+    fails on a column that is missing throughout them, and ignores rows of
+    zero weight. So an expert that raises on its rows is refit once on every
+    row, the others at a negligible weight. If that fails too, the first
+    error is re-raised as an :class:`~skmoe.exceptions.ExpertFitError` that
+    names the expert and the EM iteration.
     """
+    weight_param = sample_weight_param(expert)
     try:
-        expert.fit(
-            take_rows(X, train_rows),
-            y[train_rows],
-            **{sample_weight_param(expert): sample_weight[train_rows]},
-        )
+        expert.fit(take_rows(X, train_rows), y[train_rows],
+                   **{weight_param: sample_weight[train_rows]})
     except Exception as error:
+        if not (isinstance(train_rows, slice) and train_rows == slice(None)):
+            floor = _NEGLIGIBLE_WEIGHT * sample_weight.max()
+            try:
+                return expert.fit(X, y, **{weight_param: np.maximum(sample_weight, floor)})
+            except Exception:
+                pass  # report the error on the expert's own rows, the informative one
         raise ExpertFitError(
             f"Expert {name!r} ({type(expert).__name__}) failed to fit on its "
             f"{y[train_rows].shape[0]} training rows at EM iteration {n_iter}: "

@@ -91,6 +91,21 @@ def test_the_gate_routes_on_a_categorical_column(regimes):
     assert np.isfinite(moe.predict(unseen)).all()
 
 
+def test_an_expert_that_cannot_fit_its_own_rows_is_refit_on_all_rows():
+    """HistGradientBoosting fails on rows where a column is missing throughout."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(400, 2))
+    y = np.where(X[:, 0] > 0, X[:, 1], -X[:, 0])
+    X[X[:, 0] > 0, 1] = np.nan  # missing throughout the first expert's rows
+    start = np.column_stack([X[:, 0] > 0, X[:, 0] <= 0]).astype(float)
+    expert = HistGradientBoostingRegressor(max_iter=10)
+    with pytest.raises(ValueError):
+        expert.fit(X[X[:, 0] > 0], y[X[:, 0] > 0])
+    moe = MixtureOfExpertsRegressor(2, estimator=expert, init=start, max_iter=3,
+                                    random_state=0).fit(X, y)
+    assert np.isfinite(moe.predict(X)).all()
+
+
 def test_the_tree_gate_takes_missing_values_as_they_are(regimes):
     X, y = regimes
     numeric = X[["x0", "x1"]].to_numpy()
