@@ -278,8 +278,13 @@ def test_every_method_takes_every_layout(layout_models, form, task):
 
 
 @pytest.mark.parametrize("form", ["F", "strided", "float32", "list", "DataFrame"])
-def test_fit_takes_every_layout(layout_models, form):
-    A, y_reg, _, reg, _ = layout_models
+@pytest.mark.parametrize("task", ["regressor", "classifier"])
+def test_fit_takes_every_layout(layout_models, form, task):
+    A, y_reg, y_clf, reg, clf = layout_models
+    model, y = (reg, y_reg) if task == "regressor" else (clf, y_clf)
     X = _forms(A)[form]
-    refit = MixtureOfExpertsRegressor(2, random_state=0).fit(X, np.column_stack([A, y_reg])[:, -1])
-    assert_allclose(refit.predict(A), reg.predict(A), rtol=1e-10, atol=1e-12)
+    # y and sample_weight as strided columns of one table.
+    table = np.column_stack([A, y, np.ones_like(y)])
+    refit = type(model)(2, random_state=0).fit(X, table[:, -2], sample_weight=table[:, -1])
+    output = "predict" if task == "regressor" else "predict_proba"
+    assert_allclose(getattr(refit, output)(A), getattr(model, output)(A), rtol=1e-10, atol=1e-12)
