@@ -648,7 +648,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             # Dense routing: every expert is evaluated on every row, and the
             # logits are cheaper to recompute after the refits than to keep.
             state.logits = routed = None
-        weights, train = self._training_weights(data, resp)
+        weights, train = self._training_weights(data, resp, fresh=n_iter == 0)
         batch = batch_class(state.experts) if hasattr(data.likelihood, "batch_outputs") else None
         if batch is None or data.X.expert_array is None:
             state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
@@ -660,14 +660,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             data.y_code, state.outputs, weights, data.n_threads
         )
 
-    def _training_weights(self, data, resp):
+    def _training_weights(self, data, resp, fresh):
         """Each expert's refit weights and training rows.
 
         Conditional computation: rows whose responsibility is at most
         ``min_responsibility`` carry almost no weight, so skipping them makes
         the experts' total work grow like n rather than n * n_experts. If the
         remaining rows cannot train an expert (fewer than two, or a single
-        class), every row with positive weight is used, then every row.
+        class), every row with positive weight is used, then every row. An
+        expert left with no weight at all keeps its parameters, unless it has
+        none yet (``fresh``, the first M-step of a start: re-seeding may have
+        taken all its rows), in which case it is fit on every row with the
+        sample weights.
 
         Returns ``weights``, (n, n_experts): ``sample_weight * resp`` on the
         rows each expert is refit on, 0 elsewhere; and ``train``, per expert:
@@ -687,7 +691,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 continue
             weights[:, k] = resp[:, k] * data.sample_weight
             counts[k] = np.count_nonzero(weights[:, k])
-            if counts[k] == 0:
+            if counts[k] == 0 and fresh:
+                weights[:, k] = data.sample_weight
+                train[k] = slice(None)
+            elif counts[k] == 0:
                 train[k] = None
             elif counts[k] < 2 or not data.likelihood.can_train_on(data.y_code, weights[:, k]):
                 train[k] = slice(None)
@@ -746,14 +753,19 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
             # Evaluated once all refits are done, so that no expert's output is held
             # while another expert copies its training rows (the peak of fit's memory).
+            # An expert with no rows to train on may have no routed rows either.
+            evaluated = [k for k, rows in enumerate(predict)
+                         if isinstance(rows, slice) or rows.any()]
             outputs = data.parallel(
-                delayed(evaluate_expert)(expert, X, rows, output, name, n_iter)
-                for expert, rows, name in zip(state.experts, predict, data.names)
+                delayed(evaluate_expert)(
+                    state.experts[k], X, predict[k], output, data.names[k], n_iter
+                )
+                for k in evaluated
             )
         n_samples, n_experts = weights.shape
         stacked = data.likelihood.empty_outputs(n_samples, n_experts)
-        for k, (output, rows) in enumerate(zip(outputs, predict)):
-            stacked[rows, k] = output
+        for k, output in zip(evaluated, outputs):
+            stacked[predict[k], k] = output
         return stacked
 
     def _e_step(self, data, state):

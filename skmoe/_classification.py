@@ -98,7 +98,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             ``sum_k g_k(x) p_k(c | x)``, columns in the order of ``classes_``.
         """
         _, gate, outputs = self._predict_parts(self._check_X(X))
-        return np.einsum("nk,nkc->nc", gate, outputs)
+        proba = np.einsum("nk,nkc->nc", gate, outputs)
+        # The gate's rows sum to one only up to rounding: renormalise, so that
+        # no probability exceeds 1.
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.

@@ -24,15 +24,8 @@ succeeds must give finite outputs from every public prediction method
 gate and class probabilities in [0, 1] whose rows sum to 1, and the same
 numbers, bit for bit, when refitted with the same ``random_state``.
 
-Bugs this suite found are reproduced at the end of the file, each in a test
-marked ``xfail(strict=True)``. So that the property tests keep looking for
-new failures instead of stopping at those, an example that hits one of them
-is counted as a hypothesis event ("known bug: ...", shown by
-``--hypothesis-show-statistics``) and let through: a fit that raises exactly
-a known bug's error (see ``known_bug``) ends the example, and a class
-probability above 1 by at most 4 ulp is not held against ``predict_proba``.
-When a bug is fixed, its xfail test passes, which fails it (strict): then
-delete the test and what lets its symptom through.
+Bugs this suite found are reproduced, minimised, at the end of the file as
+regression tests.
 
 Settings are per test (nothing is registered globally); ``derandomize`` makes
 the examples the same on every run, and no example database is written.
@@ -184,23 +177,6 @@ def documented_errors(p, y, classification):
     return errors
 
 
-def known_bug(error):
-    """The known bug (see the xfail tests below) that ``error`` is the symptom of, or None."""
-    message = str(error)
-    if isinstance(error, ExpertFitError) and re.search(
-        r"failed to predict at EM iteration \d+: ValueError: Found array with 0 sample\(s\)",
-        message,
-    ):
-        return "an expert routed no rows is evaluated on no rows"
-    if (isinstance(error, ExpertFitError) and re.search(
-            r"failed to predict at EM iteration 0: (NotFittedError: |AttributeError: "
-            r"'\w+' object has no attribute '\w+_')", message)) or (
-            isinstance(error, AttributeError)
-            and message == "'WeightedLeastSquares' object has no attribute 'coef_'"):
-        return "re-seeding at the start leaves an expert unfitted"
-    return None
-
-
 def fit_or_refuse(model, X, y, sample_weight, errors):
     """Fit; on a refusal, check that it is a documented one and return None."""
     try:
@@ -208,10 +184,6 @@ def fit_or_refuse(model, X, y, sample_weight, errors):
     except Exception as error:  # noqa: BLE001 -- checked against the documented ones
         with pytest.raises(NotFittedError):  # a failed fit leaves the estimator unfitted
             check_is_fitted(model)
-        bug = None if errors else known_bug(error)
-        if bug is not None:
-            event(f"known bug: {bug}")
-            return None
         if not any(isinstance(error, kind) and re.match(pattern, str(error))
                    for kind, pattern in errors):
             raise AssertionError(
@@ -242,16 +214,10 @@ def outputs(model, X, y, X_new, classification):
     return out
 
 
-def check_probabilities(proba, axis, what, *, rounding_bug=False):
+def check_probabilities(proba, axis, what):
     """Finite, in [0, 1], summing to 1 along ``axis``."""
     assert np.isfinite(proba).all(), what
-    assert (proba >= 0).all(), what
-    if rounding_bug and (proba > 1).any():
-        # Known bug: the mixture's class probabilities can exceed 1 by rounding.
-        assert proba.max() <= 1 + 4 * np.finfo(np.float64).eps, what
-        event("known bug: predict_proba above 1 by rounding")
-    else:
-        assert (proba <= 1).all(), what
+    assert ((proba >= 0) & (proba <= 1)).all(), what
     assert_allclose(proba.sum(axis=axis), 1.0, rtol=0, atol=1e-9, err_msg=what)
 
 
@@ -266,7 +232,7 @@ def check_outputs(out, model, classification):
         if classification:
             check_probabilities(experts, 2, f"predict_experts {name}")
             proba = out[f"predict_proba {name}"]
-            check_probabilities(proba, 1, f"predict_proba {name}", rounding_bug=True)
+            check_probabilities(proba, 1, f"predict_proba {name}")
             log_proba = out[f"predict_log_proba {name}"]
             assert not np.isnan(log_proba).any() and not np.isposinf(log_proba).any()
             # -inf exactly where the probability is exactly 0 (as documented).
@@ -317,35 +283,16 @@ def test_classifier_fits_or_refuses_as_documented(p):
 
 
 # ----------------------------------------------------------------------
-# Bugs found by the properties above, minimised. Each fails today.
+# Bugs found by the properties above, minimised, as regression tests.
 # ----------------------------------------------------------------------
 
 THREE_ROWS = np.array([[0.0], [1.0], [2.0]])
 
 
-def fit_showing(bug, model, X, y, sample_weight=None):
-    """``model.fit``; an error it raises must be ``bug``'s symptom, else the test errs."""
-    try:
-        return model.fit(X, y, sample_weight=sample_weight)
-    except Exception as error:
-        if known_bug(error) != bug:
-            raise RuntimeError(f"not the symptom of {bug!r}: {error!r}") from error
-        raise
-
-
-@pytest.mark.xfail(
-    strict=True, raises=ExpertFitError,
-    reason="Bug: with top_k, an expert that no row is routed to and that has no "
-    "responsibility left is kept as it is (train=None in _training_weights), but "
-    "_refit_each still evaluates it on routed[:, k] -- an empty row mask -- and "
-    "scikit-learn estimators refuse 0 samples. The tree gate hits it on small data: "
-    "with min_samples_leaf=20 its tree cannot split fewer than 40 rows, so every row "
-    "goes to the same top_k experts (40 of 40 fits with Ridge experts, top_k=2 of 3 "
-    "or 4, on 10 and 39 rows; 1 of 10 with 4 experts on 200 rows). The batch path "
-    "(WeightedLeastSquares) evaluates on all rows and escapes it.",
-)
 @pytest.mark.parametrize("kind", ["regressor", "classifier"])
-def test_bug_top_k_expert_with_no_rows_is_evaluated_on_no_rows(kind):
+def test_an_expert_with_no_routed_rows_is_not_evaluated(kind):
+    """With top_k, an expert no row is routed to and that has no responsibility
+    left is kept as it is, and not evaluated on an empty set of rows."""
     if kind == "regressor":
         model = MixtureOfExpertsRegressor(3, estimator=Ridge(), gate="tree", top_k=2,
                                           max_iter=1, random_state=0)
@@ -356,55 +303,35 @@ def test_bug_top_k_expert_with_no_rows_is_evaluated_on_no_rows(kind):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", ExpertCollapseWarning)
-        # ExpertFitError: "... failed to predict at EM iteration 1: ValueError: Found
-        # array with 0 sample(s) (shape=(0, 1)) ..."
-        fit_showing("an expert routed no rows is evaluated on no rows", model, THREE_ROWS, y)
+        # Was: ExpertFitError "... failed to predict at EM iteration 1: ValueError:
+        # Found array with 0 sample(s) (shape=(0, 1)) ..."
+        model.fit(THREE_ROWS, y)
     assert np.isfinite(model.predict(THREE_ROWS)).all()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(ExpertFitError, AttributeError),
-    reason="Bug: in the initial M-step, _revive_collapsed re-seeds each expert whose "
-    "mass is under half a sample on its share of the 'worst-explained' rows -- random "
-    "rows at iteration 0 -- and can take all the rows of positive weight another "
-    "expert had. That expert then has no weight, is never fitted (train=None in "
-    "_training_weights) and is evaluated unfitted: NotFittedError (Ridge) or "
-    "AttributeError (LogisticRegression.classes_) wrapped in ExpertFitError, a bare "
-    "AttributeError (coef_) in WeightedLeastSquares._predict_many. Seen with unequal "
-    "sample weights on small data (226 of 600 random fits with 2 to 11 rows and some "
-    "zero weights) and, without weights, when k-means leaves clusters empty: more "
-    "experts than distinct rows (3 of 10 fits of 8 experts on 6 rows repeated twice).",
-)
 @pytest.mark.parametrize("Model, estimator, X, y, sample_weight", [
-    # ExpertFitError: ... failed to predict at EM iteration 0: NotFittedError ...
+    # Each was an error: ExpertFitError wrapping NotFittedError,
     (MixtureOfExpertsRegressor, Ridge(), [[0.0], [1.0]], [0.0, 1.0], [1.0, 0.1]),
-    # AttributeError: 'WeightedLeastSquares' object has no attribute 'coef_'
+    # AttributeError "'WeightedLeastSquares' object has no attribute 'coef_'",
     (MixtureOfExpertsRegressor, None, [[0.0], [1.0]], [0.0, 1.0], [0.0, 1.0]),
-    # ExpertFitError: ... failed to predict at EM iteration 0: AttributeError:
-    # 'LogisticRegression' object has no attribute 'classes_'
+    # ExpertFitError wrapping "'LogisticRegression' object has no attribute 'classes_'".
     (MixtureOfExpertsClassifier, None, [[0.0], [1.0], [2.0], [0.0]], [0, 1, 0, 1], None),
 ], ids=["Ridge-weighted", "WeightedLeastSquares-weighted", "LogisticRegression-4-experts"])
-def test_bug_reseeding_at_the_start_leaves_an_expert_unfitted(Model, estimator, X, y,
-                                                              sample_weight):
+def test_an_expert_reseeding_left_without_rows_at_the_start_is_fitted(
+    Model, estimator, X, y, sample_weight
+):
+    """Re-seeding a collapsed expert in the first M-step may take all the rows of
+    another, which is then fitted on every row instead of being left unfitted."""
     model = Model(len(X), estimator=estimator, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", ExpertCollapseWarning)
-        fit_showing("re-seeding at the start leaves an expert unfitted", model, np.array(X),
-                    np.array(y), sample_weight)
+        model.fit(np.array(X), np.array(y), sample_weight=sample_weight)
     assert np.isfinite(model.predict(np.array(X))).all()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="Bug: predict_proba is sum_k g_k(x) p_k(c | x), with the gate's rows summing "
-    "to 1 only up to rounding (here 1.0000000000000002), and is neither renormalised "
-    "nor clipped, so a class probability can be 1 + 2**-52: predict_log_proba is then "
-    "positive and sklearn.metrics.brier_score_loss raises 'y_prob contains values "
-    "greater than 1'. Seen in 38 of 100 random 20-row fits with two "
-    "DecisionTreeClassifier experts, 61 of 100 with three.",
-)
-def test_bug_predict_proba_above_one():
+def test_predict_proba_never_exceeds_one():
+    """The gate's rows sum to 1 only up to rounding; predict_proba renormalises."""
     X, y = np.array([[2.0], [1.0], [-3.0], [1.0]]), np.array([0, 0, 0, 1])
     model = MixtureOfExpertsClassifier(2, estimator=DecisionTreeClassifier(), max_iter=1,
                                        random_state=0)
