@@ -197,7 +197,7 @@ def test_training_rows_fall_back_when_the_threshold_leaves_too_little():
         likelihood=CategoricalLikelihood(np.array([0, 1])),
     )
     moe = MixtureOfExpertsClassifier(4, min_responsibility=0.08)
-    weights, train = moe._training_weights(data, resp)
+    weights, train = moe._training_weights(data, resp, fresh=False)
     rows = [moe._training_rows(weights[:, k], train[k]) for k in range(4)]
     # Expert 0: every row passes the threshold.
     assert rows[0] == slice(None)
@@ -212,6 +212,11 @@ def test_training_rows_fall_back_when_the_threshold_leaves_too_little():
     assert rows[3] is None
     # A single class everywhere: every row, whatever its weight.
     data.y_code = np.zeros(4, dtype=int)
-    weights, train = moe._training_weights(data, resp)
+    weights, train = moe._training_weights(data, resp, fresh=False)
     assert train[:3] == [slice(None)] * 3
     assert_array_equal(weights[:, :3], full[:, :3])
+    # At a start's first M-step an expert with nothing to learn from has no
+    # parameters to keep: it is fit on every row with the sample weights.
+    weights, train = moe._training_weights(data, resp, fresh=True)
+    assert train[3] == slice(None)
+    assert_array_equal(weights[:, 3], sample_weight)
