@@ -28,23 +28,44 @@ the vector registers together (``_fastexp.h``).
   experts with renormalised weights, and the rows grouped by expert.
 * ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
   recursions of the hierarchical mixture of experts (a binary tree of two-way
-  gates, heap order): leaf log-probabilities from the nodes' logits, and each
-  node's soft targets (posterior mass below its two children) from the leaf
-  responsibilities.  Rows are independent here too.
+  gates, given as a ``children`` array): leaf log-probabilities from the
+  nodes' logits, and each node's soft targets (posterior mass below its two
+  children) from the leaf responsibilities.  Rows are independent here too.
 
 All arrays are float64 and C-contiguous; buffers to be written end in ``_out``.
+
+Memory: the kernels' per-thread scratch and running sums are NumPy arrays of
+one row per thread (``_thread_rows``), allocated with the GIL held before the
+parallel region and indexed by ``threadid()`` inside it.  Allocation failure
+is then an ordinary ``MemoryError`` raised to the caller before any thread
+starts; nothing allocates inside a ``nogil`` region, so no kernel can write
+through a NULL pointer.
 """
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, log, log1p, sqrt, INFINITY
-from libc.stdlib cimport calloc, free, malloc
+from libc.math cimport exp, fabs, log, log1p, sqrt, INFINITY
 from scipy.linalg.cython_blas cimport dgemm
 
 cdef extern from "_fastexp.h" nogil:
     # values[i] = exp(values[i]) for i < n, vectorised (see _fastexp.h).
     void exp_inplace "skmoe_exp_inplace"(double *values, Py_ssize_t n)
     int skmoe_select_simd(int wanted)
+
+# A pointer to memory that no other pointer of the function reaches, for
+# parameters of the helpers that write a thread's scratch or sums.  Those rows
+# come from NumPy arrays allocated before the parallel region, so the compiler
+# cannot know that they overlap none of the inputs (as it knew of malloc'ed
+# memory); without this its vectorised loops test for overlap at run time.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    typedef double *__restrict skmoe_private_double_ptr;
+    #else
+    typedef double *__restrict__ skmoe_private_double_ptr;
+    #endif
+    """
+    ctypedef double *private_ptr "skmoe_private_double_ptr"
 
 cdef double LOG_2PI = 1.8378770664093453  # log(2 * pi)
 
@@ -100,7 +121,7 @@ cdef enum:
 
 
 cdef inline void _posterior_block(const double *gate_logits, double *joint,
-                                  double *log_likelihood, double *scratch,
+                                  double *log_likelihood, private_ptr scratch,
                                   Py_ssize_t n_rows, Py_ssize_t n_experts) noexcept nogil:
     """Turn rows of ``joint[r, k] = gate_logits[r, k] + log p_k(y_r)`` into responsibilities.
 
@@ -147,26 +168,33 @@ cdef inline void _posterior_block(const double *gate_logits, double *joint,
         log_likelihood[r] = shift[r] + log(joint_total / _sum(&e[n_experts], n_experts))
 
 
-cdef double *_thread_scratch(Py_ssize_t size) noexcept nogil:
-    """Private scratch memory for one thread of a parallel block (free it there)."""
-    cdef double *scratch = <double *> malloc(size * sizeof(double))
-    if scratch == NULL:
-        with gil:
-            raise MemoryError()
-    return scratch
+def _thread_rows(int n_threads, Py_ssize_t size, bint zeros=False):
+    """Memory for each thread of a parallel region: row ``threadid()`` is thread-private.
+
+    An ``(n_threads, size + PAD)`` array, allocated with the GIL before the
+    region: when memory runs out NumPy raises ``MemoryError`` to the kernel's
+    caller, before any thread runs.  The PAD entries keep the threads' rows
+    off each other's cache lines.  OpenMP may start fewer threads than asked,
+    never more, so ``threadid() < n_threads``.  ``zeros`` zero-fills the
+    rows (running sums); scratch that is written before it is read need not.
+    """
+    shape = (n_threads, size + PAD)
+    return np.zeros(shape) if zeros else np.empty(shape)
 
 
 cdef void _e_step_blocks(
     const double[:, ::1] gate_logits, const double *log_likelihood, const double *y,
     const double *mean, const double *log_const, const double *half_precision,
-    double[:, ::1] responsibilities_out, double[::1] log_likelihood_out, int n_threads,
+    double[:, ::1] responsibilities_out, double[::1] log_likelihood_out,
+    double[:, ::1] scratch_rows, int n_threads,
 ) noexcept nogil:
     """The threaded loop over blocks of rows shared by ``e_step`` and ``gaussian_e_step``.
 
     A block's joint log-probabilities are ``gate_logits + log p_k(y)``, with
     ``log p_k(y)`` read from ``log_likelihood`` (an (n, K) array), or, when
     that is NULL, the Gaussian log-density of ``y`` around ``mean`` from the
-    per-expert ``log_const`` and ``half_precision``.
+    per-expert ``log_const`` and ``half_precision``.  ``scratch_rows`` is
+    ``_thread_rows(n_threads, _e_step_scratch_size(n_experts))``.
     """
     cdef Py_ssize_t n = gate_logits.shape[0]
     cdef Py_ssize_t n_experts = gate_logits.shape[1]
@@ -174,7 +202,7 @@ cdef void _e_step_blocks(
     cdef double residual
     cdef double *scratch
     with parallel(num_threads=n_threads):
-        scratch = _thread_scratch((2 * n_experts + 1) * BLOCK_ROWS)
+        scratch = &scratch_rows[threadid(), 0]
         for block in prange((n + BLOCK_ROWS - 1) // BLOCK_ROWS, schedule="static"):
             start = block * BLOCK_ROWS
             stop = min(start + BLOCK_ROWS, n)
@@ -194,7 +222,11 @@ cdef void _e_step_blocks(
                         )
             _posterior_block(&gate_logits[start, 0], &responsibilities_out[start, 0],
                              &log_likelihood_out[start], scratch, stop - start, n_experts)
-        free(scratch)
+
+
+cdef inline Py_ssize_t _e_step_scratch_size(Py_ssize_t n_experts) noexcept:
+    """Scratch entries per thread of ``_e_step_blocks``: ``_posterior_block``'s for a block."""
+    return (2 * n_experts + 1) * BLOCK_ROWS
 
 
 def e_step(
@@ -216,9 +248,10 @@ def e_step(
     )
     if n == 0:
         return
+    cdef double[:, ::1] scratch = _thread_rows(n_threads, _e_step_scratch_size(n_experts))
     with nogil:
         _e_step_blocks(gate_logits, &log_likelihood[0, 0], NULL, NULL, NULL, NULL,
-                       responsibilities_out, log_likelihood_out, n_threads)
+                       responsibilities_out, log_likelihood_out, scratch, n_threads)
 
 
 def gaussian_e_step(
@@ -249,9 +282,10 @@ def gaussian_e_step(
         half_precision[k] = 0.5 / variance[k]
     if n == 0:
         return
+    cdef double[:, ::1] scratch = _thread_rows(n_threads, _e_step_scratch_size(n_experts))
     with nogil:
         _e_step_blocks(gate_logits, NULL, &y[0], &mean[0, 0], &log_const[0], &half_precision[0],
-                       responsibilities_out, log_likelihood_out, n_threads)
+                       responsibilities_out, log_likelihood_out, scratch, n_threads)
 
 
 cdef inline void _gemm_rows(const double *a, const double *b, double *c, int n_rows, int inner,
@@ -365,6 +399,15 @@ cdef inline void _cross_rows(const double *a, double *c, int n_rows, int n_cols)
           &n_cols, &one, c, &n_cols)
 
 
+cdef inline void _gradient_row(private_ptr z, private_ptr column_sums, const double *targets,
+                               double w, double scale, Py_ssize_t n_classes) noexcept nogil:
+    """A row's gradient in its logits, over its exps ``z``: ``w (scale z - t)``; summed too."""
+    cdef Py_ssize_t k
+    for k in range(n_classes):
+        z[k] = w * (scale * z[k] - targets[k])
+        column_sums[k] += z[k]
+
+
 def softmax_gate_objective(
     const double[:, ::1] X,               # IN  (n, d) gate inputs
     const double[:, ::1] coef,            # IN  (d, K) V
@@ -403,8 +446,11 @@ def softmax_gate_objective(
         coef=coef, intercept=intercept, targets=targets, sample_weight=sample_weight,
         grad_coef_out=grad_coef_out, grad_intercept_out=grad_intercept_out,
     )
-    cdef double[:, ::1] thread_sums = np.zeros((n_threads, width))
-    cdef Py_ssize_t block, start, stop, i, j, k, m, r, t
+    # Per thread: the sums, (d + 1, K): X.T G, then the column sums of G; and
+    # the scratch for a block's logits and row maxima.
+    cdef double[:, ::1] thread_sums = _thread_rows(n_threads, width, zeros=True)
+    cdef double[:, ::1] scratch_rows = _thread_rows(n_threads, (n_classes + 1) * GATE_BLOCK_ROWS)
+    cdef Py_ssize_t block, start, stop, i, j, k, r, t
     cdef double target_sum, target_dot, total, scale, w
     cdef double loss = 0.0
     cdef double block_loss
@@ -413,13 +459,10 @@ def softmax_gate_objective(
     cdef double *sums
     cdef double *zr
     with nogil, parallel(num_threads=n_threads):
-        z = _thread_scratch((n_classes + 1) * GATE_BLOCK_ROWS)
+        t = threadid()
+        z = &scratch_rows[t, 0]
         row_max = &z[n_classes * GATE_BLOCK_ROWS]
-        # Thread-private sums, (d + 1, K): X.T G, then the column sums of G.
-        sums = <double *> calloc(width, sizeof(double))
-        if sums == NULL:
-            with gil:
-                raise MemoryError()
+        sums = &thread_sums[t, 0]
         for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
             start = block * GATE_BLOCK_ROWS
             stop = min(start + GATE_BLOCK_ROWS, n)
@@ -445,17 +488,11 @@ def softmax_gate_objective(
                 total = _sum(zr, n_classes)
                 block_loss = block_loss + w * target_sum * (row_max[i - start] + log(total))
                 scale = target_sum / total
-                for k in range(n_classes):
-                    zr[k] = w * (scale * zr[k] - targets[i, k])  # now the gradient in Z_i.
-                    sums[n_features * n_classes + k] += zr[k]
+                _gradient_row(zr, &sums[n_features * n_classes], &targets[i, 0], w, scale,
+                              n_classes)
             if n_features > 0:
                 _gemm_rows(&X[start, 0], z, sums, n_features, stop - start, n_classes, 1.0, True)
             loss += block_loss
-        t = threadid()
-        for m in range(width):
-            thread_sums[t, m] = sums[m]
-        free(sums)
-        free(z)
     for j in range(n_features):
         for k in range(n_classes):
             grad_coef_out[j, k] = 0.0
@@ -468,6 +505,14 @@ def softmax_gate_objective(
         for k in range(n_classes):
             grad_intercept_out[k] += thread_sums[t, n_features * n_classes + k]
     return loss
+
+
+cdef inline void _scaled_difference(private_ptr out, const double *a, const double *b,
+                                    double scale, Py_ssize_t n) noexcept nogil:
+    """``out = scale * (a - b)``, n entries."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] = scale * (a[j] - b[j])
 
 
 def weighted_gram(
@@ -506,18 +551,17 @@ def weighted_gram(
          "gram_out": (n_experts, width, width)},
         y=y, weights=weights, centre=centre, gram_out=gram_out,
     )
-    cdef double[:, ::1] thread_sums = np.zeros((n_threads, n_experts * square))
-    cdef Py_ssize_t block, start, stop, i, j, k, m, t, n_kept
+    cdef double[:, ::1] thread_sums = _thread_rows(n_threads, n_experts * square, zeros=True)
+    cdef double[:, ::1] scratch_rows = _thread_rows(n_threads, width * GRAM_BLOCK_ROWS)
+    cdef Py_ssize_t block, start, stop, i, k, t, n_kept
     cdef double root
     cdef double *rows
     cdef double *sums
     cdef double *row
     with nogil, parallel(num_threads=n_threads):
-        rows = _thread_scratch(width * GRAM_BLOCK_ROWS)
-        sums = <double *> calloc(n_experts * square, sizeof(double))
-        if sums == NULL:
-            with gil:
-                raise MemoryError()
+        t = threadid()
+        rows = &scratch_rows[t, 0]
+        sums = &thread_sums[t, 0]
         for block in prange((n + GRAM_BLOCK_ROWS - 1) // GRAM_BLOCK_ROWS, schedule="static"):
             start = block * GRAM_BLOCK_ROWS
             stop = min(start + GRAM_BLOCK_ROWS, n)
@@ -527,20 +571,14 @@ def weighted_gram(
                     if weights[i, k] > 0.0:
                         root = sqrt(weights[i, k])
                         row = &rows[n_kept * width]
-                        for j in range(n_features):
-                            row[j] = root * (X[i, j] - centre[k, j])
+                        _scaled_difference(row, &X[i, 0], &centre[k, 0], root, n_features)
                         row[n_features] = root * (y[i] - centre[k, n_features])
                         n_kept = n_kept + 1
                 if n_kept > 0:
                     _cross_rows(rows, &sums[k * square], n_kept, width)
-        t = threadid()
-        for m in range(n_experts * square):
-            thread_sums[t, m] = sums[m]
-        free(sums)
-        free(rows)
-    np.asarray(gram_out)[...] = np.asarray(thread_sums).sum(axis=0).reshape(
-        n_experts, width, width
-    )
+    np.asarray(gram_out)[...] = np.asarray(thread_sums)[:, : n_experts * square].sum(
+        axis=0
+    ).reshape(n_experts, width, width)
 
 
 cdef inline void _top_k_row(const double *logits, Py_ssize_t n_experts, Py_ssize_t top_k,
@@ -634,10 +672,11 @@ def softmax_gate_top_k(
          "experts_out": (n, top_k), "weights_out": (n, top_k)},
         coef=coef, intercept=intercept, experts_out=experts_out, weights_out=weights_out,
     )
+    cdef double[:, ::1] scratch_rows = _thread_rows(n_threads, n_experts * GATE_BLOCK_ROWS)
     cdef Py_ssize_t block, start, stop, i, k
     cdef double *z
     with nogil, parallel(num_threads=n_threads):
-        z = _thread_scratch(n_experts * GATE_BLOCK_ROWS)
+        z = &scratch_rows[threadid(), 0]
         for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
             start = block * GATE_BLOCK_ROWS
             stop = min(start + GATE_BLOCK_ROWS, n)
@@ -646,7 +685,6 @@ def softmax_gate_top_k(
             for i in range(start, stop):
                 _top_k_row(&z[(i - start) * n_experts], n_experts, top_k,
                            &experts_out[i, 0], &weights_out[i, 0])
-        free(z)
 
 
 def group_by_expert(
@@ -687,31 +725,73 @@ def group_by_expert(
 
 
 # --------------------------------------------------------------------------
-# Hierarchical mixture of experts (Jordan & Jacobs 1994): a complete binary
-# tree of two-way gates in heap order (node j has children 2j+1 and 2j+2; the
-# n_nodes = 2**depth - 1 internal nodes are followed by the n_nodes + 1
-# leaves, which are the experts left to right: leaf l has heap index n_nodes + l).
+# Hierarchical mixture of experts (Jordan & Jacobs 1994): a binary tree of
+# two-way gates.  The tree is a ``children`` array of shape (n_nodes, 2): row j
+# holds internal node j's (left, right) children, an entry c >= 0 being the
+# internal node c and an entry c < 0 the leaf -1 - c.  Node 0 is the root and
+# every node comes after its parent (c > j), so a forward pass over the rows
+# goes down the tree and a backward pass goes up.  The n_nodes + 1 leaves are
+# the experts (in the gate's leaf order).
 # --------------------------------------------------------------------------
 
 
-def _check_tree(str name, Py_ssize_t n_nodes):
-    """n_nodes internal nodes make a complete binary tree iff n_nodes + 1 = 2**depth >= 2."""
-    cdef Py_ssize_t n_leaves = n_nodes + 1
-    if n_nodes < 1 or (n_leaves & (n_leaves - 1)) != 0:
-        raise ValueError(
-            f"{name} gives {n_nodes} internal nodes and {n_leaves} leaves, but a complete "
-            "binary tree has 2**depth - 1 internal nodes and 2**depth leaves (depth >= 1)."
-        )
+cdef int _check_tree(const Py_ssize_t[:, ::1] children) except -1:
+    """Refuse a ``children`` array that is not a binary tree with parents first.
+
+    Such a tree has n_nodes >= 1 internal nodes, n_nodes + 1 leaves and
+    2 n_nodes child entries: each internal node but the root is the child of
+    exactly one node before it, and each leaf is the child of exactly one node.
+    Those conditions are also sufficient: every node's parent comes before it,
+    so following parents from any node ends at the root without a cycle.
+    O(n_nodes), once per call; the loops then trust the indices.
+    """
+    cdef Py_ssize_t n_nodes = children.shape[0]
+    cdef Py_ssize_t j, side, child
+    if n_nodes < 1:
+        raise ValueError("children has no rows; a tree needs at least one internal node.")
+    # How often each internal node (0 .. n_nodes - 1) and each leaf (n_nodes + leaf) is named.
+    cdef Py_ssize_t[::1] named = np.zeros(2 * n_nodes + 1, dtype=np.intp)
+    cdef bint leaf_out_of_range = False
+    for j in range(n_nodes):
+        for side in range(2):
+            child = children[j, side]
+            if child >= 0:
+                if child <= j or child >= n_nodes:
+                    raise ValueError(
+                        f"children[{j}] = {list(children[j])} names an internal node that is "
+                        f"not in ({j}, {n_nodes}): every internal node must come after its parent."
+                    )
+                named[child] += 1
+            elif -1 - child > n_nodes:
+                leaf_out_of_range = True
+            else:
+                named[n_nodes - 1 - child] += 1
+    for j in range(1, n_nodes):
+        if named[j] != 1:
+            raise ValueError(
+                "children must name each internal node 1 .. n_nodes - 1 exactly once "
+                f"(n_nodes = {n_nodes})."
+            )
+    for j in range(n_nodes, 2 * n_nodes + 1):
+        if leaf_out_of_range or named[j] != 1:
+            raise ValueError(
+                "children must name each leaf 0 .. n_nodes exactly once, as -1 - leaf "
+                f"(n_nodes = {n_nodes}, so {n_nodes + 1} leaves)."
+            )
+    return 0
 
 
-cdef inline double _softplus(double x) noexcept nogil:
-    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    if x > 0:
-        return x + log1p(exp(-x))
-    return log1p(exp(x))
+cdef inline double _log1p_exp_minus_abs(double x) noexcept nogil:
+    """log(1 + exp(-|x|)): the term that softplus(x) and softplus(-x) share.
+
+    softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), without
+    overflow for any finite x.
+    """
+    return log1p(exp(-fabs(x)))
 
 
 def hme_leaf_log_proba(
+    const Py_ssize_t[:, ::1] children,    # IN  (n_nodes, 2) the tree, parents first
     const double[:, :, ::1] node_logits,  # IN  (n, n_nodes, 2) each node's (left, right) logits
     double[:, ::1] leaf_log_proba_out,    # OUT (n, n_nodes + 1) log gate probability of each leaf
     int n_threads=1,
@@ -721,45 +801,54 @@ def hme_leaf_log_proba(
     Node j sends a row left with probability sigmoid(d) where d is the
     difference of its two logits (a two-column softmax); the log branch
     probabilities are log sigmoid(d) = -softplus(-d) (left) and -softplus(d)
-    (right), computed without overflow for any finite d.  A leaf's log
+    (right), computed without overflow for any finite d as -(max(-d, 0) + s)
+    and -(max(d, 0) + s) with s = log1p(exp(-|d|)), one exp and one log1p
+    per node.  A leaf's log
     probability is the sum of the log branch probabilities on its path,
     accumulated from the root down.  The rows of exp(leaf_log_proba_out) sum
     to one up to rounding.
 
-    The recursion runs level by level inside the output row itself: before
-    level t, entries 0 .. 2**t - 1 hold the log reach probabilities of that
-    level's nodes, left to right; each is replaced by its two children's,
-    right to left so that no entry is overwritten before it is read.  Every
-    node's branch probabilities are computed once: O(n_leaves) per row.
+    The nodes are visited in order, so a node's log reach probability (a
+    per-thread scratch row of n_nodes entries) is known before it is passed
+    on to its children: to a child node's reach entry, or to a leaf's output.
+    Every node's branch probabilities are computed once: O(n_leaves) per row.
     """
     cdef Py_ssize_t n = node_logits.shape[0]
-    cdef Py_ssize_t n_nodes = node_logits.shape[1]
-    _check_tree("node_logits", n_nodes)
+    cdef Py_ssize_t n_nodes = children.shape[0]
+    _check_tree(children)
     _check_shapes(
         n_threads,
         {"node_logits": (n, n_nodes, 2), "leaf_log_proba_out": (n, n_nodes + 1)},
         node_logits=node_logits, leaf_log_proba_out=leaf_log_proba_out,
     )
-    cdef Py_ssize_t i, p, node, level_size
-    cdef double reach, d
+    cdef double[:, ::1] reach_rows = _thread_rows(n_threads, n_nodes)
+    cdef Py_ssize_t i, j, child
+    cdef double d, shared, left, right
+    cdef double *reach
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
-        leaf_log_proba_out[i, 0] = 0.0
-        level_size = 1
-        while level_size <= n_nodes:  # level t has level_size = 2**t nodes
-            p = level_size - 1
-            while p >= 0:
-                node = level_size - 1 + p
-                reach = leaf_log_proba_out[i, p]
-                d = node_logits[i, node, 0] - node_logits[i, node, 1]
-                leaf_log_proba_out[i, 2 * p + 1] = reach - _softplus(d)
-                leaf_log_proba_out[i, 2 * p] = reach - _softplus(-d)
-                p = p - 1
-            level_size = 2 * level_size
+        reach = &reach_rows[threadid(), 0]
+        reach[0] = 0.0
+        for j in range(n_nodes):
+            d = node_logits[i, j, 0] - node_logits[i, j, 1]
+            shared = _log1p_exp_minus_abs(d)
+            left = reach[j] - (shared + (-d if d < 0 else 0.0))  # log sigmoid(d)
+            right = reach[j] - (shared + (d if d > 0 else 0.0))  # log sigmoid(-d)
+            child = children[j, 0]
+            if child >= 0:
+                reach[child] = left
+            else:
+                leaf_log_proba_out[i, -1 - child] = left
+            child = children[j, 1]
+            if child >= 0:
+                reach[child] = right
+            else:
+                leaf_log_proba_out[i, -1 - child] = right
 
 
 def hme_node_targets(
-    const double[:, ::1] responsibilities,  # IN  (n, n_leaves) posterior over leaves (paths)
-    double[:, :, ::1] targets_out,          # OUT (n, n_leaves - 1, 2) (left, right) mass per node
+    const Py_ssize_t[:, ::1] children,      # IN  (n_nodes, 2) the tree, parents first
+    const double[:, ::1] responsibilities,  # IN  (n, n_nodes + 1) posterior over leaves (paths)
+    double[:, :, ::1] targets_out,          # OUT (n, n_nodes, 2) (left, right) mass per node
     int n_threads=1,
 ):
     """Upward recursion: each node's soft targets for its M-step.
@@ -770,27 +859,27 @@ def hme_node_targets(
     node j (for the root, the row sum of the responsibilities) and their
     ratio is the posterior branch probability.  Node j's gate is then fit to
     targets_out[:, j, :] as a soft-target logistic regression whose rows are
-    weighted by that reach (see softmax_loss_gradient).  Nodes are visited
-    from the last to the root, each summing its children's two entries:
-    O(n_leaves) per row.  Responsibilities need not sum to one.
+    weighted by that reach (see softmax_gate_objective).  Nodes are visited
+    from the last to the root, each summing the two entries of a child node
+    (already done: children come after their parents) or reading a leaf's
+    responsibility: O(n_leaves) per row.  Responsibilities need not sum to one.
     """
     cdef Py_ssize_t n = responsibilities.shape[0]
-    cdef Py_ssize_t n_leaves = responsibilities.shape[1]
-    cdef Py_ssize_t n_nodes = n_leaves - 1
-    _check_tree("responsibilities", n_nodes)
+    cdef Py_ssize_t n_nodes = children.shape[0]
+    _check_tree(children)
     _check_shapes(
         n_threads,
-        {"targets_out": (n, n_nodes, 2)},
-        targets_out=targets_out,
+        {"responsibilities": (n, n_nodes + 1), "targets_out": (n, n_nodes, 2)},
+        responsibilities=responsibilities, targets_out=targets_out,
     )
     cdef Py_ssize_t i, j, side, child
     for i in prange(n, schedule="static", nogil=True, num_threads=n_threads):
         j = n_nodes - 1
         while j >= 0:
             for side in range(2):
-                child = 2 * j + 1 + side
-                if child >= n_nodes:
-                    targets_out[i, j, side] = responsibilities[i, child - n_nodes]
-                else:
+                child = children[j, side]
+                if child >= 0:
                     targets_out[i, j, side] = targets_out[i, child, 0] + targets_out[i, child, 1]
+                else:
+                    targets_out[i, j, side] = responsibilities[i, -1 - child]
             j = j - 1

@@ -23,11 +23,15 @@ tests check what the references cannot: results do not depend on the number of
 OpenMP threads, extreme and infinite logits are handled as documented, the E-step
 is invariant to the per-row constant the gate logits are defined up to, the
 returned gradient is the derivative of the returned loss (finite differences),
-and the softmax gate's full M-step objective, which chains the kernel through
-the internal feature standardisation, has the gradient L-BFGS is told it has.
+the softmax gate's full M-step objective, which chains the kernel through
+the internal feature standardisation, has the gradient L-BFGS is told it has,
+and a kernel whose per-thread memory cannot be allocated raises MemoryError.
+(The HME recursions are tested in ``test_hme.py``.)
 """
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -914,3 +918,105 @@ def test_bookkeeping_kernels_reject_mismatched_shapes():
         )
     with pytest.raises(ValueError, match=re.escape("weights has shape (4, 2), expected (4, 3)")):
         weighted_squared_residuals(np.ones(4), np.ones((4, 3)), np.ones((4, 2)), np.empty(3), 1)
+
+
+# --------------------------------------------------------------------------
+# Memory: a scratch allocation that fails raises MemoryError
+# --------------------------------------------------------------------------
+
+# Run in a child process whose address space is capped (RLIMIT_AS) a little
+# above what it has mapped, so that allocations of a few MB succeed and the
+# kernels' per-thread scratch, hundreds of MB for these legitimate (if
+# extreme) shapes, cannot.  Each kernel must raise MemoryError and leave the
+# process sound.  (Before the scratch was allocated as NumPy arrays up front,
+# a failing malloc inside the parallel region returned NULL to code that
+# wrote through it, the MemoryError being unraisable: e_step, gaussian_e_step
+# and softmax_gate_top_k crashed with a segmentation fault here and
+# softmax_gate_objective hung, which the timeout turns into a failure.)
+OUT_OF_MEMORY_SCRIPT = r"""
+import resource
+import sys
+
+import numpy as np
+from numpy.testing import assert_allclose
+from scipy.special import log_softmax, logsumexp
+
+from skmoe._kernels import (
+    e_step, gaussian_e_step, softmax_gate_objective, softmax_gate_top_k, weighted_gram,
+)
+
+HEADROOM = 64 * 2**20  # bytes the capped process may still map
+K = 2**20  # experts: e.g. the E-step scratch is (2K + 1) * 32 doubles = 512 MB per thread
+N_THREADS = 4
+
+
+def mapped_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+def small_e_step(n_threads):
+    rng = np.random.default_rng(0)
+    gate, log_lik = rng.normal(size=(2, 300, 3))
+    resp, row = np.empty((300, 3)), np.empty(300)
+    e_step(gate, log_lik, resp, row, n_threads)
+    joint = log_softmax(gate, axis=1) + log_lik
+    assert_allclose(row, logsumexp(joint, axis=1), rtol=1e-10)
+    assert_allclose(resp, np.exp(joint - row[:, None]), rtol=1e-10)
+
+
+one_row = np.zeros((1, K))
+out_row = np.empty((1, K))
+vector = np.ones(K)
+no_features = np.empty((1, 0))
+no_coef = np.empty((0, K))
+grad = np.empty(K)
+width = 2048  # weighted_gram: one expert, 2047 features; gram_out is 32 MB, 4 threads' sums 128 MB
+X_wide = np.zeros((1, width - 1))
+gram = np.empty((1, width, width))
+calls = {
+    "e_step": lambda: e_step(one_row, one_row, out_row, np.empty(1), N_THREADS),
+    "gaussian_e_step": lambda: gaussian_e_step(
+        np.zeros(1), one_row, vector, one_row, out_row, np.empty(1), N_THREADS),
+    "softmax_gate_objective": lambda: softmax_gate_objective(
+        no_features, no_coef, vector, one_row, np.ones(1), no_coef, grad, N_THREADS),
+    "softmax_gate_top_k": lambda: softmax_gate_top_k(
+        no_features, no_coef, vector, 1, np.empty((1, 1), dtype=np.intp), np.empty((1, 1)),
+        N_THREADS),
+    "weighted_gram": lambda: weighted_gram(
+        X_wide, np.zeros(1), np.ones((1, 1)), np.zeros((1, width)), gram, N_THREADS),
+}
+small_e_step(N_THREADS)  # starts the OpenMP threads before the cap
+resource.setrlimit(resource.RLIMIT_AS, (mapped_bytes() + HEADROOM, resource.RLIM_INFINITY))
+for name, call in calls.items():
+    try:
+        call()
+    except MemoryError:
+        print(name, "MemoryError", flush=True)
+    else:
+        print(name, "returned", flush=True)
+small_e_step(N_THREADS)  # still sound, and the kernels still work
+print("done", flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="caps the address space through /proc"
+)
+def test_failed_scratch_allocation_raises_memory_error(exp_path):
+    if exp_path != EXP_PATHS[0]:
+        pytest.skip("allocation does not depend on the exp path")
+    result = subprocess.run(
+        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout.split("\n") == [
+        "e_step MemoryError",
+        "gaussian_e_step MemoryError",
+        "softmax_gate_objective MemoryError",
+        "softmax_gate_top_k MemoryError",
+        "weighted_gram MemoryError",
+        "done",
+        "",
+    ], result.stdout
+    assert "Exception ignored" not in result.stderr, result.stderr  # no unraisable errors
