@@ -7,6 +7,25 @@ networks; :mod:`skmoe._likelihoods` how experts score targets;
 experts made for EM; ``_kernels.pyx`` the compiled E-step and gate loss.
 """
 
+from importlib import import_module as _import_module
+
+try:  # the compiled core first, for a clear error when it is missing
+    _import_module(__name__ + "._kernels")
+except ModuleNotFoundError as error:
+    if error.name != __name__ + "._kernels":
+        raise
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    raise ImportError(
+        f"skmoe's compiled core ({__name__}._kernels) is not built. You are probably "
+        f"importing the skmoe source tree at {package} instead of the installed "
+        "package (Python looks in the current directory first, so this happens when "
+        f"running from {os.path.dirname(package)}). Install skmoe with 'pip install .' "
+        "(or 'pip install -e .' for development, which builds the core in place) and run "
+        "Python from another directory."
+    ) from error
+
 from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
 from .gates import HMEGate, SoftmaxGate, TreeGate
