@@ -1003,11 +1003,14 @@ print("done", flush=True)
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="caps the address space through /proc"
 )
-def test_failed_scratch_allocation_raises_memory_error(exp_path):
+def test_failed_scratch_allocation_raises_memory_error(exp_path, tmp_path):
     if exp_path != EXP_PATHS[0]:
         pytest.skip("allocation does not depend on the exp path")
+    # From another directory, so that the child imports the installed package
+    # and not the source tree (python -c puts the working directory first).
     result = subprocess.run(
-        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert result.stdout.split("\n") == [
