@@ -82,4 +82,6 @@ def take_rows(X, rows):
         return X
     if hasattr(X, "iloc"):
         return X.iloc[rows]
+    if isinstance(X, np.ndarray) and not isinstance(rows, slice) and rows.dtype != bool:
+        return np.take(X, rows, axis=0)  # several times faster than X[rows] on rows of X
     return X[rows]
