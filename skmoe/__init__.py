@@ -2,7 +2,8 @@
 
 Layout: :mod:`skmoe._base` is the EM engine; :mod:`skmoe._regression` and
 :mod:`skmoe._classification` the estimators; :mod:`skmoe.gates` the gating
-networks; :mod:`skmoe._likelihoods` how experts score targets;
+networks; :mod:`skmoe._inputs` what each part sees of ``X``;
+:mod:`skmoe._likelihoods` how experts score targets;
 :mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
 experts made for EM; ``_kernels.pyx`` the compiled E-step and gate loss.
 """
