@@ -51,8 +51,8 @@ from ._experts import (
 from ._features import resolve_columns, take_columns, take_rows
 from ._initialization import initial_responsibilities
 from ._inputs import (
-    check_experts_accept, expert_accepts, fit_gate_encoder, gate_feature_names, gate_view,
-    validate_X,
+    check_experts_accept, expert_accepts, fit_gate_encoder, gate_feature_names, gate_input,
+    gate_view, validate_X,
 )
 from ._kernels import responsibility_weights
 from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
@@ -301,9 +301,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
             accepted = [expert_accepts(expert) for _, expert in named]
         except (TypeError, ValueError, AttributeError):  # invalid until fit says why
-            accepted = [(False, False, False)]
-        tags.input_tags.allow_nan = all(nan for nan, _, _ in accepted)
-        tags.input_tags.sparse = all(sparse for _, sparse, _ in accepted)
+            accepted = [(False, False, False, False)]
+        tags.input_tags.allow_nan = all(kinds[0] for kinds in accepted)
+        tags.input_tags.sparse = all(kinds[1] for kinds in accepted)
         return tags
 
     # ------------------------------------------------------------------
@@ -385,8 +385,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         gate_encoder = self.gate_encoder_ if warm else fit_gate_encoder(X_gate, gate_accepts_nan)
         inputs = _Inputs(
             given=X_given,
-            gate=(take_columns(X_array, gate_features) if gate_encoder is None
-                  and X_array is not None else gate_view(gate_encoder, X_gate, gate_accepts_nan)),
+            gate=gate_input(gate_encoder, X_given, X_array, gate_features, gate_accepts_nan),
             expert=X_expert,
             expert_array=None if X_array is None else take_columns(X_array, expert_features),
         )
@@ -824,14 +823,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         check_is_fitted(self)
         X_given, X_array = validate_X(self, X, reset=False)
         gate_accepts_nan = getattr(self.gate_, "_accepts_nan", False)
-        if self.gate_encoder_ is None and X_array is not None:
-            X_gate = take_columns(X_array, self.gate_features_)
-            if not gate_accepts_nan:  # raises the clear error if it has NaN
-                gate_view(None, X_gate, gate_accepts_nan)
-        else:
-            X_gate = gate_view(
-                self.gate_encoder_, take_columns(X_given, self.gate_features_), gate_accepts_nan
-            )
+        X_gate = gate_input(
+            self.gate_encoder_, X_given, X_array, self.gate_features_, gate_accepts_nan
+        )
         return _Inputs(given=X_given, gate=X_gate,
                        expert=take_columns(X_given, self.expert_features_))
 

@@ -30,6 +30,8 @@ from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_array, validate_data
 
+from ._features import take_columns
+
 
 def _is_dataframe(X):
     return hasattr(X, "iloc") and hasattr(X, "dtypes")
@@ -86,13 +88,16 @@ def validate_X(estimator, X, *, reset):
 
 
 def has_missing(X):
-    """Whether ``X`` (array, sparse matrix or DataFrame) holds a missing value."""
-    if sp.issparse(X):
-        return bool(np.isnan(X.data).any())
+    """Whether ``X`` (float array, sparse matrix or DataFrame, no inf) holds a missing value."""
     if _is_dataframe(X):
         return bool(X.isna().to_numpy().any())
-    # A finite sum rules NaN out without an (n, d) mask (X holds no inf here).
-    return not np.isfinite(X.sum()) and bool(np.isnan(X).any())
+    values = X.data if sp.issparse(X) else X
+    # One pass without an (n, d) mask: the sum is NaN if some value is, and with
+    # no inf among the values only otherwise when partial sums overflow both ways.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.isnan(np.sum(values)):
+            return False
+    return bool(np.isnan(values).any())
 
 
 def _first_step(expert):
@@ -106,32 +111,35 @@ def _first_step(expert):
 
 
 def expert_accepts(expert):
-    """``(nan, sparse, categorical)``: which kinds of input ``expert`` takes.
+    """``(nan, sparse, categorical, text)``: which kinds of input ``expert`` takes.
 
-    Read from the scikit-learn tags of what first receives ``X`` (a
-    pipeline's first step, whose tags scikit-learn does not propagate for
-    missing values). Two cases the tags miss: a ``ColumnTransformer`` first
-    step routes columns to its own transformers, so it is trusted with all
-    three; and HistGradientBoosting models take pandas categorical columns
-    unless ``categorical_features=None``.
+    ``categorical`` is pandas ``category`` columns, ``text`` other non-numeric
+    (string, object) columns. Read from the scikit-learn tags of what first
+    receives ``X`` (a pipeline's first step, whose tags scikit-learn does not
+    propagate for missing values). Two cases the tags miss: a
+    ``ColumnTransformer`` first step routes columns to its own transformers,
+    so it is trusted with everything; and HistGradientBoosting models take
+    ``category`` columns (not text) unless ``categorical_features=None``.
     """
     first = _first_step(expert)
     if isinstance(first, ColumnTransformer):
-        return True, True, True
+        return True, True, True, True
     tags = get_tags(first).input_tags
-    categorical = tags.categorical or tags.string
+    categorical, text = tags.categorical or tags.string, tags.string
     if type(first).__name__.startswith("HistGradientBoosting"):
         categorical = first.get_params().get("categorical_features") is not None
-    return tags.allow_nan, tags.sparse, categorical
+    return tags.allow_nan, tags.sparse, categorical, text
 
 
 def check_experts_accept(named_experts, X):
     """Raise a ValueError naming the first expert that cannot take ``X`` as it is."""
     missing = has_missing(X)
     sparse = sp.issparse(X)
-    categorical = _non_numeric_columns(X) if _is_dataframe(X) else []
+    non_numeric = _non_numeric_columns(X) if _is_dataframe(X) else []
+    categorical = [name for name in non_numeric if hasattr(X[name].dtype, "categories")]
+    text = [name for name in non_numeric if name not in categorical]
     for name, expert in named_experts:
-        takes_nan, takes_sparse, takes_categorical = expert_accepts(expert)
+        takes_nan, takes_sparse, takes_categorical, takes_text = expert_accepts(expert)
         kind = type(expert).__name__
         if missing and not takes_nan:
             raise ValueError(
@@ -146,9 +154,15 @@ def check_experts_accept(named_experts, X):
                 "input. Use experts that do (Ridge, LogisticRegression, trees), or convert X "
                 "with X.toarray() if it fits in memory."
             )
-        if categorical and not takes_categorical:
+        if text and takes_categorical and not takes_text:
             raise ValueError(
-                f"X has non-numeric columns {categorical}, and expert {name!r} ({kind}) does "
+                f"X has text columns {text}, and expert {name!r} ({kind}) takes categorical "
+                "columns only as pandas 'category' dtype: convert them with "
+                "X[columns] = X[columns].astype('category')."
+            )
+        if (categorical and not takes_categorical) or (text and not takes_text):
+            raise ValueError(
+                f"X has non-numeric columns {non_numeric}, and expert {name!r} ({kind}) does "
                 "not accept them. Encode them inside the expert (a Pipeline starting with a "
                 "ColumnTransformer and OneHotEncoder), use HistGradientBoosting experts with "
                 "categorical dtypes, or leave them out with expert_features."
@@ -185,6 +199,19 @@ def _imputer():
     return SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True)
 
 
+def gate_input(encoder, X, X_array, columns, accepts_nan):
+    """The gate's view of ``columns`` of validated ``X``, as :func:`validate_X` returns it.
+
+    Taken straight from the dense ``X_array`` when the columns need no
+    encoding, so the common case costs no conversion.
+    """
+    if encoder is None and X_array is not None:
+        view = take_columns(X_array, columns)
+        check_gate_missing(view, accepts_nan)
+        return view
+    return gate_view(encoder, take_columns(X, columns), accepts_nan)
+
+
 def gate_view(encoder, X_gate, accepts_nan):
     """The gate's numeric view of its columns: dense C-ordered float64, or CSR."""
     if encoder is not None:
@@ -194,14 +221,19 @@ def gate_view(encoder, X_gate, accepts_nan):
     else:
         view = check_array(X_gate, dtype=np.float64, order="C", ensure_all_finite=False,
                            ensure_min_features=0, input_name="X")
-    if not accepts_nan and has_missing(view):
+    check_gate_missing(view, accepts_nan)
+    return view
+
+
+def check_gate_missing(X_gate, accepts_nan):
+    """Refuse NaN in the gate's numeric view when the gate learned no treatment for them."""
+    if not accepts_nan and has_missing(X_gate):
         raise ValueError(
             "Input X contains NaN in a column the gate uses, which had no missing values "
             "at fit, so the gate learned no treatment for them. Impute X before predicting, "
             "fit on data with missing values in that column, or use gate='tree', which "
             "handles missing values natively."
         )
-    return view
 
 
 def gate_feature_names(encoder, X_gate):

@@ -258,3 +258,18 @@ def test_both_estimators_share_their_defaults():
     classifier = inspect.signature(MixtureOfExpertsClassifier.__init__).parameters
     for name, parameter in classifier.items():
         assert regressor[name].default == parameter.default, name
+
+
+def test_a_warm_start_on_missing_values_the_gate_never_saw_is_refused(data):
+    """The gate's encoding is kept across warm starts, so NaN it has no treatment
+    for is refused, not passed to the gate."""
+    X, y = data
+    model = MixtureOfExpertsRegressor(
+        2, estimator=DecisionTreeRegressor(max_depth=3), warm_start=True, random_state=0
+    ).fit(X, y)
+    prediction = model.predict(X)
+    X = X.copy()
+    X[0, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN in a column the gate uses"):
+        model.fit(X, y)
+    assert_array_equal(model.predict(X[1:]), prediction[1:])

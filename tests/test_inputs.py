@@ -187,6 +187,15 @@ def test_the_expert_that_cannot_take_X_is_named(X_kind, expert, message):
         moe.fit(X, y)
 
 
+def test_text_columns_for_histgradientboosting_get_the_category_hint():
+    X = pd.DataFrame({"x": np.arange(40.0), "kind": pd.array(["u", "v"] * 20, dtype="string")})
+    msg = re.escape("X has text columns ['kind'], and expert 'expert0' "
+                    "(HistGradientBoostingRegressor) takes categorical columns only as pandas "
+                    "'category' dtype")
+    with pytest.raises(ValueError, match=msg):
+        MixtureOfExpertsRegressor(2, estimator=HistGradientBoostingRegressor()).fit(X, X["x"])
+
+
 def test_a_column_transformer_expert_takes_string_columns():
     rng = np.random.default_rng(5)
     X = pd.DataFrame({"x": rng.normal(size=300), "kind": rng.choice(["u", "v"], size=300)})

@@ -8,6 +8,7 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, _check_sample_weight
 
+from .._inputs import has_missing
 from .._routing import routes
 
 
@@ -79,7 +80,7 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
             ensure_all_finite="allow-nan",
             input_name="X",
         )
-        if _contains_nan(X):
+        if has_missing(X):
             name = type(self).__name__
             if not self._accepts_nan:
                 raise ValueError(
@@ -207,13 +208,3 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """
         return np.exp(self.predict_log_proba(X))
 
-
-def _contains_nan(X):
-    """Whether a float array (or a sparse matrix's stored values) holds a NaN; no inf."""
-    values = X.data if sp.issparse(X) else X
-    # One pass without a temporary: the sum is NaN if some value is, and with
-    # no inf among them only otherwise when partial sums overflow both ways.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if not np.isnan(np.sum(values)):
-            return False
-    return bool(np.isnan(values).any())
