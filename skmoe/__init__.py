@@ -1,7 +1,8 @@
 """skmoe: mixture-of-experts estimators for scikit-learn, trained by EM.
 
 Layout: :mod:`skmoe._base` is the EM engine; :mod:`skmoe._regression` and
-:mod:`skmoe._classification` the estimators; :mod:`skmoe.gates` the gating
+:mod:`skmoe._classification` the estimators;
+:mod:`skmoe._model_selection` their cross-validated choice of ``n_experts``; :mod:`skmoe.gates` the gating
 networks; :mod:`skmoe._inputs` what each part sees of ``X``;
 :mod:`skmoe._likelihoods` how experts score targets;
 :mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
@@ -28,6 +29,7 @@ except ModuleNotFoundError as error:
     ) from error
 
 from ._classification import MixtureOfExpertsClassifier
+from ._model_selection import MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressorCV
 from ._regression import MixtureOfExpertsRegressor
 from .gates import HMEGate, SoftmaxGate, TreeGate
 
@@ -36,6 +38,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "MixtureOfExpertsRegressor",
     "MixtureOfExpertsClassifier",
+    "MixtureOfExpertsRegressorCV",
+    "MixtureOfExpertsClassifierCV",
     "SoftmaxGate",
     "TreeGate",
     "HMEGate",

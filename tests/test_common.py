@@ -2,7 +2,10 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from skmoe import (
+    MixtureOfExpertsClassifier, MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressor,
+    MixtureOfExpertsRegressorCV,
+)
 from skmoe.gates import HMEGate, TreeGate
 
 # Small settings keep the ~60 checks per estimator fast. Every gate and sparse
@@ -21,6 +24,14 @@ ESTIMATORS = [
 ] + [
     MixtureOfExpertsClassifier(n_experts=2, max_iter=10, random_state=0, **options)
     for options in ({}, {"gate": TreeGate(min_samples_leaf=2)})
+] + [
+    # The searches over n_experts, on the smallest grid that still searches.
+    MixtureOfExpertsRegressorCV(
+        MixtureOfExpertsRegressor(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
+    ),
+    MixtureOfExpertsClassifierCV(
+        MixtureOfExpertsClassifier(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
+    ),
 ]
 
 SCORE_SAMPLES_NEEDS_Y = (
