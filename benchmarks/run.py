@@ -1,7 +1,8 @@
 """Run the skmoe benchmark suite: ``python benchmarks/run.py [--quick] [--sections ...]``.
 
 Sections (one module each): kernels (a), gate (b), fits (c), scaling (d),
-refits (thresholded refits against exact EM), topk (top-k against dense prediction).
+refits (thresholded refits against exact EM), topk (top-k against dense prediction);
+tables (real public tables, outside the repository) only when asked for.
 Every table compares candidates measured side by side in this one run
 (interleaved rounds, medians); see README.md for how to read them. The run
 ends with every target verdict in one list.
@@ -23,6 +24,7 @@ import bench_gate_mstep
 import bench_kernels
 import bench_refits
 import bench_scaling
+import bench_tables
 import bench_topk
 import skmoe
 
@@ -33,7 +35,10 @@ SECTIONS = {
     "scaling": bench_scaling,
     "refits": bench_refits,
     "topk": bench_topk,
+    "tables": bench_tables,
 }
+# Needs data from outside the repository and takes far longer than the rest.
+DEFAULT_SECTIONS = [name for name in SECTIONS if name != "tables"]
 
 
 def _load():
@@ -59,8 +64,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="small sizes: the whole suite in about two minutes")
-    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
-                        help="run only these sections (default: all)")
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS),
+                        default=DEFAULT_SECTIONS,
+                        help="run only these sections (default: all but tables)")
     args = parser.parse_args(argv)
     # Long runs are often piped to a file: show each table as soon as it is done.
     sys.stdout.reconfigure(line_buffering=True)
