@@ -46,16 +46,22 @@ from sklearn.utils.validation import (
 
 from ._cluster import ship_once
 from ._experts import (
-    batch_class, check_experts, evaluate_expert, fit_expert, make_experts, seed_random_states,
+    batch_class, check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
+    seed_random_states, set_linear_parameters,
 )
 from ._features import resolve_columns, take_columns, take_rows
-from ._initialization import initial_responsibilities
+from ._initialization import (
+    initial_responsibilities, jittered, residual_responsibilities,
+    residual_tree_responsibilities,
+)
 from ._inputs import (
     check_experts_accept, expert_accepts, fit_gate_encoder, gate_feature_names, gate_input,
+    has_missing,
     gate_view, validate_X,
 )
 from ._kernels import responsibility_weights
 from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
+from ._stats import weighted_mean_scale
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
 from .exceptions import ExpertCollapseWarning, ExpertFitError
 from .gates import GATES, BaseGate, make_gate
@@ -63,6 +69,20 @@ from .gates import GATES, BaseGate, make_gate
 # An expert whose responsibility mass is below this many average samples has
 # collapsed: it explains (almost) nothing and its weighted refit is degenerate.
 _COLLAPSE_MASS_IN_SAMPLES = 0.5
+
+# The starts ``init`` names (see _initial_responsibilities).
+_STARTS = ("kmeans", "random", "residuals", "residual_tree", "softmax")
+
+# init="auto" with n_init > 1: the gate's own start first, then these in turn.
+_PORTFOLIO = ("residuals", "random", "residual_tree", "kmeans")
+
+# With n_init > 1, every start runs this many EM iterations; the best half
+# of them then runs to convergence (Biernacki, Celeux & Govaert 2003).
+_SHORT_RUN = 20
+
+# SQUAREM's bound on its step length grows (and shrinks) by this factor
+# (Varadhan & Roland 2008, the "mstep" of their SQUAREM package).
+_STEP_GROWTH = 4.0
 
 # Below this many entries in X times n_experts, experts refit with one BLAS thread.
 _MIN_ENTRIES_FOR_THREADED_BLAS = 1 << 22
@@ -118,6 +138,8 @@ class _FitData:
     n_threads: int  # OpenMP threads for the kernels
     expert_blas_threads: int  # BLAS threads for the user's experts (EM's own work: 1)
     validation: "_FitData" = None  # held-out rows for early stopping
+    single_expert_residual: np.ndarray = None  # for the starts from residuals
+    units: tuple = None  # (x_scale, y_scale) for EM's accelerator, see _units
 
 
 @dataclass
@@ -134,16 +156,51 @@ class _EMState:
     log_likelihood: float = -np.inf
     history: list = field(default_factory=list)
     validation_history: list = field(default_factory=list)
-    n_iter: int = 0
+    n_iter: int = 0  # M-steps so far (an accelerated cycle makes two or three)
     converged: bool = False
     reseeds_left: int = 0
+    step_max: float = 1.0  # SQUAREM's current bound on its step length
+    start: str = "resume"  # how this run started, for init_methods_
 
     def snapshot(self):
         """A copy of the parameters that later iterations cannot change."""
         kept = copy.copy(self)
         kept.experts = copy.deepcopy(self.experts)
         kept.gate = copy.deepcopy(self.gate)
+        kept.history = list(self.history)
+        kept.validation_history = list(self.validation_history)
         return kept
+
+    def parameter_vector(self, units):
+        """Gate, experts and likelihood parameters as one vector; None if some are not.
+
+        ``units`` is ``(x_scale, y_scale)``, the spreads of the experts'
+        features and target, in which linear experts' parameters are
+        expressed (see ``linear_parameters``); the gate's are standardised by
+        the gate itself. Likelihood parameters (noise variances) are positive
+        and enter as logarithms, so an extrapolation keeps them positive.
+        """
+        parts = [self.gate._parameter_vector()]
+        parts += [linear_parameters(expert, *units) for expert in self.experts]
+        if any(part is None for part in parts):
+            return None
+        parts += [np.log(np.ravel(value)) for value in self.params.values()]
+        return np.concatenate(parts)
+
+    def set_parameter_vector(self, vector, units):
+        """Set the parameters from a vector of ``parameter_vector``'s layout."""
+        sizes = [self.gate._parameter_vector().size]
+        sizes += [linear_parameters(expert, *units).size for expert in self.experts]
+        sizes += [np.size(value) for value in self.params.values()]
+        parts = np.split(vector, np.cumsum(sizes)[:-1])
+        self.gate._set_parameter_vector(parts[0])
+        for expert, part in zip(self.experts, parts[1:]):
+            set_linear_parameters(expert, part, *units)
+        log_params = parts[1 + len(self.experts):]
+        self.params = {
+            name: np.exp(part).reshape(np.shape(value))
+            for (name, value), part in zip(self.params.items(), log_params)
+        }
 
 
 class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
@@ -155,10 +212,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "gate": [StrOptions(set(GATES)), BaseGate],
         "gate_features": ["array-like", None],
         "expert_features": ["array-like", None],
-        "init": [StrOptions({"auto", "kmeans", "random", "softmax"}), "array-like"],
+        "init": [StrOptions(set(_STARTS) | {"auto"}), "array-like"],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "accelerate": ["boolean"],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
@@ -185,6 +243,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         n_init=1,
         max_iter=100,
         tol=1e-4,
+        accelerate=True,
         random_state=None,
         n_jobs=None,
         verbose=0,
@@ -205,6 +264,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.accelerate = accelerate
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -411,18 +471,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             if warm:
                 runs = [self._resume(data)]
             else:
-                runs = [
-                    self._start(data, named_experts, random_state, init_index)
-                    for init_index in range(self.n_init)
-                ]
+                runs = self._run_starts(data, named_experts, random_state)
 
         best = max(runs, key=lambda run: run.log_likelihood)
         if not best.converged:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (best of "
                 f"{len(runs)} start(s); last change in mean log-likelihood "
-                f"{abs(best.history[-1] - best.history[-2]):.3g} > tol={self.tol}). "
-                "Increase max_iter, loosen tol, scale the features, or try another init.",
+                f"{best.history[-1] - best.history[-2]:.3g}, tol={self.tol}, and still "
+                "climbing). Increase max_iter, loosen tol, scale the features, or try "
+                "another init.",
                 ConvergenceWarning,
             )
         # Everything fit learned is installed here, at the end, and only here.
@@ -444,6 +502,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if self.early_stopping:
             self.validation_log_likelihood_history_ = np.asarray(best.validation_history)
         self.init_log_likelihoods_ = np.array([run.log_likelihood for run in runs])
+        self.init_methods_ = np.array([run.start for run in runs], dtype=object)
         weights = data.sample_weight
         self.expert_share_ = (weights @ best.resp) / weights.sum()
         return self
@@ -487,34 +546,84 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         training.validation = validation
         return training
 
-    def _start(self, data, named_experts, random_state, init_index):
-        """Run EM from a fresh start."""
+    def _run_starts(self, data, named_experts, random_state):
+        """Run the ``n_init`` starts; return each start's last state.
+
+        One start runs to convergence. Several first run ``_SHORT_RUN``
+        iterations each, and the best half of them continues
+        to convergence (Biernacki, Celeux & Govaert 2003): starts in poor
+        basins are dropped early, so ``n_init`` can be large. With early
+        stopping every start runs in full, as its held-out record is one run's.
+        """
+        short = self.n_init > 1 and data.validation is None and self.max_iter > _SHORT_RUN
+        budget = _SHORT_RUN if short else self.max_iter
+        runs = [
+            self._start(data, named_experts, random_state, init_index, budget)
+            for init_index in range(self.n_init)
+        ]
+        if short:
+            ranked = np.argsort([-run.log_likelihood for run in runs], kind="stable")
+            for index in ranked[: math.ceil(self.n_init / 2)]:
+                if not runs[index].converged:
+                    runs[index] = self._iterate(data, runs[index], self.max_iter)
+        return runs
+
+    def _start_method(self, init_index):
+        """The start ``init`` gives start ``init_index`` (an array for a given start).
+
+        ``"auto"``: the gate's own start first, then in turn starts from
+        the residuals of a single expert (by rank, then by a tree over the
+        gate's inputs), random responsibilities and k-means, each with its
+        own random draws; for a gate that starts from a softmax-gated fit,
+        that fit starts from them.
+        """
+        if not (isinstance(self.init, str) and self.init == "auto"):
+            return self.init
+        own = make_gate(self.gate)._default_init
+        if init_index == 0:
+            return own
+        method = _PORTFOLIO[(init_index - 1) % len(_PORTFOLIO)]
+        return f"softmax({method})" if own == "softmax" else method
+
+    def _start(self, data, named_experts, random_state, init_index, max_iter):
+        """Run EM from a fresh start for at most ``max_iter`` iterations."""
         n_samples = data.y_code.shape[0]
         gate = seed_random_states(make_gate(self.gate), random_state)
-        auto = isinstance(self.init, str) and self.init == "auto"
-        init = gate._default_init if auto else self.init
+        method = self._start_method(init_index)
         state = _EMState(
             experts=make_experts(named_experts, random_state),
             gate=gate,
             reseeds_left=self.n_experts,
+            start=method if isinstance(method, str) else "given",
         )
         state.gate._initialize(data.X.gate, self.n_experts, data.sample_weight)
         # No row scores exist yet: a collapsed initial expert is re-seeded on random rows.
-        state.resp = self._initial_responsibilities(data, init, random_state)
+        state.resp = self._initial_responsibilities(data, named_experts, method, random_state)
         state.row_log_lik = random_state.uniform(size=n_samples)
         self._m_step(data, state, self._revive_collapsed(data, state, 0), 0)
         self._e_step(data, state)
         if self.verbose:
-            print(f"EM start {init_index}: initial mean log-likelihood {state.log_likelihood:.6g}")
-        return self._iterate(data, state)
+            print(f"EM start {init_index} ({state.start}): initial mean log-likelihood "
+                  f"{state.log_likelihood:.6g}")
+        return self._iterate(data, state, max_iter)
 
-    def _initial_responsibilities(self, data, init, random_state):
+    def _initial_responsibilities(self, data, named_experts, init, random_state):
         """Starting responsibilities; k-means' copy of the data is freed on return."""
-        if isinstance(init, str) and init == "softmax":
-            return self._softmax_start(data, random_state)
+        if isinstance(init, str) and init.startswith("softmax"):
+            inner = init[len("softmax("):-1] if init.endswith(")") else "kmeans"
+            return self._softmax_start(data, random_state, inner)
         X_cluster = data.X.gate
         if X_cluster.shape[1] == 0:  # a gate without inputs: cluster the experts' columns
             X_cluster = gate_view(fit_gate_encoder(data.X.expert, False), data.X.expert, False)
+        if isinstance(init, str) and init in ("residuals", "residual_tree"):
+            residual = jittered(
+                self._single_expert_residual(data, named_experts, random_state), random_state
+            )
+            if init == "residuals":
+                return residual_responsibilities(residual, self.n_experts, data.sample_weight)
+            return residual_tree_responsibilities(
+                X_cluster, residual, self.n_experts, data.sample_weight, random_state
+            )
         # A fresh array either way: k-means standardises it in place.
         target = self._init_target_columns(data.y_code)
         if sp.issparse(X_cluster):
@@ -525,14 +634,26 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             init, cluster_columns, self.n_experts, data.sample_weight, random_state
         )
 
-    def _softmax_start(self, data, random_state):
-        """Responsibilities of a softmax-gated fit of the same experts, from k-means.
+    def _single_expert_residual(self, data, named_experts, random_state):
+        """How far each row lies from the first expert fitted to all rows (computed once)."""
+        if data.single_expert_residual is None:
+            expert = make_experts(named_experts[:1], random_state)[0]
+            with blas_limited_to(data.expert_blas_threads):
+                expert = fit_expert(expert, data.X.expert, data.y_fit, data.sample_weight,
+                                    slice(None), data.names[0], 0)
+                output = evaluate_expert(expert, data.X.expert, slice(None),
+                                         data.likelihood.expert_output, data.names[0], 0)
+            data.single_expert_residual = data.likelihood.residual(data.y_code, output)
+        return data.single_expert_residual
+
+    def _softmax_start(self, data, random_state, init):
+        """Responsibilities of a softmax-gated fit of the same experts, started by ``init``.
 
         Gates that cut the space into hard regions keep the partition they
         start from; a softmax-gated mixture finds the experts first.
         """
         warm_up = clone(self).set_params(
-            gate="softmax", init="kmeans", n_init=1, warm_start=False, verbose=0,
+            gate="softmax", init=init, n_init=1, warm_start=False, verbose=0,
             early_stopping=False,
             random_state=int(random_state.randint(np.iinfo(np.int32).max)),
         )
@@ -550,18 +671,28 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             params=self._likelihood_params,
             reseeds_left=self.n_experts,
         )
+        self._evaluate(data, state)
+        self._e_step(data, state)
+        return self._iterate(data, state, self.max_iter)
+
+    def _evaluate(self, data, state):
+        """The routed gate logits and expert outputs of the state's parameters."""
         logits = state.gate._logits(data.X.gate)
         state.logits = routed_logits(logits, self.top_k)
+        batch = batch_class(state.experts) if hasattr(data.likelihood, "batch_outputs") else None
+        if state.logits is logits and batch is not None and data.X.expert_array is not None:
+            state.outputs = data.likelihood.batch_outputs(
+                batch, state.experts, data.X.expert_array
+            )
+            return
         experts, _ = routes(logits, self.top_k)
         state.outputs = scatter_routes(
             experts, evaluate_routes(experts, data.likelihood, state.experts, data.X.expert),
             self.n_experts, 0.0,
         )
-        self._e_step(data, state)
-        return self._iterate(data, state)
 
-    def _iterate(self, data, state):
-        """EM iterations from a state whose E-step is done.
+    def _iterate(self, data, state, max_iter):
+        """EM from a state whose E-step is done, until converged or ``max_iter`` M-steps.
 
         With early stopping, EM stops once the held-out log-likelihood has
         not improved by more than ``tol`` for ``n_iter_no_change``
@@ -573,13 +704,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             best_score = self._validation_score(data, state)
             state.validation_history.append(best_score)
             best, since_best = state.snapshot(), 0
-        for n_iter in range(1, self.max_iter + 1):
-            previous = state.log_likelihood
-            self._m_step(data, state, self._revive_collapsed(data, state, n_iter), n_iter)
-            self._e_step(data, state)
-            state.n_iter = n_iter
-            change = state.log_likelihood - previous
-            if self.verbose >= 2 or (self.verbose and n_iter % 10 == 0):
+        # The log-likelihood after each step (or accelerated cycle), for the stopping rule.
+        levels = [state.log_likelihood]
+        state.converged = False
+        while state.n_iter < max_iter:
+            state = self._step(data, state, max_iter)
+            levels.append(state.log_likelihood)
+            change = levels[-1] - levels[-2]
+            if self.verbose >= 2 or (self.verbose and len(levels) % 10 == 0):
                 self._print_progress(state, change, time.perf_counter() - started)
             if best is not None:
                 score = self._validation_score(data, state)
@@ -591,7 +723,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 if since_best >= self.n_iter_no_change:
                     state.converged = True
                     break
-            if abs(change) < self.tol:
+            if self._converged(levels):
                 state.converged = True
                 break
         if best is not None:
@@ -600,11 +732,112 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             best.validation_history = state.validation_history
             state = best
         if self.verbose:
-            status = "converged" if state.converged else "did not converge"
+            status = ("converged" if state.converged else
+                      "did not converge" if max_iter == self.max_iter else "paused (short run)")
             print(f"EM {status} after {state.n_iter} iterations "
                   f"({time.perf_counter() - started:.3g} s): "
                   f"mean log-likelihood {state.log_likelihood:.8g}")
         return state
+
+    def _converged(self, levels):
+        """Whether EM has converged, judged on the gain still ahead, not the last change.
+
+        A change below ``tol`` may be a plateau that EM is slowly crossing.
+        Near an optimum EM's gains shrink geometrically, by ``rho`` per
+        step, so ``change * rho / (1 - rho)`` estimates the gain still to
+        come (Aitken's extrapolation; Boehning, Dietz, Schaub, Schlattmann
+        & Lindsay 1994). EM stops when both are below ``tol``.
+        """
+        if len(levels) < 3:
+            return False
+        change, before = levels[-1] - levels[-2], levels[-2] - levels[-3]
+        if abs(change) >= self.tol:
+            return False
+        if change <= 0 or before <= 0:  # not a geometric climb: the change alone decides
+            return True
+        rho = change / before
+        return rho < 1 and change * rho / (1 - rho) < self.tol
+
+    def _step(self, data, state, max_iter):
+        """One EM step, or an accelerated cycle of two or three; return the new state.
+
+        EM's map is accelerated (``_extrapolate``) when every parameter of
+        the model is a vector: a softmax or HME gate, linear experts.
+        """
+        start = None
+        if self.accelerate and max_iter - state.n_iter >= 3:
+            start = state.parameter_vector(self._units(data))
+        self._em_step(data, state)
+        if start is None:
+            return state
+        start_log_likelihood = state.history[-2]
+        middle = state.parameter_vector(data.units)
+        self._em_step(data, state)
+        end = state.parameter_vector(data.units)
+        if middle is None or end is None or not start.shape == middle.shape == end.shape:
+            return state  # an expert changed shape (lost a class, say)
+        return self._extrapolate(data, state, start, middle, end, start_log_likelihood)
+
+    def _units(self, data):
+        """The spreads of the experts' features and target (computed once per fit)."""
+        if data.units is None:
+            X = data.X.expert_array if data.X.expert_array is not None else data.X.expert
+            if (isinstance(X, np.ndarray) or sp.issparse(X)) and not has_missing(X):
+                x_scale = weighted_mean_scale(X, data.sample_weight)[1]
+            else:  # mixed columns or NaN: no linear expert takes them anyway
+                x_scale = np.ones(X.shape[1])
+            y_scale = 1.0
+            if self._y_numeric:
+                y_scale = weighted_mean_scale(data.y_fit[:, None], data.sample_weight)[1][0]
+            data.units = (x_scale, y_scale)
+        return data.units
+
+    def _em_step(self, data, state):
+        """One M-step and E-step."""
+        state.n_iter += 1
+        resp = self._revive_collapsed(data, state, state.n_iter)
+        self._m_step(data, state, resp, state.n_iter)
+        self._e_step(data, state)
+
+    def _extrapolate(self, data, state, theta0, theta1, theta2, start_log_likelihood):
+        """SQUAREM (Varadhan & Roland 2008, scheme S3) from two EM steps ``theta0 -> theta2``.
+
+        Where EM crawls, its steps shrink along one slow direction: with the
+        first step ``r`` and its change ``v``, the step length ``alpha =
+        |r| / |v|`` and the point ``theta0 + 2 alpha r + alpha^2 v`` jump
+        ahead along it (``alpha = 1`` is ``theta2``, where EM got to). One
+        EM step from there stabilises the jump, which is kept only if the
+        log-likelihood is at least EM's at ``theta2``: the log-likelihood
+        never goes down. ``alpha`` is bounded by ``state.step_max``, which
+        grows after a success at the bound and shrinks after a failure.
+        """
+        r = theta1 - theta0
+        v = theta2 - 2.0 * theta1 + theta0
+        v_norm = float(v @ v)
+        if not np.isfinite(v_norm) or v_norm == 0.0:
+            return state
+        alpha = min(max(math.sqrt(float(r @ r) / v_norm), 1.0), state.step_max)
+        if alpha == 1.0:  # EM's own point: nothing to try
+            state.step_max *= _STEP_GROWTH
+            return state
+        candidate = state.snapshot()
+        candidate.set_parameter_vector(theta0 + 2.0 * alpha * r + alpha**2 * v, data.units)
+        accepted = False
+        try:
+            self._evaluate(data, candidate)
+            self._e_step(data, candidate, record=False)
+            if candidate.log_likelihood >= start_log_likelihood:
+                self._em_step(data, candidate)
+                accepted = candidate.log_likelihood >= state.log_likelihood
+        except FloatingPointError:  # the jump left the model's domain
+            pass
+        if not accepted:
+            state.step_max = max(1.0, state.step_max / _STEP_GROWTH)
+            state.n_iter = max(state.n_iter, candidate.n_iter)  # the work was done
+            return state
+        if alpha == state.step_max:
+            candidate.step_max *= _STEP_GROWTH
+        return candidate
 
     def _print_progress(self, state, change, elapsed):
         """One line per reported iteration, with an estimate of the time left.
@@ -636,7 +869,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
     def _m_step(self, data, state, resp, n_iter):
         """Improve the gate, route the rows, refit the experts and the likelihood."""
-        state.gate._m_step(data.X.gate, resp, data.sample_weight)
+        # The gate is solved as precisely as EM's latest change asks (see SoftmaxGate).
+        history = state.history
+        gate_tol = abs(history[-1] - history[-2]) if len(history) >= 2 else np.inf
+        state.gate._m_step(data.X.gate, resp, data.sample_weight, gate_tol)
         # The gate goes first so that each expert is evaluated on exactly the
         # rows the next E-step needs.
         state.outputs = None  # free the old outputs before the experts copy their rows
@@ -767,8 +1003,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             stacked[predict[k], k] = output
         return stacked
 
-    def _e_step(self, data, state):
-        """Responsibilities and log-likelihood of the current parameters."""
+    def _e_step(self, data, state, record=True):
+        """Responsibilities and log-likelihood of the current parameters.
+
+        ``record=False`` leaves ``state.history`` as it is (an accelerator's trial point).
+        """
         state.resp, state.row_log_lik = data.likelihood.e_step(
             data.y_code, state.outputs, state.params, state.logits, data.n_threads
         )
@@ -780,7 +1019,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 "infinite values, or scale the data."
             )
         state.log_likelihood = float(total)
-        state.history.append(state.log_likelihood)
+        if record:
+            state.history.append(state.log_likelihood)
 
     def _revive_collapsed(self, data, state, n_iter):
         """Re-seed experts whose responsibility mass collapsed; return the targets.

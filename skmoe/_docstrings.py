@@ -13,26 +13,48 @@ gate : "softmax" or BaseGate instance, default="softmax"
         regressions; ``gate_features=[]`` gives a gate with constant mixing
         proportions.
 
-    init : {"auto", "kmeans", "random", "softmax"} or array-like of shape \
-(n_samples, n_experts), default="auto"
+    init : {"auto", "kmeans", "random", "residuals", "residual_tree", "softmax"} \
+or array-like of shape (n_samples, n_experts), default="auto"
         Starting responsibilities: ``"kmeans"``, one-hot k-means clusters of
         the standardised gate features (and, for regression, the target);
-        ``"random"``, rows of a flat Dirichlet; ``"softmax"``, the
-        responsibilities of a softmax-gated fit of the same experts (what
-        tree gates need: they keep the regions they start from); an array,
-        used as given. ``"auto"`` is ``"kmeans"`` for the softmax gate and
-        ``"softmax"`` for tree gates.
+        ``"random"``, rows of a flat Dirichlet; ``"residuals"``, groups of
+        equal size by rank of the residuals of one expert fitted to all rows
+        (regimes that differ in ``y`` at the same ``x``); ``"residual_tree"``,
+        the leaves of a tree with ``n_experts`` leaves that splits the gate
+        features by those residuals; ``"softmax"``, the responsibilities of a
+        softmax-gated fit of the same experts (what tree gates need: they keep
+        the regions they start from); an array, used as given. ``"auto"``:
+        start 0 is ``"kmeans"`` for the softmax and HME gates and
+        ``"softmax"`` for tree gates; further starts take ``"residuals"``,
+        ``"random"``, ``"residual_tree"`` and ``"kmeans"`` in turn (for tree
+        gates, as the start of their softmax warm-up), so that ``n_init``
+        starts explore different basins.
 
     n_init : int, default=1
-        Number of EM starts; the one with the highest final log-likelihood is
-        kept, and every start's is recorded in ``init_log_likelihoods_``.
+        Number of EM starts. With more than one, every start runs 20
+        iterations and the best half of them continues to convergence
+        (Biernacki, Celeux & Govaert 2003; with ``early_stopping`` all run in
+        full). The start with the highest log-likelihood is kept; every
+        start's is recorded in ``init_log_likelihoods_``, its kind in
+        ``init_methods_``.
 
     max_iter : int, default=100
-        Maximum EM iterations per start.
+        Maximum EM iterations (M-steps) per start.
 
     tol : float, default=1e-4
-        EM stops when the mean per-sample log-likelihood changes by less than
-        ``tol`` between iterations.
+        EM stops when the mean per-sample log-likelihood changed by less than
+        ``tol`` in the last iteration and the gain still ahead, extrapolated
+        from the last changes (Aitken), is below ``tol`` too: a slow climb
+        across a plateau does not stop EM.
+
+    accelerate : bool, default=True
+        Accelerate EM by SQUAREM (Varadhan & Roland 2008) when every
+        parameter is a vector (softmax or HME gate; linear experts such as
+        the default, ``Ridge`` or ``LogisticRegression``): two EM steps give
+        a direction along which EM crawls, a longer step is tried along it
+        and kept only if the log-likelihood does not go down. Slow tails
+        then take tens of iterations instead of thousands. Other models run
+        plain EM.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the starts and every expert's own ``random_state``. An int gives
@@ -121,7 +143,12 @@ experts_ : list of estimators
         initial M-step and after every iteration.
 
     init_log_likelihoods_ : ndarray of shape (n_init,)
-        Final mean log-likelihood of every start.
+        Final mean log-likelihood of every start (after its short run, for
+        starts that did not continue; see ``n_init``).
+
+    init_methods_ : ndarray of shape (n_init,), dtype=object
+        How each start began (``"kmeans"``, ``"residuals"``, ...; ``"given"``
+        for an array ``init``, ``"resume"`` for a warm start).
 
     expert_share_ : ndarray of shape (n_experts,)
         Each expert's share of the (weighted) responsibility on the training

@@ -156,3 +156,35 @@ def evaluate_expert(expert, X, rows, output, name, n_iter):
             f"Expert {name!r} ({type(expert).__name__}) failed to predict at EM iteration "
             f"{n_iter}: {type(error).__name__}: {error}.{hint}"
         ) from error
+
+
+def linear_parameters(expert, x_scale, y_scale):
+    """A fitted linear expert's parameters as one unit-free vector; None for other experts.
+
+    EM's accelerator extrapolates along the path of the parameters, which
+    is meaningful for a model that predicts from ``coef_`` and ``intercept_``
+    alone: the linear models of scikit-learn and of :mod:`skmoe.experts`
+    (and their subclasses). The coefficients are expressed per standard
+    deviation of their feature (``x_scale``) and both in standard
+    deviations of the target (``y_scale``), so that no unit dominates the
+    extrapolation's step length.
+    """
+    if not any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts"))
+               for cls in type(expert).__mro__[:-1]):
+        return None
+    coef, intercept = getattr(expert, "coef_", None), getattr(expert, "intercept_", None)
+    if not isinstance(coef, np.ndarray) or coef.shape[-1] != x_scale.shape[0] or \
+            intercept is None:
+        return None
+    return np.concatenate([(coef * x_scale).ravel(), np.ravel(intercept)]) / y_scale
+
+
+def set_linear_parameters(expert, vector, x_scale, y_scale):
+    """Set ``coef_`` and ``intercept_`` from a vector of ``linear_parameters``' layout."""
+    vector = vector * y_scale
+    n_coef = expert.coef_.size
+    expert.coef_ = vector[:n_coef].reshape(expert.coef_.shape) / x_scale
+    if np.ndim(expert.intercept_) == 0:
+        expert.intercept_ = float(vector[n_coef])
+    else:
+        expert.intercept_ = vector[n_coef:].reshape(np.shape(expert.intercept_)).copy()

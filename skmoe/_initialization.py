@@ -3,6 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
+from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import check_array
 
 from ._stats import weighted_mean_scale
@@ -50,9 +51,7 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
             labels = kmeans.predict(X_cluster)
         else:
             labels = kmeans.fit_predict(X_cluster, sample_weight=sample_weight)
-        resp = np.zeros((n_samples, n_experts))
-        resp[np.arange(n_samples), labels] = 1.0
-        return resp
+        return _one_hot(labels, n_experts)
     if isinstance(init, str) and init == "random":
         return random_state.dirichlet(np.ones(n_experts), size=n_samples)
 
@@ -68,3 +67,47 @@ def initial_responsibilities(init, X_cluster, n_experts, sample_weight, random_s
             "(each row is a probability vector over the experts)."
         )
     return resp / resp.sum(axis=1, keepdims=True)
+
+
+def jittered(residual, random_state):
+    """The residuals plus noise of a quarter of their spread, so that each start differs."""
+    return residual + 0.25 * np.std(residual) * random_state.standard_normal(residual.shape)
+
+
+def residual_responsibilities(residual, n_experts, sample_weight):
+    """One-hot groups of equal weight by rank of the rows' residuals.
+
+    ``residual`` is how far each row lies above one expert fitted to all
+    rows. Regimes that differ in ``y`` at the same ``x`` (parallel or
+    crossing lines) fall on different sides of that fit, which k-means on
+    ``(x, y)`` does not see when ``x`` dominates the distances.
+    """
+    order = np.argsort(residual, kind="stable")
+    weight = sample_weight[order]
+    # The weighted rank of each row's middle, in [0, 1).
+    rank = (np.cumsum(weight) - 0.5 * weight) / weight.sum()
+    labels = np.empty(residual.shape[0], dtype=np.intp)
+    labels[order] = np.minimum((rank * n_experts).astype(np.intp), n_experts - 1)
+    return _one_hot(labels, n_experts)
+
+
+def residual_tree_responsibilities(X, residual, n_experts, sample_weight, random_state):
+    """One-hot leaves of a tree with ``n_experts`` leaves that splits ``X`` by residual.
+
+    Where one expert is wrong in different directions in different regions
+    of ``X``, each region wants its own expert: the tree finds the regions.
+    A tree that cannot split leaves experts without rows; EM re-seeds them.
+    """
+    tree = DecisionTreeRegressor(
+        max_leaf_nodes=max(n_experts, 2),
+        min_samples_leaf=max(1, X.shape[0] // (4 * n_experts)),
+        random_state=random_state,
+    ).fit(X, residual, sample_weight=sample_weight)
+    _, labels = np.unique(tree.apply(X), return_inverse=True)
+    return _one_hot(np.minimum(labels, n_experts - 1), n_experts)
+
+
+def _one_hot(labels, n_columns):
+    resp = np.zeros((labels.shape[0], n_columns))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp

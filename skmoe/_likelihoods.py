@@ -43,6 +43,10 @@ class GaussianLikelihood:
         """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
         return batch._predict_many(experts, X)
 
+    def residual(self, y, output):
+        """How far each target lies above one expert's output (for EM's starts)."""
+        return y - output
+
     def fit_params(self, y, outputs, weights, n_threads):
         """Weighted maximum-likelihood noise variances, floored.
 
@@ -96,6 +100,11 @@ class CategoricalLikelihood:
         They must hold two classes: most classifiers refuse to fit on one.
         """
         return np.unique(y[weights > 0]).shape[0] >= 2
+
+    def residual(self, y, output):
+        """Each target's log-probability under one expert (for EM's starts)."""
+        proba = output[np.arange(y.shape[0]), y]
+        return np.log(np.maximum(proba, self.min_proba))
 
     def fit_params(self, y, outputs, weights, n_threads):
         return {}

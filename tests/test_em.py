@@ -1,6 +1,7 @@
 """The EM engine: monotonicity, restarts, convergence, warm start, determinism, collapse."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -31,7 +32,8 @@ def test_log_likelihood_never_decreases(small_truth, init):
     with pytest.warns(ConvergenceWarning):
         moe.fit(X, y)
     history = moe.log_likelihood_history_
-    assert history.shape == (41,)
+    # Every M-step is recorded, except an accelerator's rejected trial points.
+    assert moe.n_iter_ == 40 and 20 <= history.shape[0] <= 41
     decreases = np.diff(history)
     assert np.all(decreases >= -1e-8 * np.abs(history[1:])), decreases.min()
     assert history[-1] > history[0] + 0.1  # it did learn something
@@ -85,7 +87,8 @@ def test_converged_is_honest(small_truth):
                                     random_state=0).fit(X, y)
     assert moe.converged_
     assert abs(moe.log_likelihood_history_[-1] - moe.log_likelihood_history_[-2]) < 1e-6
-    assert moe.n_iter_ == len(moe.log_likelihood_history_) - 1
+    # n_iter_ counts M-steps, including an accelerator's rejected trials.
+    assert moe.n_iter_ >= len(moe.log_likelihood_history_) - 1
 
 
 @pytest.mark.parametrize(
@@ -146,7 +149,8 @@ def test_too_many_experts_stay_finite():
     y = X[:, 0] + 0.01 * rng.normal(size=60)
     moe = MixtureOfExpertsRegressor(12, estimator=LinearRegression(), max_iter=30,
                                     random_state=0)
-    with pytest.warns((ExpertCollapseWarning, ConvergenceWarning, UserWarning)):
+    with warnings.catch_warnings():  # collapse warnings, maybe: this is about the values
+        warnings.simplefilter("ignore")
         moe.fit(X, y)
     mean, std = moe.predict(X, return_std=True)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
@@ -156,9 +160,10 @@ def test_too_many_experts_stay_finite():
 
 def test_verbose_reports_progress(small_truth, capsys):
     X, y = small_truth
-    MixtureOfExpertsRegressor(3, max_iter=3, tol=0.0, verbose=2, random_state=0).fit(X, y)
+    MixtureOfExpertsRegressor(3, max_iter=3, tol=0.0, verbose=2, accelerate=False,
+                              random_state=0).fit(X, y)
     out = capsys.readouterr().out
-    assert "EM start 0: initial mean log-likelihood" in out
+    assert "EM start 0 (kmeans): initial mean log-likelihood" in out
     lines = [line for line in out.splitlines() if line.startswith("  iteration ")]
     assert len(lines) == 3
     assert re.fullmatch(

