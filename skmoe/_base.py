@@ -80,6 +80,9 @@ _PORTFOLIO = ("residuals", "random", "residual_tree", "kmeans")
 # of them then runs to convergence (Biernacki, Celeux & Govaert 2003).
 _SHORT_RUN = 20
 
+# EM is accelerated once its gains shrink by less than this ratio per step.
+_SLOW_RATIO = 0.5
+
 # SQUAREM's bound on its step length grows (and shrinks) by this factor
 # (Varadhan & Roland 2008, the "mstep" of their SQUAREM package).
 _STEP_GROWTH = 4.0
@@ -160,6 +163,7 @@ class _EMState:
     converged: bool = False
     reseeds_left: int = 0
     step_max: float = 1.0  # SQUAREM's current bound on its step length
+    accelerating: bool = False  # EM has reached its slow tail (see _slow)
     start: str = "resume"  # how this run started, for init_methods_
 
     def snapshot(self):
@@ -761,11 +765,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def _step(self, data, state, max_iter):
         """One EM step, or an accelerated cycle of two or three; return the new state.
 
-        EM's map is accelerated (``_extrapolate``) when every parameter of
-        the model is a vector: a softmax or HME gate, linear experts.
+        EM's map is accelerated (``_extrapolate``) once EM has slowed down
+        (``_slow``), when every parameter of the model is a vector: a softmax
+        or HME gate, linear experts.
         """
         start = None
-        if self.accelerate and max_iter - state.n_iter >= 3:
+        if self.accelerate and max_iter - state.n_iter >= 3 and self._slow(state):
             start = state.parameter_vector(self._units(data))
         self._em_step(data, state)
         if start is None:
@@ -791,6 +796,20 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 y_scale = weighted_mean_scale(data.y_fit[:, None], data.sample_weight)[1][0]
             data.units = (x_scale, y_scale)
         return data.units
+
+    @staticmethod
+    def _slow(state):
+        """Whether EM has reached its slow linear tail, where extrapolation pays.
+
+        Early on, and wherever EM converges fast (its gains shrink by more
+        than half per step), an accelerated cycle only delays the stopping
+        test; once the gains shrink slowly, SQUAREM takes over for good.
+        """
+        if not state.accelerating and len(state.history) >= 3:
+            gain, before = state.history[-1] - state.history[-2], \
+                state.history[-2] - state.history[-3]
+            state.accelerating = 0 < gain < before and gain >= _SLOW_RATIO * before
+        return state.accelerating
 
     def _em_step(self, data, state):
         """One M-step and E-step."""

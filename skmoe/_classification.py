@@ -2,13 +2,13 @@
 
 import numpy as np
 from sklearn.base import ClassifierMixin
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseMixtureOfExperts
 from ._docstrings import fill
 from ._likelihoods import CategoricalLikelihood
+from .experts import WeightedLogisticRegression
 
 
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
@@ -26,7 +26,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     estimator : classifier or list of (str, classifier), default=None
         The expert, cloned once per expert; ``None`` means
-        ``LogisticRegression()``. A list of ``(name, estimator)`` pairs gives
+        ``WeightedLogisticRegression(warm_start=True)``, a multinomial logit
+        with a weak penalty on standardised coefficients, warm-started from
+        one EM iteration to the next (see :mod:`skmoe.experts`). A list of ``(name, estimator)`` pairs gives
         one (possibly different) expert each, whose parameters are reachable
         as ``<name>__<param>``. Experts need ``predict_proba`` and must accept
         ``sample_weight`` in ``fit`` (a ``Pipeline``: its final step); others
@@ -65,7 +67,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     _expert_method = "predict_proba"
 
     def _default_expert(self):
-        return LogisticRegression()
+        return WeightedLogisticRegression(warm_start=True)
 
     def _prepare_target(self, y, sample_weight):
         check_classification_targets(y)

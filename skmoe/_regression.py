@@ -28,8 +28,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     estimator : regressor or list of (str, regressor), default=None
         The expert, cloned once per expert; ``None`` means
-        ``WeightedLeastSquares(alpha=1.0)``, the model of ``Ridge()`` fitted without
-        copying the data (see :mod:`skmoe.experts`). A list
+        ``WeightedLeastSquares()``, unpenalised least squares (the model of
+        ``LinearRegression()``, as in classical mixtures of regressions)
+        fitted without copying the data (see :mod:`skmoe.experts`). A list
         of ``(name, estimator)`` pairs gives one (possibly different) expert
         each, whose parameters are reachable as ``<name>__<param>``. Experts
         must accept ``sample_weight`` in ``fit`` (a ``Pipeline``: its final
@@ -137,7 +138,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         self.noise_variance_floor = noise_variance_floor
 
     def _default_expert(self):
-        return WeightedLeastSquares(alpha=1.0)
+        return WeightedLeastSquares()
 
     def _prepare_target(self, y, sample_weight):
         y = np.ascontiguousarray(y, dtype=np.float64)

@@ -7,16 +7,19 @@ the mixture. The estimators here are made for that loop.
 """
 
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from scipy.special import log_softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._kernels import weighted_gram
 from ._threads import kernel_threads, single_threaded_blas
+from .gates._softmax import SoftmaxGate
 
 
 class WeightedLeastSquares(RegressorMixin, BaseEstimator):
@@ -156,6 +159,202 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return X @ self.coef_ + self.intercept_
+
+
+class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression with sample weights, on the softmax gate's kernel.
+
+    Minimises ``sum_i w_i CE(y_i, softmax(x_i V + c)) + ||V_std||^2 / (2 C)``,
+    the objective of :class:`~sklearn.linear_model.LogisticRegression`
+    (multinomial, L2) except that the penalty is on the coefficients of the
+    standardised features (weighted mean and standard deviation), as in the
+    mixtures' gate: the penalty is blind to the features' units. The loss and
+    gradient are the compiled kernel of :class:`~skmoe.gates.SoftmaxGate`
+    (a classifier's one-hot targets are the gate's soft targets), solved by
+    L-BFGS; ``X`` is never copied, and a sparse ``X`` is never densified.
+
+    With ``warm_start=True`` each ``fit`` starts from the previous
+    solution, which is what a mixture's EM needs: it refits each expert at
+    every iteration on slowly changing weights. The default classifier
+    experts of :class:`~skmoe.MixtureOfExpertsClassifier` are this class
+    with ``warm_start=True``.
+
+    Parameters
+    ----------
+    C : float, default=1e4
+        Inverse strength of the L2 penalty on the standardised coefficients
+        (intercepts are not penalised); the default is weak, close to an
+        unpenalised logit, yet keeps the coefficients finite on separable
+        data. ``np.inf`` turns the penalty off.
+    max_iter : int, default=100
+        Maximum L-BFGS iterations per fit.
+    tol : float, default=1e-6
+        L-BFGS stops when the largest gradient entry of the per-sample
+        objective falls below ``tol``.
+    warm_start : bool, default=False
+        Start each fit from the previous solution when the classes and
+        features are the same.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Coefficients in the units of the inputs, one row per class (also for
+        two classes: the softmax is symmetric; only differences between rows
+        matter).
+    intercept_ : ndarray of shape (n_classes,)
+        Intercepts.
+    n_iter_ : int
+        L-BFGS iterations of the last fit.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Feature names, when ``X`` has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmoe.experts import WeightedLogisticRegression
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> model = WeightedLogisticRegression().fit(X, [0, 0, 1, 1])
+    >>> model.predict([[0.5], [2.5]])
+    array([0, 1])
+    """
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, None, closed="right")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(self, C=1e4, max_iter=100, tol=1e-6, warm_start=False):
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the coefficients.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        previous = (getattr(self, "classes_", None), getattr(self, "coef_", None),
+                    getattr(self, "intercept_", None))
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, order="C")
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"y has 1 class ({classes[0]!r}); a classifier needs at least two classes."
+            )
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if sample_weight.sum() <= 0:
+            raise ValueError("sample_weight sums to zero; give some samples positive weight.")
+        targets = np.zeros((X.shape[0], classes.shape[0]))
+        targets[np.arange(X.shape[0]), codes] = 1.0
+        solver = SoftmaxGate(C=self.C, max_iter=self.max_iter, tol=self.tol)
+        solver._initialize(X, classes.shape[0], sample_weight)
+        old_classes, old_coef, old_intercept = previous
+        if (self.warm_start and old_coef is not None and np.array_equal(old_classes, classes)
+                and old_coef.shape == (classes.shape[0], X.shape[1])):
+            solver.coef_, solver.intercept_ = old_coef.T.copy(), old_intercept.copy()
+        solver._m_step(X, targets, sample_weight)
+        self.classes_ = classes
+        self.coef_ = np.ascontiguousarray(solver.coef_.T)
+        self.intercept_ = solver.intercept_
+        self.n_iter_ = solver.n_iter_
+        return self
+
+    def _scores(self, X):
+        """``X coef_.T + intercept_``: log class probabilities up to a per-row constant."""
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        return np.asarray(X @ self.coef_.T) + self.intercept_
+
+    def decision_function(self, X):
+        """Class scores, as :class:`~sklearn.linear_model.LogisticRegression` gives them.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Two classes: the log-odds of ``classes_[1]``. More: the
+            unnormalised log class probabilities.
+        """
+        scores = self._scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def predict_log_proba(self, X):
+        """Log class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return log_softmax(self._scores(X), axis=1)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; rows sum to one.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X):
+        """Most probable class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted class labels.
+        """
+        best = np.argmax(self._scores(X), axis=1)
+        return self.classes_[best]
 
 
 def _solve_normal_equations(gram, moment):

@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.base import clone
-from sklearn.linear_model import LinearRegression, Ridge
+import scipy.sparse as sp
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoe import MixtureOfExpertsRegressor
 from skmoe import _base as skmoe_base
-from skmoe.experts import WeightedLeastSquares
+from skmoe.experts import WeightedLeastSquares, WeightedLogisticRegression
 
 
-@parametrize_with_checks([WeightedLeastSquares(), WeightedLeastSquares(alpha=1.0)])
+@parametrize_with_checks([
+    WeightedLeastSquares(), WeightedLeastSquares(alpha=1.0), WeightedLogisticRegression(),
+    WeightedLogisticRegression(C=1.0, warm_start=True),
+])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -130,3 +134,59 @@ def test_mixture_batch_refit_equals_one_task_per_expert(three_expert_truth, monk
     assert_allclose(batched.log_likelihood_history_, one_by_one.log_likelihood_history_,
                     rtol=1e-9)
     assert_allclose(batched.predict(X), one_by_one.predict(X), rtol=1e-7, atol=1e-9)
+
+
+def _standardised_classes(n_classes, seed=0, n=400, d=4):
+    """Features standardised with the weights (so that both penalties coincide), labels, weights."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d) * [1.0, 3.0, 0.1, 10.0] + 5.0
+    w = rng.uniform(0.0, 2.0, n)
+    mean = np.average(X, axis=0, weights=w)
+    X = (X - mean) / np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    y = np.argmax(X @ rng.randn(d, n_classes) + rng.gumbel(size=(n, n_classes)), axis=1)
+    return X, y, w
+
+
+@pytest.mark.parametrize("C", [0.1, 100.0])
+def test_logistic_matches_multinomial_logistic_regression(C):
+    X, y, w = _standardised_classes(3)
+    ours = WeightedLogisticRegression(C=C, tol=1e-10, max_iter=2000).fit(X, y, sample_weight=w)
+    theirs = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    assert_allclose(ours.coef_, theirs.coef_, atol=1e-6)
+    assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-6)
+    assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-7)
+
+
+def test_binary_logistic_is_logistic_regression_with_twice_the_C():
+    """Two symmetric softmax rows share the penalty: ``v1 - v0 = w`` costs ``|w|^2 / 4``."""
+    X, y, w = _standardised_classes(2, seed=1)
+    ours = WeightedLogisticRegression(C=0.5, tol=1e-10, max_iter=2000).fit(X, y, sample_weight=w)
+    theirs = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    assert_allclose(ours.coef_[1] - ours.coef_[0], theirs.coef_[0], atol=1e-6)
+    assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-7)
+
+
+def test_logistic_penalty_is_blind_to_feature_units():
+    """A feature rescaled by 1e-4 gets a coefficient 1e4 times larger, same probabilities."""
+    X, y, w = _standardised_classes(3, seed=2)
+    narrow = X * [1e-4, 1.0, 1.0, 1.0]
+    model = WeightedLogisticRegression(C=1.0, tol=1e-10, max_iter=2000)
+    wide = model.fit(X, y, sample_weight=w).predict_proba(X)
+    assert_allclose(model.fit(narrow, y, sample_weight=w).predict_proba(narrow), wide,
+                    atol=1e-7)
+
+
+def test_logistic_sparse_and_warm_start():
+    X, y, w = _standardised_classes(3, seed=3)
+    X[np.abs(X) < 0.7] = 0.0
+    dense = WeightedLogisticRegression(tol=1e-10, max_iter=2000).fit(X, y, sample_weight=w)
+    sparse = WeightedLogisticRegression(tol=1e-10, max_iter=2000).fit(
+        sp.csr_matrix(X), y, sample_weight=w
+    )
+    assert_allclose(sparse.coef_, dense.coef_, atol=1e-6)
+    warm = WeightedLogisticRegression(tol=1e-10, max_iter=2000, warm_start=True)
+    warm.fit(X, y, sample_weight=w)
+    cold_iterations = warm.n_iter_
+    warm.fit(X, y, sample_weight=w * 1.01)  # a slightly changed problem, as in EM
+    assert warm.n_iter_ < cold_iterations / 2
+    assert_allclose(warm.coef_, dense.coef_, atol=1e-4)
