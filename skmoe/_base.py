@@ -482,9 +482,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (best of "
                 f"{len(runs)} start(s); last change in mean log-likelihood "
-                f"{best.history[-1] - best.history[-2]:.3g}, tol={self.tol}, and still "
-                "climbing). Increase max_iter, loosen tol, scale the features, or try "
-                "another init.",
+                f"{best.history[-1] - best.history[-2]:.3g}, tol={self.tol}, or more still "
+                "ahead). Increase max_iter, loosen tol, scale the features, or try another "
+                "init.",
                 ConvergenceWarning,
             )
         # Everything fit learned is installed here, at the end, and only here.

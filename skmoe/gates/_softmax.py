@@ -47,8 +47,8 @@ class SoftmaxGate(BaseGate):
     tol : float, default=1e-6
         Gradient tolerance (largest entry of the per-sample objective's
         gradient) of a converged gate. Within EM each M-step is solved only
-        as precisely as EM needs: to a tolerance of EM's latest change in
-        mean log-likelihood (at most 1e-2, at least ``tol``), warm-started
+        as precisely as EM needs: to a tenth of EM's latest change in mean
+        log-likelihood (at most 1e-2, at least ``tol``), warm-started
         from the previous step. Early iterations, which move the
         responsibilities a lot, take a few L-BFGS steps; the last ones solve
         the gate fully, so EM does not crawl on a half-solved gate.
@@ -204,10 +204,15 @@ _LOOSEST_TOL = 1e-2
 
 
 def _inner_tol(own, asked):
-    """The gradient tolerance of one M-step: what EM asks, between ``own`` and 1e-2."""
+    """The gradient tolerance of one M-step: a tenth of what EM asks, between ``own`` and 1e-2.
+
+    A tenth, so that the gate's own imprecision never passes for EM's
+    convergence: a gate solved only as far as EM's last change would stall
+    EM at that change.
+    """
     if asked is None:
         return own
-    return max(own, min(asked, _LOOSEST_TOL))
+    return max(own, min(0.1 * asked, _LOOSEST_TOL))
 
 
 def _sparse_gate_objective(
