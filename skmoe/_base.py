@@ -668,15 +668,23 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         return resp
 
     def _resume(self, data):
-        """Continue EM from the fitted model (``warm_start=True``), on copies of it."""
+        """Continue EM from the fitted model (``warm_start=True``), on copies of it.
+
+        The history continues too, so that on the same data the next steps
+        are those an uninterrupted fit would take (the gate's precision
+        follows EM's last change); the log-likelihood on new data is added to it.
+        """
         state = _EMState(
             experts=copy.deepcopy(self.experts_),
             gate=copy.deepcopy(self.gate_),
             params=self._likelihood_params,
             reseeds_left=self.n_experts,
+            history=list(self.log_likelihood_history_),
         )
         self._evaluate(data, state)
-        self._e_step(data, state)
+        self._e_step(data, state, record=False)
+        if state.log_likelihood != state.history[-1]:
+            state.history.append(state.log_likelihood)
         return self._iterate(data, state, self.max_iter)
 
     def _evaluate(self, data, state):

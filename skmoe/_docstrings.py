@@ -135,8 +135,10 @@ experts_ : list of estimators
         Final weighted mean per-sample log-likelihood ``log p(y | x)`` on the
         training data.
 
-    log_likelihood_history_ : ndarray of shape (`n_iter_` + 1,)
-        The same after the initial M-step and after every iteration.
+    log_likelihood_history_ : ndarray of shape (at most `n_iter_` + 1,)
+        The same after the initial M-step and after every iteration (but not
+        at the accelerator's rejected trial points; see ``accelerate``). A
+        warm start continues it.
 
     validation_log_likelihood_history_ : ndarray
         With ``early_stopping``: the mean held-out log-likelihood after the
