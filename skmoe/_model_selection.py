@@ -40,16 +40,18 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
         "n_experts": ["array-like"],
         "gate": [list, tuple, None],
         "cv": ["cv_object"],
+        "scoring": [str, callable, None],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, mixture=None, *, n_experts=(1, 2, 3, 4), gate=None, cv=5, n_jobs=None,
-                 verbose=0):
+    def __init__(self, mixture=None, *, n_experts=(1, 2, 3, 4), gate=None, cv=5, scoring=None,
+                 n_jobs=None, verbose=0):
         self.mixture = mixture
         self.n_experts = n_experts
         self.gate = gate
         self.cv = cv
+        self.scoring = scoring
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -67,8 +69,8 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Cross-validate every candidate, then refit the best on all of ``X``.
 
-        The best candidate has the highest mean held-out log-likelihood;
-        ties go to the fewest experts (candidates are tried in increasing
+        The best candidate has the highest mean held-out score (by default
+        the log-likelihood); ties go to the fewest experts (candidates are tried in increasing
         ``n_experts``). Include ``n_experts=1`` so that the single expert is
         a candidate: a mixture is then chosen only when it predicts held-out
         rows better.
@@ -104,7 +106,8 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
                 raise ValueError("gate must list at least one gate, or be None.")
             grid["gate"] = list(self.gate)
         search = GridSearchCV(
-            clone(self._mixture()), grid, scoring=log_likelihood_scorer, cv=self.cv,
+            clone(self._mixture()), grid, cv=self.cv,
+            scoring=log_likelihood_scorer if self.scoring is None else self.scoring,
             n_jobs=self.n_jobs, verbose=self.verbose, error_score="raise",
         )
         fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
@@ -178,7 +181,10 @@ _CV_DOC = """{summary}
     ties go to fewer experts) and refits it on all the data. With
     ``n_experts=1`` among the candidates, the single expert competes too, so
     the chosen mixture predicts held-out rows at least as well as one expert,
-    up to the noise of the cross-validation.
+    up to the noise of the cross-validation. The log-likelihood rewards a
+    mixture that models the spread of ``y`` (noise that differs between
+    regimes) even where its mean prediction is no better; to choose for
+    point predictions, pass ``scoring="{point_scoring}"``.
 
     Parameters
     ----------
@@ -192,6 +198,10 @@ _CV_DOC = """{summary}
         "tree"]``); ``None`` keeps the mixture's gate.
     cv : int, cross-validation generator or iterable, default=5
         As in :class:`~sklearn.model_selection.GridSearchCV` ({cv_kind}).
+    scoring : str or callable, default=None
+        How held-out rows score a candidate: ``None`` is the mean
+        log-likelihood; otherwise any scikit-learn scoring (a name such as
+        ``"{point_scoring}"``, or a callable ``scorer(estimator, X, y)``).
     n_jobs : int, default=None
         Candidates and folds fitted in parallel (joblib).
     verbose : int, default=0
@@ -204,7 +214,7 @@ _CV_DOC = """{summary}
     best_params_ : dict
         Its ``n_experts`` (and ``gate``).
     best_score_ : float
-        Its mean held-out log-likelihood per sample.
+        Its mean held-out score (log-likelihood per sample by default).
     cv_results_ : dict of ndarray
         Every candidate's scores, as in ``GridSearchCV.cv_results_``.
     n_experts_ : int
@@ -286,13 +296,13 @@ MixtureOfExpertsRegressorCV.__doc__ = _CV_DOC.format(
     summary="Mixture of experts regressor with the number of experts chosen by "
             "cross-validation.",
     mixture_class="MixtureOfExpertsRegressor", name="MixtureOfExpertsRegressorCV",
-    cv_kind="K-fold for an integer",
+    cv_kind="K-fold for an integer", point_scoring="r2",
     example="y = np.where(X[:, 0] < 0, -2 * X[:, 0], 3 * X[:, 0]) + 0.1 * rng.randn(300)",
 )
 MixtureOfExpertsClassifierCV.__doc__ = _CV_DOC.format(
     summary="Mixture of experts classifier with the number of experts chosen by "
             "cross-validation.",
     mixture_class="MixtureOfExpertsClassifier", name="MixtureOfExpertsClassifierCV",
-    cv_kind="stratified K-fold for an integer",
+    cv_kind="stratified K-fold for an integer", point_scoring="accuracy",
     example="y = (np.abs(X[:, 0]) + 0.3 * rng.randn(300) > 1.5).astype(int)",
 )

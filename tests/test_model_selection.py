@@ -94,3 +94,17 @@ def test_scorer_is_the_weighted_mean_log_likelihood():
     assert log_likelihood_scorer(model, X, y, sample_weight=weights) == pytest.approx(
         np.average(rows, weights=weights)
     )
+
+
+def test_cv_can_choose_for_point_predictions():
+    """Two noise levels around one line: the log-likelihood wants two experts, R2 one."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-3, 3, size=(600, 1))
+    noisy = rng.uniform(size=600) < 0.5
+    y = 2.0 * X[:, 0] + np.where(noisy, 3.0, 0.1) * rng.randn(600)
+    params = dict(n_experts=(1, 2), cv=3)
+    by_likelihood = MixtureOfExpertsRegressorCV(linear_mixture(), **params).fit(X, y)
+    by_r2 = MixtureOfExpertsRegressorCV(linear_mixture(), scoring="r2", **params).fit(X, y)
+    assert by_likelihood.n_experts_ == 2
+    assert by_r2.n_experts_ == 1
+    assert by_r2.best_score_ == pytest.approx(by_r2.cv_results_["mean_test_score"][0])
