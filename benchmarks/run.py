@@ -19,6 +19,7 @@ import scipy
 import sklearn
 from threadpoolctl import threadpool_info
 
+import bench_convergence
 import bench_fits
 import bench_gate_mstep
 import bench_kernels
@@ -32,6 +33,7 @@ SECTIONS = {
     "kernels": bench_kernels,
     "gate": bench_gate_mstep,
     "fits": bench_fits,
+    "convergence": bench_convergence,
     "scaling": bench_scaling,
     "refits": bench_refits,
     "topk": bench_topk,

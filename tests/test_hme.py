@@ -619,7 +619,7 @@ def test_mixture_hands_the_gate_sparse_inputs(monkeypatch):
     dense = MixtureOfExpertsRegressor(3, **params).fit(X, y)
     # The same optimum; the weakly penalised gate's steepness is barely
     # identified there, so predictions near the boundaries agree less closely.
-    assert_allclose(sparse.log_likelihood_, dense.log_likelihood_, rtol=1e-5)
+    assert_allclose(sparse.log_likelihood_, dense.log_likelihood_, rtol=1e-4)
     assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X), atol=1e-3)
 
 

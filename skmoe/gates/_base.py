@@ -23,10 +23,11 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
     are what the EM engine calls in its loop:
 
     * ``_initialize(X, n_experts, sample_weight)``: set up parameters;
-    * ``_m_step(X, responsibilities, sample_weight, tol=None)``: improve the
-      parameters starting from the current ones (a generalised EM step: the
-      objective must not go down). ``tol`` is how precisely EM needs this
-      step solved (a gradient tolerance; None: the gate's own): EM asks for
+    * ``_m_step(X, responsibilities, sample_weight, tol=None, max_iter=None)``:
+      improve the parameters starting from the current ones (a generalised
+      EM step: the objective must not go down). ``tol`` and ``max_iter`` say
+      how far EM needs this step solved (a gradient tolerance and a cap on
+      an iterative solver's steps; None: the gate's own): EM asks for
       little while it moves fast and for more as it slows down;
     * ``_logits(X)``: log gate probabilities up to a per-row constant.
 
@@ -56,7 +57,7 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """Create the parameters for ``n_experts`` experts."""
 
     @abstractmethod
-    def _m_step(self, X, responsibilities, sample_weight, tol=None):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None, max_iter=None):
         """Improve the gate's objective from its current parameters."""
 
     @abstractmethod

@@ -221,7 +221,7 @@ class HMEGate(BaseGate):
             node._initialize(X, 2, sample_weight)
             self.nodes_.append(node)
 
-    def _m_step(self, X, responsibilities, sample_weight, tol=None):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None, max_iter=None):
         if self.leaf_experts_ is None:
             self.leaf_experts_ = self._place_experts(X, responsibilities, sample_weight)
         responsibilities = np.ascontiguousarray(
@@ -233,7 +233,7 @@ class HMEGate(BaseGate):
             self.children_, responsibilities, targets, kernel_threads(responsibilities.size)
         )
         for j, node in enumerate(self.nodes_):
-            node._m_step(X, targets[:, j, :], sample_weight, tol)
+            node._m_step(X, targets[:, j, :], sample_weight, tol, max_iter)
         return self
 
     def _parameter_vector(self):

@@ -137,7 +137,7 @@ class SoftmaxGate(BaseGate):
     def _set_parameter_vector(self, vector):
         _, self.coef_, self.intercept_ = self._unpack(vector)
 
-    def _m_step(self, X, responsibilities, sample_weight, tol=None):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None, max_iter=None):
         if sp.issparse(X):
             X = X.tocsr()  # no copy when X is CSR already, as the estimators pass it
         else:
@@ -166,7 +166,8 @@ class SoftmaxGate(BaseGate):
                 theta0,
                 jac=True,
                 method="L-BFGS-B",
-                options={"maxiter": self.max_iter, "gtol": _inner_tol(self.tol, tol),
+                options={"maxiter": min(self.max_iter, max_iter or self.max_iter),
+                         "gtol": _inner_tol(self.tol, tol),
                          "ftol": 1e-64},
             )
         # Generalised EM only needs the objective not to go down; L-BFGS's line

@@ -108,7 +108,7 @@ class TreeGate(BaseGate):
         self.tree_ = None
         self.node_proba_ = np.full((1, n_experts), 1.0 / n_experts)
 
-    def _m_step(self, X, responsibilities, sample_weight, tol=None):
+    def _m_step(self, X, responsibilities, sample_weight, tol=None, max_iter=None):
         tree = DecisionTreeRegressor(
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
