@@ -1,9 +1,11 @@
 """skmoe: mixture-of-experts estimators for scikit-learn, trained by EM.
 
 Layout: :mod:`skmoe._base` is the EM engine; :mod:`skmoe._regression` and
-:mod:`skmoe._classification` the estimators;
-:mod:`skmoe._model_selection` their cross-validated choice of ``n_experts``; :mod:`skmoe.gates` the gating
-networks; :mod:`skmoe._inputs` what each part sees of ``X``;
+:mod:`skmoe._classification` the estimators; :mod:`skmoe._model_selection`
+their cross-validated choice of ``n_experts`` (scored by
+:mod:`skmoe.metrics`); :mod:`skmoe.gates` the gating networks;
+:mod:`skmoe._initialization` EM's starts; :mod:`skmoe._inputs` what each part
+sees of ``X``;
 :mod:`skmoe._likelihoods` how experts score targets;
 :mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
 experts made for EM; ``_kernels.pyx`` the compiled E-step and gate loss.
