@@ -12,9 +12,10 @@ which EM is known to stall in poor local optima:
   range, regimes drawn independently of X;
 * ``scaled``: badly scaled features, one in [0, 1e-3] with a large slope,
   the other in [0, 1e4] carrying the (soft) switch between two regimes.
-  Neither ``LinearRegression()`` (scikit-learn >= 1.8 uses its ``tol=1e-6``
-  as lstsq's ``cond`` and so drops the small column) nor the default ridge
-  expert sees that slope; a third row, ``LinearRegression(tol=0)``, does;
+  ``LinearRegression()`` does not see that slope (scikit-learn >= 1.9 uses
+  its ``tol=1e-6`` as lstsq's ``cond`` and so drops the small column), nor
+  did the default expert while it was a ridge (``alpha=1``); a third row,
+  ``LinearRegression(tol=0)``, does;
 * ``small_n``: 100 rows, 12 features of which two are informative (one for
   the switch, one for the experts' opposite slopes);
 * ``piecewise``: two lines on either side of x = 0, separated in X: the easy
@@ -143,10 +144,11 @@ CASES = {
 
 def _experts(model_class, case):
     if case == "scaled":
-        # scikit-learn >= 1.8 passes LinearRegression's tol (1e-6) to lstsq as
+        # scikit-learn >= 1.9 passes LinearRegression's tol (1e-6) to lstsq as
         # `cond`: singular values below 1e-6 of the largest are cut, which here
-        # drops x0 (its scale is 1e-7 of x1's), as the default expert's ridge
-        # penalty shrinks x0's slope to ~0. tol=0 keeps it.
+        # drops x0 (its scale is 1e-7 of x1's); a ridge expert (the default was
+        # WeightedLeastSquares(alpha=1) before 82e93df) shrinks its slope to ~0.
+        # tol=0 keeps it.
         return {"default": None, "LinearRegression": LinearRegression(),
                 "LinReg(tol=0)": LinearRegression(tol=0.0)}
     if model_class is MixtureOfExpertsClassifier:
