@@ -761,12 +761,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         Near an optimum EM's gains shrink geometrically, by ``rho`` per
         step, so ``change * rho / (1 - rho)`` estimates the gain still to
         come (Aitken's extrapolation; Boehning, Dietz, Schaub, Schlattmann
-        & Lindsay 1994). EM stops when both are below ``tol``.
+        & Lindsay 1994). EM stops when the last two changes and that gain
+        are below ``tol``: one small change after a large one (EM leaving a
+        steep climb for a slow one) gives no reliable ``rho``.
         """
         if len(levels) < 3:
             return False
         change, before = levels[-1] - levels[-2], levels[-2] - levels[-3]
-        if abs(change) >= self.tol:
+        if abs(change) >= self.tol or abs(before) >= self.tol:
             return False
         if change <= 0 or before <= 0:  # not a geometric climb: the change alone decides
             return True

@@ -43,9 +43,9 @@ or array-like of shape (n_samples, n_experts), default="auto"
 
     tol : float, default=1e-4
         EM stops when the mean per-sample log-likelihood changed by less than
-        ``tol`` in the last iteration and the gain still ahead, extrapolated
-        from the last changes (Aitken), is below ``tol`` too: a slow climb
-        across a plateau does not stop EM.
+        ``tol`` in each of the last two iterations and the gain still ahead,
+        extrapolated from those changes (Aitken), is below ``tol`` too: a
+        slow climb across a plateau does not stop EM.
 
     accelerate : bool, default=True
         Accelerate EM by SQUAREM (Varadhan & Roland 2008) when every

@@ -61,9 +61,11 @@ def test_stopping_rule_does_not_stop_on_a_plateau():
     # The same last gain, halving each step: 5e-5 ahead.
     settled = np.cumsum([1.0, 1e-4, 5e-5])
     assert moe._converged(list(settled))
-    # A last change above tol never converges; a decrease below it does.
+    # A last change above tol never converges; a small decrease after a small change does.
     assert not moe._converged([0.0, 1.0, 1.0 + 2e-4])
-    assert moe._converged([0.0, 1.0, 1.0 - 1e-5])
+    assert moe._converged([1.0, 1.0 + 5e-5, 1.0 + 4e-5])
+    # One small change after a steep climb says nothing about what is left.
+    assert not moe._converged([0.0, 1.8e-3, 1.8e-3 + 3e-5])
 
 
 def test_gate_is_solved_as_precisely_as_em_asks():
