@@ -22,11 +22,6 @@ through ``Rscript`` on a CSV copy of the training data, and the Python package
 cgmm's ``MixtureOfExpertsRegressor``.
 """
 
-import os
-import shutil
-import subprocess
-import tempfile
-import textwrap
 import warnings
 
 import numpy as np
@@ -37,6 +32,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import r2_score
 
 from _data import make_truth
+from _flexmix import fit_flexmix
 from _timing import (
     print_table, print_thread_table, time_interleaved, time_thread_limits, verdict,
 )
@@ -83,65 +79,18 @@ def _em_iters(model):
 # Optional peers
 # ---------------------------------------------------------------------------
 
-# Fits flexmix and scores it on the held-out rows the same way as the mixtures:
-# gate probabilities from the concomitant model, Gaussian experts around each
-# component's prediction. Prints: fit seconds (R's own timer, so neither R's
-# start-up nor the CSV parsing counts), EM iterations, components kept, R2, mean
-# log-likelihood.
-_FLEXMIX_SCRIPT = textwrap.dedent(
-    """
-    suppressPackageStartupMessages(library(flexmix))
-    args <- commandArgs(trailingOnly = TRUE)
-    train <- read.csv(args[1])
-    test <- read.csv(args[2])
-    x <- paste(grep("^x", names(train), value = TRUE), collapse = " + ")
-    set.seed(0)
-    # Start from the partition in column "start", the one skmoe starts from too.
-    elapsed <- system.time(m <- flexmix(
-        as.formula(paste("y ~", x)), data = train, k = as.integer(args[3]),
-        cluster = train$start,
-        model = FLXMRglm(family = "gaussian"),
-        concomitant = FLXPmultinom(as.formula(paste("~", x)))))[["elapsed"]]
-    gate <- prior(m, newdata = test)
-    means <- do.call(cbind, predict(m, newdata = test))
-    sigma <- parameters(m)["sigma", ]
-    dens <- sapply(seq_len(m@k), function(j) dnorm(test$y, means[, j], sigma[j]))
-    pred <- rowSums(gate * means)
-    r2 <- 1 - sum((test$y - pred)^2) / sum((test$y - mean(test$y))^2)
-    cat(elapsed, m@iter, m@k, r2, mean(log(rowSums(gate * dens))),
-        as.numeric(logLik(m)) / nrow(train), "\\n")
-    """
-)
-
-
 def _flexmix(X, y, X_test, y_test, start):
-    """flexmix's peers-table row and training mean log-likelihood, or why it was skipped.
+    """flexmix's peers-table row, seconds and training mean log-likelihood, or a skip reason.
 
     ``start`` holds each training row's starting component (0-based).
     """
-    if shutil.which("Rscript") is None:
-        return "skipped: Rscript is not installed"
-    check = subprocess.run(["Rscript", "-e", "library(flexmix)"], capture_output=True)
-    if check.returncode != 0:
-        return "skipped: the R package flexmix is not installed"
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {name: os.path.join(tmp, f"{name}.csv") for name in ("train", "test")}
-        header = ",".join([f"x{j}" for j in range(X.shape[1])] + ["y", "start"])
-        for name, (A, b, c) in [("train", (X, y, start + 1)),
-                                ("test", (X_test, y_test, np.ones_like(y_test)))]:
-            np.savetxt(paths[name], np.column_stack([A, b, c]), delimiter=",", header=header,
-                       comments="")
-        script = os.path.join(tmp, "fit.R")
-        with open(script, "w") as f:
-            f.write(_FLEXMIX_SCRIPT)
-        out = subprocess.run(["Rscript", script, paths["train"], paths["test"], str(N_EXPERTS)],
-                             capture_output=True, text=True)
-    if out.returncode != 0:
-        return f"failed: {out.stderr.strip().splitlines()[-1:]}"
-    seconds, iters, kept, r2, ll, train_ll = out.stdout.split()
-    row = [f"flexmix FLXMRglm + FLXPmultinom ({kept} kept)", X.shape[0], f"{float(seconds):.3f}",
-           iters, f"{float(r2):.4f}", f"{float(ll):.4f}", f"{float(train_ll):.6f}"]
-    return row, float(seconds), float(train_ll)
+    result = fit_flexmix(X, y, N_EXPERTS, X_test, y_test, start=start)
+    if isinstance(result, str):
+        return result
+    row = [f"flexmix FLXMRglm + FLXPmultinom ({result['kept']} kept)", X.shape[0],
+           f"{result['seconds']:.3f}", result["n_iter"], f"{result['r2']:.4f}",
+           f"{result['test_log_lik']:.4f}", f"{result['train_log_lik']:.6f}"]
+    return row, result["seconds"], result["train_log_lik"]
 
 
 def _cgmm(X, y, X_test, y_test):

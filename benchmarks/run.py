@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_info
 import bench_convergence
 import bench_fits
 import bench_gate_mstep
+import bench_optimum
 import bench_kernels
 import bench_refits
 import bench_scaling
@@ -37,10 +38,12 @@ SECTIONS = {
     "scaling": bench_scaling,
     "refits": bench_refits,
     "topk": bench_topk,
+    "optimum": bench_optimum,
     "tables": bench_tables,
 }
-# Needs data from outside the repository and takes far longer than the rest.
-DEFAULT_SECTIONS = [name for name in SECTIONS if name != "tables"]
+# Long: hundreds of tightly converged starts (optimum); data from outside the
+# repository (tables). Run them with --sections.
+DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ("optimum", "tables")]
 
 
 def _load():
