@@ -15,7 +15,7 @@ from sklearn.base import (
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_y, check_is_fitted
 
 from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
@@ -93,6 +93,8 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        # Before the search: choosing the folds reads y, and would fail on NaN obscurely.
+        _check_y(y, estimator=self)
         candidates = np.unique(np.asarray(self.n_experts))
         if candidates.size == 0 or not np.issubdtype(candidates.dtype, np.integer) or \
                 candidates[0] < 1:
