@@ -139,14 +139,15 @@ plt.show()
 # ---------------------------------
 #
 # The gate is an L2-penalised multinomial logit on ``x``
-# (:class:`~skmoe.gates.SoftmaxGate`, ``C=1`` by default), so its switches
-# are soft: near a breakpoint it keeps some weight on the neighbouring expert,
-# which pulls the mixture's mean off the true jump. Here the regimes change
-# abruptly, so a weaker penalty (larger ``C``) fits better. In practice, tune
-# ``C`` by cross-validation as ``gate__C`` (see
+# (:class:`~skmoe.gates.SoftmaxGate`). Its default penalty is weak
+# (``C=1e4``), so it may switch as sharply as the data say; a strong penalty
+# (small ``C``) makes the switches soft: near a breakpoint the gate keeps some
+# weight on the neighbouring expert, which pulls the mixture's mean off the
+# true jump. Here the regimes change abruptly, so the weak penalty fits
+# better. In practice, tune ``C`` by cross-validation as ``gate__C`` (see
 # :ref:`sphx_glr_auto_examples_plot_concomitant_variables.py`).
 
-for C in [1.0, 100.0]:
+for C in [1.0, 1e4]:
     sharper = MixtureOfExpertsRegressor(
         3, estimator=LinearRegression(), gate=SoftmaxGate(C=C), random_state=0
     ).fit(X_train, y_train)
