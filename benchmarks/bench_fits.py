@@ -6,7 +6,7 @@ cannot; gradient boosting is the strong generic baseline.
 
 Held-out mean log-likelihood, the one score every model here shares:
 
-* mixtures: ``score_samples(X, y).mean()``;
+* mixtures: ``log_likelihood(X, y).mean()``;
 * point regressors (the single expert, gradient boosting): a Gaussian around
   the prediction with the variance of the *training* residuals;
 * classifiers: the mean of ``log predict_proba`` of the true class, floored at
@@ -112,7 +112,7 @@ def _cgmm(X, y, X_test, y_test):
     rows = []
     for name, model in models.items():
         # cgmm's score() is a log-likelihood, not R2; its log_prob() is per row.
-        log_lik = model.log_prob if hasattr(model, "log_prob") else model.score_samples
+        log_lik = model.log_prob if hasattr(model, "log_prob") else model.log_likelihood
         rows.append([name, X.shape[0], f"{fit[name]:.3f}", model.n_iter_,
                      f"{r2_score(y_test, model.predict(X_test)):.4f}",
                      f"{np.mean(log_lik(X_test, y_test)):.4f}",
@@ -150,7 +150,7 @@ def _peers(X, y, X_test, y_test, cgmm_rows, repeats):
         )
     rows = [
         [name, X.shape[0], f"{seconds[name]:.3f}", _em_iters(m), f"{m.score(X_test, y_test):.4f}",
-         f"{m.score_samples(X_test, y_test).mean():.4f}", f"{m.log_likelihood_:.6f}"]
+         f"{m.log_likelihood(X_test, y_test).mean():.4f}", f"{m.log_likelihood_:.6f}"]
         for name, m in mixtures.items()
     ]
     # The target is read on the fastest linear expert skmoe has.
@@ -216,8 +216,8 @@ def _regression(n_train, n_test, repeats, cgmm_rows):
     fit, predict = _time_models(models, X, y, X_test, repeats)
     rows = []
     for name, model in models.items():
-        if hasattr(model, "score_samples"):
-            ll = model.score_samples(X_test, y_test).mean()
+        if hasattr(model, "log_likelihood"):
+            ll = model.log_likelihood(X_test, y_test).mean()
         else:
             ll = _gaussian_log_lik(model, X, y, X_test, y_test)
         rows.append([name, f"{fit[name]:.3f}", f"{predict[name] * 1e3:.1f}", _em_iters(model),

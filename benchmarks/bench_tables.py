@@ -26,7 +26,7 @@ accuracy), the mean log-likelihood and the fit seconds of:
 * ``HGB``: ``HistGradientBoosting`` alone, as in the README (Poisson loss for
   the count tables).
 
-Held-out mean log-likelihood: the mixtures' ``score_samples(X, y).mean()``
+Held-out mean log-likelihood: the mixtures' ``log_likelihood(X, y).mean()``
 (``log p(y | x)`` per row); for point regressors a Gaussian around the
 prediction with the training residual variance; for classifiers minus the
 log-loss. The mixtures get X as a DataFrame with text columns as pandas
@@ -172,8 +172,8 @@ def _models(X, categorical, task, settings):
 
 def _log_lik(model, X_train, y_train, X_test, y_test, classification):
     """Held-out mean log-likelihood, the one score every model shares."""
-    if hasattr(model, "score_samples"):  # the mixtures, with or without selection
-        return model.score_samples(X_test, y_test).mean()
+    if hasattr(model, "log_likelihood"):  # the mixtures, with or without selection
+        return model.log_likelihood(X_test, y_test).mean()
     if classification:
         return -log_loss(y_test, model.predict_proba(X_test), labels=model.classes_)
     scale = np.sqrt(np.mean((y_train - model.predict(X_train)) ** 2))

@@ -53,7 +53,7 @@ def main():
     for name, model in [("Ridge (single expert)", single), ("MixtureOfExperts(3 x Ridge)", moe)]:
         seconds = timed_fit(model, X_train, y_train)
         # A single ridge regression has no noise model, so no log-likelihood.
-        ll = f"{moe.score_samples(X_test, y_test).mean():.3f}" if model is moe else "-"
+        ll = f"{moe.log_likelihood(X_test, y_test).mean():.3f}" if model is moe else "-"
         print(f"{name:<34}{seconds:>9.2f}{model.score(X_test, y_test):>13.3f}{ll:>17}")
     print(f"EM: {moe.n_iter_} iterations, converged={moe.converged_}, "
           f"expert shares {np.round(moe.expert_share_, 2)}")

@@ -71,14 +71,14 @@ for k, expert in enumerate(moe.experts_):
 # ----------------------------------
 #
 # A single straight line cannot follow the zig-zag; the mixture can. The
-# held-out log-likelihood :meth:`~skmoe.MixtureOfExpertsRegressor.score_samples`
+# held-out log-likelihood :meth:`~skmoe.MixtureOfExpertsRegressor.log_likelihood`
 # is also printed: it rewards a model for putting probability where the
 # targets are, not just for its mean.
 
 single = LinearRegression().fit(X_train, y_train)
 print(f"held-out R^2, single LinearRegression: {single.score(X_test, y_test):.3f}")
 print(f"held-out R^2, mixture of 3 experts:    {moe.score(X_test, y_test):.3f}")
-print(f"held-out mean log p(y | x), mixture:   {moe.score_samples(X_test, y_test).mean():.3f}")
+print(f"held-out mean log p(y | x), mixture:   {moe.log_likelihood(X_test, y_test).mean():.3f}")
 
 # %%
 # Experts, mixture and gate

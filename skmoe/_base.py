@@ -1170,7 +1170,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         all_experts, _ = routes(np.zeros((X.expert.shape[0], self.n_experts)), None)
         return evaluate_routes(all_experts, self._likelihood, self.experts_, X.expert)
 
-    def score_samples(self, X, y):
+    def log_likelihood(self, X, y):
         """Log-likelihood ``log p(y | x)`` of each row under the mixture.
 
         Parameters

@@ -36,7 +36,7 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
     """Grid search of a mixture's ``n_experts`` (and gate) by held-out log-likelihood."""
 
     _parameter_constraints: dict = {
-        "mixture": [HasMethods(["fit", "score_samples"]), None],
+        "mixture": [HasMethods(["fit", "log_likelihood"]), None],
         "n_experts": ["array-like"],
         "gate": [list, tuple, None],
         "cv": ["cv_object"],
@@ -140,7 +140,7 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.best_estimator_.predict(X)
 
-    def score_samples(self, X, y):
+    def log_likelihood(self, X, y):
         """Log-likelihood ``log p(y | x)`` of each row under the best mixture.
 
         Parameters
@@ -156,7 +156,7 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
             Per-row conditional log-likelihood.
         """
         check_is_fitted(self)
-        return self.best_estimator_.score_samples(X, y)
+        return self.best_estimator_.log_likelihood(X, y)
 
     def predict_gate(self, X):
         """Gate probabilities of the best mixture's experts.

@@ -45,4 +45,4 @@ def log_likelihood_scorer(estimator, X, y, sample_weight=None):
     >>> bool(scores.mean() > 0)
     True
     """
-    return float(np.average(estimator.score_samples(X, y), weights=sample_weight))
+    return float(np.average(estimator.log_likelihood(X, y), weights=sample_weight))

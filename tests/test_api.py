@@ -91,7 +91,7 @@ def test_pickle_round_trip_predicts_identically(regression_data, n_jobs):
     moe = MixtureOfExpertsRegressor(2, random_state=0, n_jobs=n_jobs).fit(X, y)
     restored = pickle.loads(pickle.dumps(moe))
     assert_array_equal(restored.predict(X), moe.predict(X))
-    assert_array_equal(restored.score_samples(X, y), moe.score_samples(X, y))
+    assert_array_equal(restored.log_likelihood(X, y), moe.log_likelihood(X, y))
     yc = (y > 0).astype(int)
     clf = MixtureOfExpertsClassifier(2, random_state=0, n_jobs=n_jobs).fit(X, yc)
     assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))

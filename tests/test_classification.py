@@ -36,7 +36,7 @@ def test_predict_proba_is_the_gated_mixture(two_logistic_experts):
     assert_array_equal(moe.predict(X_test), moe.classes_[proba.argmax(axis=1)])
 
 
-def test_score_samples_is_log_probability_of_the_label():
+def test_log_likelihood_is_log_probability_of_the_label():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2))
     y = np.array(["cat", "dog", "emu"])[rng.integers(0, 3, size=200)]
@@ -44,7 +44,7 @@ def test_score_samples_is_log_probability_of_the_label():
     assert_array_equal(moe.classes_, ["cat", "dog", "emu"])
     proba = moe.predict_proba(X)
     expected = np.log(proba[np.arange(200), np.searchsorted(moe.classes_, y)])
-    assert_allclose(moe.score_samples(X, y), expected, rtol=1e-10)
+    assert_allclose(moe.log_likelihood(X, y), expected, rtol=1e-10)
     # The training log-likelihood is the weighted mean of the same quantity.
     assert_allclose(moe.log_likelihood_, expected.mean(), rtol=1e-6)
 

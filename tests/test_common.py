@@ -34,11 +34,6 @@ ESTIMATORS = [
     ),
 ]
 
-SCORE_SAMPLES_NEEDS_Y = (
-    "score_samples(X, y) is the conditional log-likelihood log p(y | x), which needs "
-    "the targets; the check calls score_samples(X). predict and predict_proba pass it."
-)
-
 WEIGHTED_START_DIFFERS = (
     "EM finds a local optimum from a k-means start; k-means++ draws different "
     "rows for a weighted dataset than for the same data with repeated rows, so "
@@ -48,10 +43,8 @@ WEIGHTED_START_DIFFERS = (
 
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": WEIGHTED_START_DIFFERS,
-    # The classifier's default LogisticRegression experts take sparse X.
+    # The classifier's default WeightedLogisticRegression experts take sparse X.
     "check_sample_weight_equivalence_on_sparse_data": WEIGHTED_START_DIFFERS,
-    "check_methods_sample_order_invariance": SCORE_SAMPLES_NEEDS_Y,
-    "check_methods_subset_invariance": SCORE_SAMPLES_NEEDS_Y,
 }
 
 

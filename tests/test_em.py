@@ -156,7 +156,7 @@ def test_too_many_experts_stay_finite():
         moe.fit(X, y)
     mean, std = moe.predict(X, return_std=True)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
-    assert np.all(np.isfinite(moe.score_samples(X, y)))
+    assert np.all(np.isfinite(moe.log_likelihood(X, y)))
     assert np.all(moe.noise_variance_ > 0)
 
 

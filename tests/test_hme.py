@@ -739,7 +739,7 @@ def test_recovers_the_true_model(hme_truth):
     moe = MixtureOfExpertsRegressor(
         4, estimator=LinearRegression(), gate=HMEGate(depth=2), n_init=3, random_state=0
     ).fit(X, y)
-    fitted = moe.score_samples(X_test, y_test).mean()
+    fitted = moe.log_likelihood(X_test, y_test).mean()
     true = truth.log_likelihood(X_test, y_test).mean()
     assert abs(fitted - true) <= 0.01 * abs(true), (fitted, true)
     # The fitted tree pairs the experts as the true one does.
@@ -861,6 +861,6 @@ def test_fitted_mixture_pickles(hme_truth):
     assert_array_equal(restored.predict(X_test), moe.predict(X_test), strict=True)
     assert_array_equal(restored.predict_gate(X_test), moe.predict_gate(X_test), strict=True)
     assert_array_equal(
-        restored.score_samples(X_test, y_test), moe.score_samples(X_test, y_test), strict=True
+        restored.log_likelihood(X_test, y_test), moe.log_likelihood(X_test, y_test), strict=True
     )
     assert clone(moe).get_params()["gate__depth"] == 2

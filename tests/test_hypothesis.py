@@ -208,7 +208,7 @@ def outputs(model, X, y, X_new, classification):
             out[f"predict mean {name}"], out[f"predict std {name}"] = model.predict(
                 data, return_std=True
             )
-    out["score_samples"] = model.score_samples(X, y)
+    out["log_likelihood"] = model.log_likelihood(X, y)
     if classification or y.size >= 2:  # scikit-learn's R^2 is undefined (NaN) on one row
         out["score"] = np.asarray(model.score(X, y))
     return out
@@ -244,7 +244,7 @@ def check_outputs(out, model, classification):
             std = out[f"predict std {name}"]
             assert np.isfinite(std).all() and (std >= 0).all()
     # Finite for classifiers too: a class probability is floored (min_proba) when scored.
-    assert np.isfinite(out["score_samples"]).all()
+    assert np.isfinite(out["log_likelihood"]).all()
     if "score" in out:
         assert np.isfinite(out["score"])
 

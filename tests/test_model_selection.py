@@ -39,7 +39,7 @@ def test_regressor_cv_finds_the_number_of_regimes(seed):
     # The refitted model is the chosen candidate, fitted on all rows.
     assert search.best_estimator_.n_experts == 3
     np.testing.assert_allclose(search.predict(X), search.best_estimator_.predict(X))
-    np.testing.assert_allclose(search.score_samples(X, y), search.best_estimator_.score_samples(X, y))
+    np.testing.assert_allclose(search.log_likelihood(X, y), search.best_estimator_.log_likelihood(X, y))
 
 
 def test_regressor_cv_keeps_one_expert_for_a_line():
@@ -88,7 +88,7 @@ def test_cv_refuses_bad_candidates(n_experts):
 def test_scorer_is_the_weighted_mean_log_likelihood():
     X, y = three_regimes(0, n_samples=200)
     model = linear_mixture(n_experts=3).fit(X, y)
-    rows = model.score_samples(X, y)
+    rows = model.log_likelihood(X, y)
     assert log_likelihood_scorer(model, X, y) == pytest.approx(rows.mean())
     weights = np.arange(200.0)
     assert log_likelihood_scorer(model, X, y, sample_weight=weights) == pytest.approx(

@@ -123,7 +123,7 @@ def _outputs(model, X, y):
         "predict": model.predict(X),
         "predict_gate": model.predict_gate(X),
         "predict_experts": model.predict_experts(X),
-        "score_samples": model.score_samples(X, y),
+        "log_likelihood": model.log_likelihood(X, y),
         "score": np.asarray(model.score(X, y)),
     }
     if isinstance(model, MixtureOfExpertsRegressor):

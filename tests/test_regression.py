@@ -25,7 +25,7 @@ def fitted_truth_model(three_expert_truth):
 def test_recovers_held_out_log_likelihood(three_expert_truth, fitted_truth_model):
     truth, _, _, X_test, y_test = three_expert_truth
     true_ll = truth.log_likelihood(X_test, y_test).mean()
-    fitted_ll = fitted_truth_model.score_samples(X_test, y_test).mean()
+    fitted_ll = fitted_truth_model.log_likelihood(X_test, y_test).mean()
     assert abs(fitted_ll - true_ll) <= 0.01 * abs(true_ll)
 
 

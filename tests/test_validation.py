@@ -149,7 +149,7 @@ def test_unknown_label_at_scoring(data):
     X, y = data
     model = MixtureOfExpertsClassifier(random_state=0).fit(X, y)
     with pytest.raises(ValueError, match=re.escape("y has labels not seen during fit: [7]")):
-        model.score_samples(X, np.full(len(X), 7))
+        model.log_likelihood(X, np.full(len(X), 7))
 
 
 def test_failed_fit_keeps_the_previous_model(data):
@@ -171,7 +171,7 @@ def test_failed_fit_keeps_the_previous_model(data):
 
 
 def _assert_finite_outputs(model, X, y):
-    outputs = [model.predict(X), model.predict_gate(X), model.score_samples(X, y)]
+    outputs = [model.predict(X), model.predict_gate(X), model.log_likelihood(X, y)]
     if hasattr(model, "predict_proba"):
         outputs.append(model.predict_proba(X))
     else:
