@@ -77,6 +77,20 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """Set the parameters from a vector of ``_parameter_vector``'s layout."""
         raise NotImplementedError
 
+    def _n_parameters(self):
+        """Number of free parameters of the fitted gate, for BIC and AIC.
+
+        Each gate counts its own (see :func:`skmoe._complexity.n_parameters`);
+        a gate that does not say cannot be scored by an information criterion.
+        """
+        raise ValueError(
+            f"{type(self).__name__} does not define its number of free parameters "
+            "(a _n_parameters method), which BIC and AIC need. Compare models by "
+            "cross-validated log-likelihood instead (skmoe.MixtureOfExpertsRegressorCV "
+            "or MixtureOfExpertsClassifierCV, or skmoe.metrics.log_likelihood_scorer "
+            "with GridSearchCV)."
+        )
+
     def _routes(self, X, top_k):
         """Each row's ``top_k`` experts (all if None) and their renormalised weights.
 

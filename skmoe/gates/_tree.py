@@ -121,6 +121,18 @@ class TreeGate(BaseGate):
         self.tree_ = tree
         return self
 
+    def _n_parameters(self):
+        """The leaves' free probabilities: ``n_leaves * (n_experts - 1)``.
+
+        The tree's structure (its split features and thresholds) is not
+        counted: it has no agreed number of parameters, so BIC and AIC with a
+        tree gate understate its complexity. A tree that never split (or was
+        not fit yet) is one leaf.
+        """
+        check_is_fitted(self)
+        n_leaves = 1 if self.tree_ is None else self.tree_.get_n_leaves()
+        return int(n_leaves) * (self.n_experts_ - 1)
+
     def _logits(self, X):
         check_is_fitted(self)
         with np.errstate(divide="ignore"):  # smoothing=0 may leave exact zeros

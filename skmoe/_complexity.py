@@ -1,0 +1,122 @@
+"""The number of free parameters of a fitted mixture, for BIC and AIC.
+
+An information criterion charges a model for its free parameters: ``BIC =
+-2 log L + k log(n)``, ``AIC = -2 log L + 2 k``. For a mixture of experts
+``k`` is the sum of three parts, each counted where it is defined:
+
+* the gate: its own ``_n_parameters()`` (see :mod:`skmoe.gates`);
+* the experts: linear models only, by their coefficients and intercepts
+  (:func:`_expert_parameters`); other experts have no defined count;
+* the likelihood: one noise variance per expert for regression, none for
+  classification.
+"""
+
+import numpy as np
+
+# Where the engine's linear experts come from (as in skmoe._experts.linear_parameters).
+_LINEAR_MODULES = ("sklearn.linear_model", "skmoe.experts")
+
+
+def n_parameters(mixture):
+    """Number of free parameters of a fitted mixture of experts.
+
+    Parameters
+    ----------
+    mixture : MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
+        A fitted mixture.
+
+    Returns
+    -------
+    n_parameters : int
+        Gate + experts + likelihood parameters:
+
+        * gate: ``(n_experts - 1) * (d + 1)`` for the softmax gate on ``d``
+          input columns (after the gate's encoding of categorical and missing
+          values; without inputs, the ``n_experts - 1`` mixing proportions),
+          ``d + 1`` per node of the HME gate, and ``n_leaves * (n_experts -
+          1)`` leaf probabilities for the tree gate, whose structure (split
+          features and thresholds) is not counted;
+        * experts (linear models of :mod:`sklearn.linear_model` or
+          :mod:`skmoe.experts`): a regressor's coefficients plus its
+          intercept; a classifier's ``d`` coefficients plus intercept per
+          class but one for a softmax (multinomial) model, per class for a
+          one-vs-rest model (``d + 1`` in all for two classes);
+        * likelihood: one noise variance per expert for regression, none for
+          classification.
+
+        Penalised models (``Ridge``, a finite ``C``, a gate's penalty) are
+        counted by their nominal parameters: their effective number of
+        parameters is smaller, which this does not estimate.
+
+    Raises
+    ------
+    ValueError
+        If an expert is not a linear model (a tree, boosting, an SVM, any
+        ``Pipeline``...), or the gate does not define its count: such models
+        have no defined number of free parameters.
+    """
+    count = mixture.gate_._n_parameters()
+    classifier = hasattr(mixture, "classes_")
+    for index, expert in enumerate(mixture.experts_):
+        count += _expert_parameters(expert, index, classifier)
+    if hasattr(mixture, "noise_variance_"):  # Gaussian likelihood: one variance per expert
+        count += np.size(mixture.noise_variance_)
+    return int(count)
+
+
+def _is_linear(expert):
+    """Whether ``expert`` predicts from ``coef_`` and ``intercept_`` alone."""
+    return any(
+        cls.__module__.startswith(_LINEAR_MODULES) for cls in type(expert).__mro__[:-1]
+    ) and isinstance(getattr(expert, "coef_", None), np.ndarray) and hasattr(
+        expert, "intercept_"
+    )
+
+
+def _is_softmax(expert):
+    """Whether a linear classifier's class scores go through a symmetric softmax.
+
+    Then adding the same vector to every class's parameters changes nothing,
+    so one class's row is not free. skmoe's ``WeightedLogisticRegression`` is
+    always multinomial; scikit-learn's ``LogisticRegression`` is unless it is
+    one-vs-rest (``multi_class="ovr"``, or liblinear with ``"auto"``, before
+    scikit-learn 1.8). Other linear classifiers (``SGDClassifier``...) are
+    one-vs-rest: every class's row is free.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from .experts import WeightedLogisticRegression
+
+    if isinstance(expert, WeightedLogisticRegression):
+        return True
+    if not isinstance(expert, LogisticRegression):
+        return False
+    multi_class = getattr(expert, "multi_class", "auto")
+    if multi_class == "ovr":
+        return False
+    return not (multi_class in ("auto", "deprecated") and expert.solver == "liblinear")
+
+
+def _expert_parameters(expert, index, classifier):
+    """Free parameters of one fitted expert; ValueError if it has no defined count."""
+    if not _is_linear(expert):
+        raise ValueError(
+            f"Expert {index} ({type(expert).__name__}) has no defined number of free "
+            "parameters, which BIC and AIC need: they are defined for linear experts "
+            "(from sklearn.linear_model or skmoe.experts) only. Compare models by "
+            "cross-validated log-likelihood instead: skmoe.MixtureOfExpertsRegressorCV "
+            "or skmoe.MixtureOfExpertsClassifierCV, or "
+            "skmoe.metrics.log_likelihood_scorer with GridSearchCV."
+        )
+    intercept = 1 if getattr(expert, "fit_intercept", True) else 0
+    if not classifier:
+        return expert.coef_.size + intercept
+    # A classifier's coef_ is (n_rows, d): one row for two classes (scikit-learn's
+    # binary models), else one per class (skmoe's logit keeps two rows for two
+    # classes; their difference is the one free row).
+    coef = np.atleast_2d(expert.coef_)
+    n_rows, n_features = coef.shape
+    per_row = n_features + intercept
+    if n_rows == 1:
+        return per_row
+    return (n_rows - 1 if _is_softmax(expert) else n_rows) * per_row
