@@ -45,6 +45,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cluster import ship_once
+from ._complexity import n_parameters
 from ._experts import (
     batch_class, check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
     seed_random_states, set_linear_parameters,
@@ -1185,11 +1186,77 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         log_likelihood : ndarray of shape (n_samples,)
             ``log sum_k g_k(x) p_k(y | x)`` for each row.
         """
+        return self._posterior(*self._check_X_y(X, y))[1]
+
+    def predict_responsibilities(self, X, y):
+        """Posterior probability of each expert given the input and the target.
+
+        ``p(expert k | x, y) = g_k(x) p_k(y | x) / p(y | x)``, what EM used
+        as the rows' soft assignments: unlike :meth:`predict_gate`, which sees
+        ``x`` only, it says which regime a row with a known target belongs to.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        responsibilities : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
+        return self._posterior(*self._check_X_y(X, y))[0]
+
+    def bic(self, X, y):
+        """Bayesian information criterion of the fitted model on ``(X, y)``; lower is better.
+
+        ``-2 sum_i log p(y_i | x_i) + k log(n)``, with ``k`` the model's free
+        parameters (see :func:`skmoe._complexity.n_parameters`): defined for
+        linear experts and the softmax, HME and tree gates; other experts
+        raise a ``ValueError`` (compare those by cross-validated
+        log-likelihood, e.g. with :class:`MixtureOfExpertsRegressorCV`).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data, usually the training data.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        bic : float
+        """
+        log_lik = self.log_likelihood(X, y)
+        return float(-2 * log_lik.sum() + n_parameters(self) * np.log(log_lik.shape[0]))
+
+    def aic(self, X, y):
+        """Akaike information criterion of the fitted model on ``(X, y)``; lower is better.
+
+        ``-2 sum_i log p(y_i | x_i) + 2 k``; see :meth:`bic` for ``k``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data, usually the training data.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        aic : float
+        """
+        return float(-2 * self.log_likelihood(X, y).sum() + 2 * n_parameters(self))
+
+    def _check_X_y(self, X, y):
+        """``X`` as each part sees it and ``y`` as the likelihood scores it, at prediction."""
         X = self._check_X(X)
         y_code = self._encode_target(y)
         if y_code.shape[0] != X.given.shape[0]:
             raise ValueError(f"X has {X.given.shape[0]} rows but y has {y_code.shape[0]}.")
-        return self._posterior(X, y_code)[1]
+        return X, y_code
 
     def _posterior(self, X, y_code):
         """Responsibilities and row log-likelihoods of the fitted model on checked data."""

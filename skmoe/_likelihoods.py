@@ -4,12 +4,16 @@ A likelihood turns a fitted expert into per-row outputs (a mean, or class
 probabilities), scores targets under those outputs, and re-estimates its own
 parameters (a noise variance, say) in the M-step.  The EM engine only talks to
 this interface, so new families (Poisson, Student-t) slot in beside these two.
+A family for regression also describes its distribution (``gather_params``,
+``mean``, ``variance``, ``logpdf``, ``cdf``, ``ppf``, ``sample``), from which
+:mod:`skmoe._distribution` builds the mixture's predictive distribution.
 
 Likelihoods are stateless: their parameters travel as a dict, so the same
 object can score any EM start and be shipped to joblib workers cheaply.
 """
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
 
@@ -64,6 +68,34 @@ class GaussianLikelihood:
         log_lik = np.empty(n_samples)
         gaussian_e_step(y, outputs, params["variance"], gate_logits, resp, log_lik, n_threads)
         return resp, log_lik
+
+    # The family's pieces of the predictive distribution (skmoe._distribution).
+    # ``outputs`` and the gathered parameters broadcast against ``y`` / ``q``.
+
+    def gather_params(self, params, experts):
+        """The parameters of each row's routed ``experts`` (an (n, k) index array)."""
+        return {"variance": params["variance"][experts]}
+
+    def mean(self, outputs, params):
+        return outputs
+
+    def variance(self, outputs, params):
+        return np.broadcast_to(params["variance"], np.shape(outputs))
+
+    def logpdf(self, y, outputs, params):
+        variance = params["variance"]
+        return -0.5 * (np.log(2 * np.pi * variance) + (y - outputs) ** 2 / variance)
+
+    def cdf(self, y, outputs, params):
+        return ndtr((y - outputs) / np.sqrt(params["variance"]))
+
+    def ppf(self, q, outputs, params):
+        return outputs + np.sqrt(params["variance"]) * ndtri(q)
+
+    def sample(self, outputs, params, random_state):
+        return outputs + np.sqrt(params["variance"]) * random_state.standard_normal(
+            np.shape(outputs)
+        )
 
 
 class CategoricalLikelihood:

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array
 
 from ._base import BaseMixtureOfExperts
+from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from ._likelihoods import GaussianLikelihood
 from .experts import WeightedLeastSquares
@@ -175,12 +176,77 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        experts, gate, means = self._predict_parts(self._check_X(X))
-        y_mean = np.einsum("nk,nk->n", gate, means)
+        distribution = self.predict_distribution(X)
         if not return_std:
-            return y_mean
-        second_moment = np.einsum("nk,nk->n", gate, means**2 + self.noise_variance_[experts])
-        return y_mean, np.sqrt(np.maximum(second_moment - y_mean**2, 0.0))
+            return distribution.mean()
+        return distribution.mean(), distribution.std()
+
+    def predict_distribution(self, X):
+        """The predictive distribution ``p(y | x)`` of every row, as one object.
+
+        A mixture of the experts' distributions weighted by the gate (after
+        ``top_k`` routing), with ``mean()``, ``var()``, ``std()``,
+        ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``, ``interval(confidence)``
+        and ``sample(n_draws, random_state)``, all vectorised over the rows,
+        and its parts ``weights``, ``means`` and ``scales`` (n, n_experts).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        distribution : MixtureDistribution
+            The ``n_samples`` distributions.
+        """
+        experts, gate, outputs = self._predict_parts(self._check_X(X))
+        return MixtureDistribution(
+            np.ascontiguousarray(experts), gate, outputs, self._likelihood_params,
+            self._likelihood, self.n_experts,
+        )
+
+    def predict_interval(self, X, confidence=0.9):
+        """Central prediction intervals of the mixture's predictive distribution.
+
+        Exact quantiles of the mixture (not a Gaussian around its mean), so
+        an interval may be asymmetric, and wide where the experts disagree.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        confidence : float in (0, 1), default=0.9
+            Probability between the bounds.
+
+        Returns
+        -------
+        bounds : ndarray of shape (n_samples, 2)
+            Lower and upper bounds.
+        """
+        return self.predict_distribution(X).interval(confidence)
+
+    def predict_quantiles(self, X, q):
+        """Quantiles of the mixture's predictive distribution.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        q : float or array-like of shape (n_quantiles,)
+            Probabilities in [0, 1].
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n_samples, n_quantiles)
+            One column per probability in ``q``.
+        """
+        distribution = self.predict_distribution(X)
+        levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        if levels.ndim != 1:
+            raise ValueError(f"q must be a probability or a 1-D array of them, got shape "
+                             f"{levels.shape}.")
+        return distribution.ppf(np.broadcast_to(levels, (len(distribution), levels.size)))
 
 
 MixtureOfExpertsRegressor.__doc__ = fill(MixtureOfExpertsRegressor.__doc__)
