@@ -31,11 +31,13 @@ def n_parameters(mixture):
         Gate + experts + likelihood parameters:
 
         * gate: ``(n_experts - 1) * (d + 1)`` for the softmax gate on ``d``
-          input columns (after the gate's encoding of categorical and missing
-          values; without inputs, the ``n_experts - 1`` mixing proportions),
-          ``d + 1`` per node of the HME gate, and ``n_leaves * (n_experts -
-          1)`` leaf probabilities for the tree gate, whose structure (split
-          features and thresholds) is not counted;
+          input columns (after the gate's encoding of missing values and
+          categories, less one column per categorical column, whose one-hot
+          columns sum to the intercept's constant; without inputs, the
+          ``n_experts - 1`` mixing proportions), ``d + 1`` per node of the
+          HME gate, and ``n_leaves * (n_experts - 1)`` leaf probabilities for
+          the tree gate, whose structure (split features and thresholds) is
+          not counted;
         * experts (linear models of :mod:`sklearn.linear_model` or
           :mod:`skmoe.experts`): a regressor's coefficients plus its
           intercept; a classifier's ``d`` coefficients plus intercept per
@@ -55,13 +57,26 @@ def n_parameters(mixture):
         ``Pipeline``...), or the gate does not define its count: such models
         have no defined number of free parameters.
     """
-    count = mixture.gate_._n_parameters()
+    count = mixture.gate_._n_parameters(_redundant_gate_columns(mixture))
     classifier = hasattr(mixture, "classes_")
     for index, expert in enumerate(mixture.experts_):
         count += _expert_parameters(expert, index, classifier)
     if hasattr(mixture, "noise_variance_"):  # Gaussian likelihood: one variance per expert
         count += np.size(mixture.noise_variance_)
     return int(count)
+
+
+def _redundant_gate_columns(mixture):
+    """Gate input columns that add no free parameter: one per one-hot encoded column.
+
+    The mixture one-hot encodes a categorical column for the gate with every
+    category it saw at fit (see :mod:`skmoe._inputs`), so each training row
+    has exactly one 1 among those columns: they sum to the intercept's
+    constant, and one of them is not identified by the likelihood.
+    """
+    encoder = getattr(mixture, "gate_encoder_", None)
+    one_hot = getattr(encoder, "named_transformers_", {}).get("categorical")
+    return 0 if one_hot is None else len(one_hot.categories_)
 
 
 def _is_linear(expert):

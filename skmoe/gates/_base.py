@@ -77,11 +77,14 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
         """Set the parameters from a vector of ``_parameter_vector``'s layout."""
         raise NotImplementedError
 
-    def _n_parameters(self):
+    def _n_parameters(self, n_redundant=0):
         """Number of free parameters of the fitted gate, for BIC and AIC.
 
         Each gate counts its own (see :func:`skmoe._complexity.n_parameters`);
         a gate that does not say cannot be scored by an information criterion.
+        ``n_redundant`` of the gate's input columns are sums of others and of
+        a constant (one-hot encoded categories): a gate with coefficients and
+        an intercept has one free coefficient fewer per such column.
         """
         raise ValueError(
             f"{type(self).__name__} does not define its number of free parameters "

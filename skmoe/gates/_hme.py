@@ -236,16 +236,16 @@ class HMEGate(BaseGate):
             node._m_step(X, targets[:, j, :], sample_weight, tol, max_iter)
         return self
 
-    def _n_parameters(self):
-        """The nodes' free parameters: ``n_features + 1`` per two-way node.
+    def _n_parameters(self, n_redundant=0):
+        """The nodes' free parameters: ``n_features - n_redundant + 1`` per two-way node.
 
         Each node is a two-column :class:`SoftmaxGate`, of which one column is
         free (see :meth:`SoftmaxGate._n_parameters`), so the gate has
-        ``(n_experts - 1) * (n_features + 1)`` free parameters, as many as the
-        softmax gate.
+        ``(n_experts - 1) * (n_features - n_redundant + 1)`` free parameters,
+        as many as the softmax gate.
         """
         check_is_fitted(self)
-        return sum(node._n_parameters() for node in self.nodes_)
+        return sum(node._n_parameters(n_redundant) for node in self.nodes_)
 
     def _parameter_vector(self):
         return np.concatenate([node._parameter_vector() for node in self.nodes_])

@@ -131,16 +131,18 @@ class SoftmaxGate(BaseGate):
         grad = np.concatenate([grad_coef.ravel(), grad_intercept])
         return loss / total_weight, grad / total_weight
 
-    def _n_parameters(self):
-        """``(n_experts - 1) * (n_features + 1)``: one of the K columns is not free.
+    def _n_parameters(self, n_redundant=0):
+        """``(n_experts - 1) * (n_features - n_redundant + 1)``: one of the K columns is not free.
 
         The softmax is unchanged when the same vector is added to all K
         columns of ``[V; c]``, so only K - 1 of them are identified by the
         likelihood (the penalty, which picks one, is not counted). Without
-        inputs these are the K - 1 free mixing proportions.
+        inputs these are the K - 1 free mixing proportions. ``n_redundant``
+        input columns are sums of others and the intercept (each one-hot
+        encoded category sums to one), so they add no free parameter.
         """
         check_is_fitted(self)
-        return (self.n_experts_ - 1) * (self.coef_.shape[0] + 1)
+        return (self.n_experts_ - 1) * (self.coef_.shape[0] - n_redundant + 1)
 
     def _parameter_vector(self):
         return self._pack()  # standardised, so that no feature's unit dominates

@@ -121,13 +121,14 @@ class TreeGate(BaseGate):
         self.tree_ = tree
         return self
 
-    def _n_parameters(self):
+    def _n_parameters(self, n_redundant=0):
         """The leaves' free probabilities: ``n_leaves * (n_experts - 1)``.
 
         The tree's structure (its split features and thresholds) is not
         counted: it has no agreed number of parameters, so BIC and AIC with a
         tree gate understate its complexity. A tree that never split (or was
-        not fit yet) is one leaf.
+        not fit yet) is one leaf. Redundant input columns (``n_redundant``)
+        change nothing here: the tree has no coefficients.
         """
         check_is_fitted(self)
         n_leaves = 1 if self.tree_ is None else self.tree_.get_n_leaves()
