@@ -16,6 +16,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from skmoe._complexity import n_parameters
+from skmoe.exceptions import ExpertCollapseWarning
 from skmoe.experts import WeightedLogisticRegression
 from skmoe.gates import BaseGate, HMEGate, TreeGate
 
@@ -255,3 +256,49 @@ def test_pipeline_expert_is_refused(regression_data):
     model = fit_quietly(regressor(2, estimator=estimator), *regression_data)
     with pytest.raises(ValueError, match=f"^{re.escape(_refusal(0, 'Pipeline'))}$"):
         n_parameters(model)
+
+
+# ---------------------------------------------------------------------------
+# BIC and AIC on the estimators
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_bic_and_aic_formulas(regression_data, classification_data, task):
+    if task == "regression":
+        X, y = regression_data
+        model = fit_quietly(regressor(2), X, y)
+    else:
+        X, y = classification_data
+        model = fit_quietly(classifier(2), X, y)
+    log_likelihood = model.log_likelihood(X, y).sum()
+    k = n_parameters(model)
+    assert model.bic(X, y) == pytest.approx(-2 * log_likelihood + k * np.log(X.shape[0]))
+    assert model.aic(X, y) == pytest.approx(-2 * log_likelihood + 2 * k)
+
+
+def test_bic_and_aic_refuse_experts_without_a_count(regression_data):
+    experts = [("line", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))]
+    model = fit_quietly(regressor(2, estimator=experts), *regression_data)
+    for criterion in (model.bic, model.aic):
+        with pytest.raises(ValueError, match=re.escape(_refusal(1, "DecisionTreeRegressor"))):
+            criterion(*regression_data)
+
+
+def test_bic_picks_the_true_number_of_regimes():
+    # Three piecewise-linear regimes, jumps at x = -1 and 1.
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-3, 3, size=600)
+    regime = np.digitize(x, [-1.0, 1.0])
+    y = np.array([2.0, -1.5, 2.0])[regime] * x + np.array([6.0, 0.0, -6.0])[regime]
+    y += 0.3 * rng.normal(size=600)
+    X = x.reshape(-1, 1)
+    bic = []
+    for n_experts in range(1, 6):
+        model = MixtureOfExpertsRegressor(
+            n_experts, estimator=LinearRegression(), n_init=3, random_state=0
+        )
+        with warnings.catch_warnings():  # surplus experts may collapse and be re-seeded
+            warnings.simplefilter("ignore", ExpertCollapseWarning)
+            bic.append(model.fit(X, y).bic(X, y))
+    assert np.argmin(bic) + 1 == 3
