@@ -4,7 +4,8 @@ Layout: :mod:`skmoe._base` is the EM engine; :mod:`skmoe._regression` and
 :mod:`skmoe._classification` the estimators; :mod:`skmoe._model_selection`
 their cross-validated choice of ``n_experts`` (scored by
 :mod:`skmoe.metrics`); :mod:`skmoe.gates` the gating networks;
-:mod:`skmoe._initialization` EM's starts; :mod:`skmoe._inputs` what each part
+:mod:`skmoe._initialization` EM's starts; :mod:`skmoe._distribution` the
+predictive distribution; :mod:`skmoe._inputs` what each part
 sees of ``X``;
 :mod:`skmoe._likelihoods` how experts score targets;
 :mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
@@ -31,6 +32,7 @@ except ModuleNotFoundError as error:
     ) from error
 
 from ._classification import MixtureOfExpertsClassifier
+from ._distribution import MixtureDistribution
 from ._model_selection import MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressorCV
 from ._regression import MixtureOfExpertsRegressor
 from .gates import HMEGate, SoftmaxGate, TreeGate
@@ -42,6 +44,7 @@ __all__ = [
     "MixtureOfExpertsClassifier",
     "MixtureOfExpertsRegressorCV",
     "MixtureOfExpertsClassifierCV",
+    "MixtureDistribution",
     "SoftmaxGate",
     "TreeGate",
     "HMEGate",
