@@ -126,7 +126,7 @@ def test_non_linear_expert_raises():
         2, estimator=[("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))],
         random_state=0,
     ).fit(X, y)
-    with pytest.raises(ValueError, match=r"Expert 'tree' \(DecisionTreeRegressor\).*model.experts_"):
+    with pytest.raises(ValueError, match=r"'tree' \(DecisionTreeRegressor\).*model.experts_"):
         expert_coefficients(model)
     pipeline = MixtureOfExpertsRegressor(
         2, estimator=make_pipeline(StandardScaler(), LinearRegression()), random_state=0
