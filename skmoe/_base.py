@@ -41,7 +41,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import (
-    _check_sample_weight, _check_y, check_consistent_length, check_is_fitted,
+    _check_sample_weight, _check_y, _get_feature_names, check_consistent_length,
+    check_is_fitted,
 )
 
 from ._cluster import ship_once
@@ -988,8 +989,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 f"The experts {[data.names[k] for k in refit]} ({batch.__name__}, refitted "
                 f"together) failed at EM iteration {n_iter}: {error}"
             ) from error
+        # The batch saw the float array; the experts will predict on the columns
+        # as given, so they learn the names a fit on those columns would have.
+        feature_names = _get_feature_names(data.X.expert)
         state.experts = list(state.experts)
         for k, expert in zip(refit, fitted):
+            if feature_names is not None:
+                expert.feature_names_in_ = feature_names
             state.experts[k] = expert
         return data.likelihood.batch_outputs(batch, state.experts, data.X.expert_array)
 

@@ -5,6 +5,7 @@ scikit-learn estimators accept.
 """
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -298,3 +299,17 @@ def test_fit_takes_every_layout(layout_models, form, task):
     refit = type(model)(2, random_state=0).fit(X, table[:, -2], sample_weight=table[:, -1])
     output = "predict" if task == "regressor" else "predict_proba"
     assert_allclose(getattr(refit, output)(A), getattr(model, output)(A), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("gate", ["softmax", "tree"])
+def test_batch_experts_know_the_names_of_dataframe_columns(gate):
+    """The default experts are fitted on a float copy, then predict on the DataFrame."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
+    y = np.abs(X["a"].to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X has feature names, but ... fitted without"
+        moe = MixtureOfExpertsRegressor(2, gate=gate, expert_features=["b", "a"],
+                                        random_state=0).fit(X, y)
+        moe.predict(X)
+    assert list(moe.experts_[0].feature_names_in_) == ["b", "a"]
