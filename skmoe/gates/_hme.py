@@ -131,10 +131,11 @@ class HMEGate(BaseGate):
     cannot decrease. Both recursions cost O(n_experts) per row.
 
     The penalty is ``||V_j||^2 / (2 C)`` for every node, on the standardised
-    coefficients as in :class:`SoftmaxGate`. The gate has ``2 (n_experts -
-    1) (n_features + 1)`` parameters (two columns per node, identified by the
-    penalty), against ``n_experts (n_features + 1)`` for the softmax gate;
-    the M-step runs one L-BFGS per node on all rows.
+    coefficients as in :class:`SoftmaxGate`. Each node stores two columns of
+    ``n_features + 1`` coefficients, of which one column is free (a softmax
+    is unchanged by adding the same vector to both), so the gate has
+    ``(n_experts - 1) (n_features + 1)`` free parameters, as many as the
+    softmax gate; the M-step runs one L-BFGS per node on all rows.
 
     Only experts in the same subtree share its splits, and a start that puts
     two far apart regimes under the same node leads EM to a poorer optimum.
