@@ -7,7 +7,7 @@ their cross-validated choice of ``n_experts`` (scored by
 :mod:`skmoe._initialization` EM's starts; :mod:`skmoe._distribution` the
 predictive distribution; :mod:`skmoe._inputs` what each part
 sees of ``X``;
-:mod:`skmoe._likelihoods` how experts score targets;
+:mod:`skmoe.likelihoods` how experts score targets;
 :mod:`skmoe._experts` how user estimators become experts; :mod:`skmoe.experts`
 experts made for EM; ``_kernels.pyx`` the compiled E-step and gate loss.
 """

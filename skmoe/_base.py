@@ -2,7 +2,7 @@
 
 Model: ``p(y | x) = sum_k g_k(x) p_k(y | x)``, a gate ``g`` (see
 :mod:`skmoe.gates`) over experts ``p_k`` (user estimators scored by a
-likelihood, see :mod:`skmoe._likelihoods`).
+likelihood, see :mod:`skmoe.likelihoods`).
 
 One EM start runs::
 
@@ -696,7 +696,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """The routed gate logits and expert outputs of the state's parameters."""
         logits = state.gate._logits(data.X.gate)
         state.logits = routed_logits(logits, self.top_k)
-        batch = batch_class(state.experts) if hasattr(data.likelihood, "batch_outputs") else None
+        batch = batch_class(state.experts) if data.likelihood.batch_predictions else None
         if state.logits is logits and batch is not None and data.X.expert_array is not None:
             state.outputs = data.likelihood.batch_outputs(
                 batch, state.experts, data.X.expert_array
@@ -917,7 +917,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             # logits are cheaper to recompute after the refits than to keep.
             state.logits = routed = None
         weights, train = self._training_weights(data, resp, fresh=n_iter == 0)
-        batch = batch_class(state.experts) if hasattr(data.likelihood, "batch_outputs") else None
+        batch = batch_class(state.experts) if data.likelihood.batch_predictions else None
         if batch is None or data.X.expert_array is None:
             state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
         else:

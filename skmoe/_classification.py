@@ -7,7 +7,7 @@ from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseMixtureOfExperts
 from ._docstrings import fill
-from ._likelihoods import CategoricalLikelihood
+from .likelihoods import CategoricalLikelihood
 from .experts import WeightedLogisticRegression
 
 

@@ -7,8 +7,8 @@ An information criterion charges a model for its free parameters: ``BIC =
 * the gate: its own ``_n_parameters()`` (see :mod:`skmoe.gates`);
 * the experts: linear models only, by their coefficients and intercepts
   (:func:`_expert_parameters`); other experts have no defined count;
-* the likelihood: one noise variance per expert for regression, none for
-  classification.
+* the likelihood: its ``n_parameters(n_experts)`` (a noise variance or a
+  gamma shape per expert; none for Poisson and for classification).
 """
 
 import numpy as np
@@ -43,8 +43,8 @@ def n_parameters(mixture):
           intercept; a classifier's ``d`` coefficients plus intercept per
           class but one for a softmax (multinomial) model, per class for a
           one-vs-rest model (``d + 1`` in all for two classes);
-        * likelihood: one noise variance per expert for regression, none for
-          classification.
+        * likelihood: a noise variance (Gaussian) or a shape (gamma) per
+          expert, none for Poisson and for classification.
 
         Penalised models (``Ridge``, a finite ``C``, a gate's penalty) are
         counted by their nominal parameters: their effective number of
@@ -61,8 +61,8 @@ def n_parameters(mixture):
     classifier = hasattr(mixture, "classes_")
     for index, expert in enumerate(mixture.experts_):
         count += _expert_parameters(expert, index, classifier)
-    if hasattr(mixture, "noise_variance_"):  # Gaussian likelihood: one variance per expert
-        count += np.size(mixture.noise_variance_)
+    # The likelihood's own: a noise variance (Gaussian) or a shape (gamma) per expert.
+    count += mixture._likelihood.n_parameters(mixture.n_experts)
     return int(count)
 
 

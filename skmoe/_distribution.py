@@ -4,7 +4,7 @@
 ``j`` (all of them, or its top-k), their gate weights ``w``, their outputs
 ``o`` and the likelihood's parameters ``theta`` for them. The family ``f``
 (its density, CDF, quantiles, moments and sampling) belongs to the
-likelihood object (:mod:`skmoe._likelihoods`); this module only mixes, so a
+likelihood object (:mod:`skmoe.likelihoods`); this module only mixes, so a
 new family gets intervals, quantiles and sampling for free.
 """
 
@@ -137,6 +137,9 @@ class MixtureDistribution:
     def ppf(self, q):
         """Quantiles: the ``y`` at which each row's CDF reaches ``q``.
 
+        For a discrete family (Poisson), the smallest integer at which it
+        reaches ``q``.
+
         Exact to the solver's precision (the CDF matches ``q`` to about
         1e-12): the quantile of a mixture lies between the smallest and the
         largest of its experts' quantiles at ``q``, and Newton's method on
@@ -164,6 +167,8 @@ class MixtureDistribution:
         routed = weights > 0
         low = np.where(routed, component, np.inf).min(axis=1)
         high = np.where(routed, component, -np.inf).max(axis=1)
+        if getattr(self._likelihood, "discrete", False):
+            return self._solve_discrete(low, high, levels, outputs, weights, params)
         x = 0.5 * (low + high)
         active = np.flatnonzero(high > low)
         x[high <= low] = low[high <= low]  # every routed expert agrees
@@ -192,6 +197,25 @@ class MixtureDistribution:
             x[active[done]] = xa[done]
             active = active[~done]
         return x
+
+    def _solve_discrete(self, low, high, levels, outputs, weights, params):
+        """The smallest integer whose mixture CDF reaches ``levels``, by bisection.
+
+        Below every expert's quantile the mixture's CDF is under ``q``, at
+        the largest it is at least ``q``: bisect on the integers between.
+        """
+        low, high = low - 1, high.copy()
+        while True:
+            active = np.flatnonzero(high - low > 1)
+            if active.size == 0:
+                return high
+            middle = np.floor(0.5 * (low[active] + high[active]))
+            sub = {name: value[active] for name, value in params.items()}
+            cdf = np.einsum("nk,nk->n", self._likelihood.cdf(middle[:, None], outputs[active],
+                                                             sub), weights[active])
+            reached = cdf >= levels[active]
+            high[active] = np.where(reached, middle, high[active])
+            low[active] = np.where(reached, low[active], middle)
 
     def interval(self, confidence=0.9):
         """The central interval holding ``confidence`` of each row's probability.

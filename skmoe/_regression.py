@@ -1,16 +1,19 @@
-"""Mixture of experts for regression: Gaussian experts around any regressor."""
+"""Mixture of experts for regression: experts around any regressor, with a noise family."""
 
 from numbers import Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.linear_model import GammaRegressor, PoissonRegressor
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
 from ._base import BaseMixtureOfExperts
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
-from ._likelihoods import GaussianLikelihood
+from .likelihoods import (
+    BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, check_likelihood,
+)
 from .experts import WeightedLeastSquares
 
 
@@ -43,14 +46,29 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     noise_variance_floor : float, default=1e-6
         Lower bound on each expert's noise variance, relative to the weighted
         variance of ``y``; it stops an expert that fits a few points exactly
-        from making the likelihood infinite.
+        from making the likelihood infinite (Gaussian likelihood).
+
+    likelihood : {"gaussian", "poisson", "gamma"} or BaseLikelihood, default="gaussian"
+        The family of ``y`` around each expert's prediction, its mean:
+        ``"gaussian"``, a noise variance per expert; ``"poisson"``, counts
+        (non-negative targets); ``"gamma"``, positive right-skewed targets,
+        with a shape per expert; or an instance of a subclass of
+        :class:`skmoe.likelihoods.BaseLikelihood`. With ``estimator=None`` the
+        experts match the family: ``WeightedLeastSquares()``, or an unpenalised
+        ``PoissonRegressor`` / ``GammaRegressor`` (log link). Targets the
+        family cannot score are refused before any fitting.
 
     Attributes
     ----------
     %(shared_attributes)s
 
     noise_variance_ : ndarray of shape (n_experts,)
-        Each expert's noise variance.
+        Each expert's noise variance (Gaussian likelihood).
+
+    likelihood_params_ : dict of ndarray
+        The likelihood's fitted parameters, one value per expert:
+        ``{"variance": ...}`` (Gaussian), ``{"shape": ...}`` (gamma), ``{}``
+        (Poisson).
 
     See Also
     --------
@@ -85,6 +103,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     _parameter_constraints: dict = {
         **BaseMixtureOfExperts._parameter_constraints,
         "noise_variance_floor": [Interval(Real, 0, None, closed="neither")],
+        "likelihood": [StrOptions({"gaussian", "poisson", "gamma"}), BaseLikelihood],
     }
     _y_numeric = True
     _expert_method = "predict"
@@ -113,6 +132,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         min_responsibility=1e-3,
         min_expert_share=0.0,
         noise_variance_floor=1e-6,
+        likelihood="gaussian",
     ):
         super().__init__(
             n_experts,
@@ -137,16 +157,33 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             min_expert_share=min_expert_share,
         )
         self.noise_variance_floor = noise_variance_floor
+        self.likelihood = likelihood
 
     def _default_expert(self):
+        # Unpenalised, as classical mixtures of GLMs; Newton's method is blind
+        # to the features' scales.
+        if self.likelihood == "poisson":
+            return PoissonRegressor(alpha=0.0, solver="newton-cholesky")
+        if self.likelihood == "gamma":
+            return GammaRegressor(alpha=0.0, solver="newton-cholesky")
         return WeightedLeastSquares()
 
     def _prepare_target(self, y, sample_weight):
         y = np.ascontiguousarray(y, dtype=np.float64)
-        mean = np.average(y, weights=sample_weight)
-        var_y = np.average((y - mean) ** 2, weights=sample_weight)
-        floor = self.noise_variance_floor * (var_y if var_y > 0 else 1.0)
-        return y, y, GaussianLikelihood(floor)
+        if self.likelihood == "gaussian":
+            mean = np.average(y, weights=sample_weight)
+            var_y = np.average((y - mean) ** 2, weights=sample_weight)
+            likelihood = GaussianLikelihood(
+                self.noise_variance_floor * (var_y if var_y > 0 else 1.0)
+            )
+        elif self.likelihood == "poisson":
+            likelihood = PoissonLikelihood()
+        elif self.likelihood == "gamma":
+            likelihood = GammaLikelihood()
+        else:
+            likelihood = check_likelihood(self.likelihood)
+        likelihood.check_target(y)
+        return y, y, likelihood
 
     def _encode_target(self, y):
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
@@ -156,7 +193,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return y_code[:, None]
 
     def _store_likelihood_params(self, params):
-        self.noise_variance_ = params["variance"]
+        self.likelihood_params_ = dict(params)
+        if isinstance(self._likelihood, GaussianLikelihood):
+            self.noise_variance_ = params["variance"]
+        else:  # a refit with another family must not leave the old variances behind
+            self.__dict__.pop("noise_variance_", None)
 
     def predict(self, X, return_std=False):
         """Predict the mixture's mean, and optionally its standard deviation.

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from skmoe import MixtureOfExpertsClassifier
-from skmoe._likelihoods import CategoricalLikelihood
+from skmoe.likelihoods import CategoricalLikelihood
 
 
 def test_beats_a_single_logistic_regression(two_logistic_experts):

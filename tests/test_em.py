@@ -189,7 +189,7 @@ def test_training_rows_fall_back_when_the_threshold_leaves_too_little():
     """Rows above min_responsibility, else every row of positive weight, else every row."""
     from types import SimpleNamespace
 
-    from skmoe._likelihoods import CategoricalLikelihood
+    from skmoe.likelihoods import CategoricalLikelihood
 
     resp = np.array([
         [0.80, 0.15, 0.05, 0.0],

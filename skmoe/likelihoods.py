@@ -1,0 +1,398 @@
+"""Expert likelihoods: how an expert's output scores a target.
+
+A likelihood turns a fitted expert into per-row outputs (a mean, or class
+probabilities), scores targets under those outputs, and re-estimates its own
+parameters (a noise variance, say) in the M-step. The EM engine only talks to
+this interface (:class:`BaseLikelihood`), so a family is one class.
+
+Regression families (:class:`RegressionLikelihood`) also describe their
+distribution (``mean``, ``variance``, ``logpdf``, ``cdf``, ``ppf``,
+``sample``), from which :mod:`skmoe._distribution` builds the mixture's
+predictive distribution.
+
+Likelihoods are stateless: their parameters travel as a dict, so the same
+object can score any EM start and be shipped to joblib workers cheaply.
+"""
+
+from abc import ABCMeta, abstractmethod
+
+import numpy as np
+from scipy.special import digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma
+from scipy.stats import poisson
+
+from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
+
+# An expert's predicted mean of a positive family is floored here: a linear
+# expert can predict 0 or less, where the family has no density.
+_MIN_MEAN = 1e-10
+
+
+class BaseLikelihood(metaclass=ABCMeta):
+    """What the EM engine needs from an expert likelihood.
+
+    Required (abstract) methods, all on validated arrays:
+
+    * ``expert_output(expert, X)``: a fitted expert's outputs on ``X``;
+    * ``empty_outputs(n_samples, n_experts)``: a zero buffer for all experts' outputs;
+    * ``can_train_on(y, weights)``: whether the targets of positive weight can
+      train an expert (a classifier needs two classes);
+    * ``fit_params(y, outputs, weights, n_threads)``: the M-step of the
+      likelihood's own parameters, a dict of arrays of one value per expert;
+    * ``e_step(y, outputs, params, gate_logits, n_threads)``: responsibilities
+      (n, n_experts) and row log-likelihoods (n,);
+    * ``residual(y, output)``: how far each target lies above one expert's
+      output, for EM's starts.
+
+    Optional: ``check_target(y)`` refuses targets the family cannot score;
+    ``n_parameters(n_experts)`` counts its free parameters (for BIC);
+    ``batch_outputs(batch, experts, X)`` computes all experts' outputs through
+    their batch class (``batch_predictions = True`` says it exists).
+    """
+
+    #: Whether ``batch_outputs`` can compute the outputs of batch experts.
+    batch_predictions = False
+
+    @abstractmethod
+    def expert_output(self, expert, X):
+        """A fitted expert's outputs on ``X``."""
+
+    @abstractmethod
+    def empty_outputs(self, n_samples, n_experts):
+        """Buffer of expert outputs; rows an expert is not evaluated on stay 0."""
+
+    @abstractmethod
+    def can_train_on(self, y, weights):
+        """Whether the targets of positive weight (two or more) can train an expert."""
+
+    @abstractmethod
+    def fit_params(self, y, outputs, weights, n_threads):
+        """The likelihood's parameters given the experts' outputs and refit weights."""
+
+    @abstractmethod
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        """Responsibilities and row log-likelihoods."""
+
+    @abstractmethod
+    def residual(self, y, output):
+        """How far each target lies above one expert's output (for EM's starts)."""
+
+    def check_target(self, y):
+        """Refuse targets the family cannot score (a ValueError that says why)."""
+
+    def n_parameters(self, n_experts):
+        """Free parameters of the likelihood itself, for BIC and AIC."""
+        return 0
+
+    def batch_outputs(self, batch, experts, X):
+        """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch outputs.")
+
+
+_REQUIRED = ("expert_output", "empty_outputs", "can_train_on", "fit_params", "e_step",
+             "residual")
+
+
+def check_likelihood(likelihood):
+    """Refuse an object that does not implement the likelihood interface."""
+    if isinstance(likelihood, BaseLikelihood):
+        return likelihood
+    missing = [name for name in _REQUIRED if not callable(getattr(likelihood, name, None))]
+    raise TypeError(
+        f"likelihood must be 'gaussian', 'poisson', 'gamma' or an instance of a subclass of "
+        f"skmoe.likelihoods.BaseLikelihood; {type(likelihood).__name__} is neither"
+        + (f" (it lacks {', '.join(missing)})" if missing else "") + "."
+    )
+
+
+class RegressionLikelihood(BaseLikelihood):
+    """A family for a real target whose expert output is the expert's ``predict``, its mean.
+
+    Subclasses give the family's log-density (``logpdf``) and the rest of its
+    distribution; the E-step, the outputs and the starts' residuals are shared.
+    """
+
+    batch_predictions = True
+
+    #: Whether the family's support is the integers (its ``ppf`` is then a step).
+    discrete = False
+
+    #: Whether the mean must be positive (outputs are floored at a tiny value).
+    positive_mean = False
+
+    def expert_output(self, expert, X):
+        return self._floor(np.asarray(expert.predict(X), dtype=np.float64).reshape(X.shape[0]))
+
+    def batch_outputs(self, batch, experts, X):
+        return self._floor(batch._predict_many(experts, X))
+
+    def _floor(self, outputs):
+        return np.maximum(outputs, _MIN_MEAN) if self.positive_mean else outputs
+
+    def empty_outputs(self, n_samples, n_experts):
+        return np.zeros((n_samples, n_experts))
+
+    def can_train_on(self, y, weights):
+        """Any targets can train a regressor."""
+        return True
+
+    def residual(self, y, output):
+        return y - output
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        # Rows an expert is not routed to have a zero output and a -inf gate
+        # logit: the floor keeps their log-density finite, the logit drops it.
+        log_lik_k = self.logpdf(y[:, None], self._floor(outputs), params)
+        n_samples, n_experts = outputs.shape
+        resp = np.empty((n_samples, n_experts))
+        log_lik = np.empty(n_samples)
+        e_step(np.ascontiguousarray(gate_logits), np.ascontiguousarray(log_lik_k), resp,
+               log_lik, n_threads)
+        return resp, log_lik
+
+    def gather_params(self, params, experts):
+        """The parameters of each row's routed ``experts`` (an (n, k) index array)."""
+        return {name: value[experts] for name, value in params.items()}
+
+    def mean(self, outputs, params):
+        return outputs
+
+    @abstractmethod
+    def variance(self, outputs, params):
+        """Each expert's variance of ``y`` given its output."""
+
+    @abstractmethod
+    def logpdf(self, y, outputs, params):
+        """Log-density (log-probability for a discrete family) of ``y``."""
+
+    @abstractmethod
+    def cdf(self, y, outputs, params):
+        """Probability that ``y`` is not exceeded."""
+
+    @abstractmethod
+    def ppf(self, q, outputs, params):
+        """Quantile function."""
+
+    @abstractmethod
+    def sample(self, outputs, params, random_state):
+        """One draw per output."""
+
+
+class GaussianLikelihood(RegressionLikelihood):
+    """``y | x, expert k  ~  N(mu_k(x), s2_k)``; ``mu_k`` is the expert's ``predict``.
+
+    Parameters
+    ----------
+    variance_floor : float
+        Smallest allowed noise variance (absolute).  An expert that fits a few
+        points exactly would otherwise drive its variance, and the likelihood,
+        to infinity.
+    """
+
+    def __init__(self, variance_floor):
+        self.variance_floor = variance_floor
+
+    def n_parameters(self, n_experts):
+        return n_experts  # a noise variance each
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        """Weighted maximum-likelihood noise variances, floored.
+
+        ``weights`` is zero wherever an expert's output was not computed.
+        """
+        residual_sum = np.empty(outputs.shape[1])
+        weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
+        mass = weights.sum(axis=0)
+        variance = residual_sum / np.maximum(mass, np.finfo(np.float64).tiny)
+        return {"variance": np.maximum(variance, self.variance_floor)}
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        # The compiled kernel fuses the Gaussian density with the E-step.
+        n_samples, n_experts = outputs.shape
+        resp = np.empty((n_samples, n_experts))
+        log_lik = np.empty(n_samples)
+        gaussian_e_step(y, outputs, params["variance"], gate_logits, resp, log_lik, n_threads)
+        return resp, log_lik
+
+    def variance(self, outputs, params):
+        return np.broadcast_to(params["variance"], np.shape(outputs))
+
+    def logpdf(self, y, outputs, params):
+        variance = params["variance"]
+        return -0.5 * (np.log(2 * np.pi * variance) + (y - outputs) ** 2 / variance)
+
+    def cdf(self, y, outputs, params):
+        return ndtr((y - outputs) / np.sqrt(params["variance"]))
+
+    def ppf(self, q, outputs, params):
+        return outputs + np.sqrt(params["variance"]) * ndtri(q)
+
+    def sample(self, outputs, params, random_state):
+        return outputs + np.sqrt(params["variance"]) * random_state.standard_normal(
+            np.shape(outputs)
+        )
+
+
+class PoissonLikelihood(RegressionLikelihood):
+    """``y | x, expert k  ~  Poisson(mu_k(x))``: counts; ``mu_k`` is the expert's ``predict``.
+
+    Take experts that predict a positive mean, such as
+    :class:`~sklearn.linear_model.PoissonRegressor` (log link) or
+    ``HistGradientBoostingRegressor(loss="poisson")``; a prediction of 0 or
+    less is floored at 1e-10. Targets must be non-negative (counts; other
+    non-negative values are scored by the same formula, as a quasi-likelihood).
+    """
+
+    discrete = True
+    positive_mean = True
+
+    def check_target(self, y):
+        if np.any(y < 0):
+            raise ValueError(
+                f"likelihood='poisson' needs non-negative targets (counts), but y has "
+                f"{np.count_nonzero(y < 0)} negative values (the smallest is {y.min():.6g}). "
+                "Use likelihood='gaussian' for signed targets."
+            )
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        return {}  # the variance is the mean
+
+    def variance(self, outputs, params):
+        return outputs
+
+    def logpdf(self, y, outputs, params):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_pmf = y * np.log(outputs) - outputs - gammaln(y + 1)
+        return np.where(y < 0, -np.inf, log_pmf)
+
+    def cdf(self, y, outputs, params):
+        return np.where(y < 0, 0.0, pdtr(np.floor(np.maximum(y, 0)), outputs))
+
+    def ppf(self, q, outputs, params):
+        return poisson.ppf(q, outputs)
+
+    def sample(self, outputs, params, random_state):
+        return random_state.poisson(outputs).astype(np.float64)
+
+
+class GammaLikelihood(RegressionLikelihood):
+    """``y | x, expert k  ~  Gamma(mean mu_k(x), shape a_k)``: positive, right-skewed targets.
+
+    ``mu_k`` is the expert's ``predict`` (take experts with a positive mean,
+    such as :class:`~sklearn.linear_model.GammaRegressor`; a prediction of 0
+    or less is floored at 1e-10). Each expert's shape ``a_k`` (the inverse of
+    its dispersion: the variance is ``mu^2 / a``) is its weighted maximum
+    likelihood estimate, by Newton's method. Targets must be positive.
+
+    Parameters
+    ----------
+    max_shape : float, default=1e8
+        Upper bound on the shape: an expert that fits its rows exactly would
+        otherwise drive it, and the likelihood, to infinity.
+    """
+
+    positive_mean = True
+
+    def __init__(self, max_shape=1e8):
+        self.max_shape = max_shape
+
+    def check_target(self, y):
+        if np.any(y <= 0):
+            raise ValueError(
+                f"likelihood='gamma' needs positive targets, but y has "
+                f"{np.count_nonzero(y <= 0)} values <= 0 (the smallest is {y.min():.6g}). "
+                "Use likelihood='poisson' for counts with zeros, or 'gaussian'."
+            )
+
+    def n_parameters(self, n_experts):
+        return n_experts  # a shape each
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        """Each expert's shape: the root of ``log a - digamma(a) = mean deviance / 2``."""
+        ratio = y[:, None] / self._floor(outputs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half_deviance = np.where(weights > 0, ratio - np.log(ratio) - 1.0, 0.0)
+        mass = np.maximum(weights.sum(axis=0), np.finfo(np.float64).tiny)
+        target = np.maximum((weights * half_deviance).sum(axis=0) / mass, 1e-300)
+        # Minka's closed-form start, then Newton on log a - digamma(a) = target.
+        shape = (3 - target + np.sqrt((target - 3) ** 2 + 24 * target)) / (12 * target)
+        shape = np.minimum(shape, self.max_shape)
+        for _ in range(20):
+            gap = np.log(shape) - digamma(shape) - target
+            slope = 1.0 / shape - polygamma(1, shape)
+            shape = np.clip(shape - gap / slope, 1e-8, self.max_shape)
+        return {"shape": shape}
+
+    def variance(self, outputs, params):
+        return outputs**2 / params["shape"]
+
+    def logpdf(self, y, outputs, params):
+        shape = params["shape"]
+        rate = shape / outputs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_pdf = shape * np.log(rate) + (shape - 1) * np.log(y) - rate * y - gammaln(shape)
+        return np.where(y > 0, log_pdf, -np.inf)
+
+    def cdf(self, y, outputs, params):
+        shape = params["shape"]
+        return np.where(y > 0, gammainc(shape, np.maximum(y, 0) * shape / outputs), 0.0)
+
+    def ppf(self, q, outputs, params):
+        shape = params["shape"]
+        return gammaincinv(shape, q) * outputs / shape
+
+    def sample(self, outputs, params, random_state):
+        shape = params["shape"]
+        return random_state.gamma(shape, outputs / shape)
+
+
+class CategoricalLikelihood(BaseLikelihood):
+    """``y | x, expert k  ~  Categorical(p_k(x))``; ``p_k`` is ``predict_proba``.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        All classes, sorted.  An expert's ``predict_proba`` columns are
+        aligned to them; classes an expert never saw get probability zero in
+        its output and ``min_proba`` when scoring.
+    min_proba : float, default=1e-10
+        Floor on a class probability when scoring, so that one confident
+        expert cannot make a row's log-likelihood ``-inf``.
+    """
+
+    def __init__(self, classes, min_proba=1e-10):
+        self.classes = classes
+        self.min_proba = min_proba
+
+    def expert_output(self, expert, X):
+        proba = np.zeros((X.shape[0], self.classes.shape[0]))
+        columns = np.searchsorted(self.classes, expert.classes_)
+        proba[:, columns] = expert.predict_proba(X)
+        return proba
+
+    def empty_outputs(self, n_samples, n_experts):
+        return np.zeros((n_samples, n_experts, self.classes.shape[0]))
+
+    def can_train_on(self, y, weights):
+        """Whether the targets of positive weight (two or more) can train an expert.
+
+        They must hold two classes: most classifiers refuse to fit on one.
+        """
+        return np.unique(y[weights > 0]).shape[0] >= 2
+
+    def residual(self, y, output):
+        """Each target's log-probability under one expert (for EM's starts)."""
+        proba = output[np.arange(y.shape[0]), y]
+        return np.log(np.maximum(proba, self.min_proba))
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        return {}
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        """``y`` holds class indices into ``classes``."""
+        n_samples, n_experts = gate_logits.shape
+        proba_of_y = outputs[np.arange(n_samples), :, y]
+        log_lik_k = np.log(np.maximum(proba_of_y, self.min_proba))
+        resp = np.empty((n_samples, n_experts))
+        log_lik = np.empty(n_samples)
+        e_step(gate_logits, np.ascontiguousarray(log_lik_k), resp, log_lik, n_threads)
+        return resp, log_lik

@@ -1,0 +1,144 @@
+"""Likelihood families beyond the Gaussian: Poisson counts and gamma-distributed targets."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.stats import gamma, poisson
+from sklearn.linear_model import GammaRegressor, PoissonRegressor
+
+from skmoe import MixtureOfExpertsRegressor
+from skmoe.likelihoods import BaseLikelihood, PoissonLikelihood, check_likelihood
+
+TRUE_INTERCEPTS = np.array([0.5, 1.5, 2.5])
+GAMMA_SHAPES = np.array([2.0, 5.0, 10.0])
+
+
+def gated_glm_mixture(family, n_samples, seed):
+    """Three log-link experts under a softmax gate, d = 5: X, y, true gate, coef."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, 5))
+    gate = np.exp(X @ (1.5 * np.random.default_rng(99).normal(size=(5, 3))))
+    gate /= gate.sum(axis=1, keepdims=True)
+    regime = (rng.uniform(size=(n_samples, 1)) > gate.cumsum(axis=1)).sum(axis=1)
+    coef = np.random.default_rng(98).normal(scale=0.4, size=(3, 5))
+    means = np.exp(X @ coef.T + TRUE_INTERCEPTS)  # (n, 3): every expert's mean
+    mean = means[np.arange(n_samples), regime]
+    if family == "poisson":
+        y = rng.poisson(mean).astype(float)
+        density = poisson.pmf(y[:, None], means)
+    else:
+        shape = GAMMA_SHAPES[regime]
+        y = rng.gamma(shape, mean / shape)
+        density = gamma.pdf(y[:, None], GAMMA_SHAPES, scale=means / GAMMA_SHAPES)
+    true_log_lik = np.log(np.sum(gate * density, axis=1))
+    return X, y, true_log_lik, coef
+
+
+@pytest.mark.parametrize("family", ["poisson", "gamma"])
+def test_known_truth_is_recovered(family):
+    X, y, _, coef = gated_glm_mixture(family, 10_000, seed=0)
+    X_test, y_test, true_test, _ = gated_glm_mixture(family, 5_000, seed=1)
+    model = MixtureOfExpertsRegressor(3, likelihood=family, n_init=3, random_state=0).fit(X, y)
+    expected = PoissonRegressor if family == "poisson" else GammaRegressor
+    assert all(isinstance(expert, expected) for expert in model.experts_)
+    order = np.argsort([expert.intercept_ for expert in model.experts_])
+    fitted = np.array([model.experts_[k].coef_ for k in order])
+    assert_allclose([model.experts_[k].intercept_ for k in order], TRUE_INTERCEPTS, atol=0.08)
+    assert np.abs(fitted - coef).max() < 0.08
+    held_out = model.log_likelihood(X_test, y_test).mean()
+    assert abs(held_out - true_test.mean()) < 0.01 * abs(true_test.mean())
+    if family == "gamma":
+        assert_allclose(model.likelihood_params_["shape"][order], GAMMA_SHAPES, rtol=0.15)
+        assert not hasattr(model, "noise_variance_")
+    else:
+        assert model.likelihood_params_ == {}
+
+
+def test_poisson_log_likelihood_and_quantiles_are_the_mixtures():
+    X, y, _, _ = gated_glm_mixture("poisson", 3_000, seed=2)
+    model = MixtureOfExpertsRegressor(3, likelihood="poisson", random_state=0).fit(X, y)
+    gate, means = model.predict_gate(X[:200]), model.predict_experts(X[:200])
+    reference = np.log(np.sum(gate * poisson.pmf(y[:200, None], means), axis=1))
+    assert_allclose(model.log_likelihood(X[:200], y[:200]), reference, rtol=1e-10)
+    distribution = model.predict_distribution(X[:200])
+    counts = np.tile(np.arange(400.0), (200, 1))
+    assert_allclose(distribution.pdf(counts).sum(axis=1), 1.0, rtol=1e-9)
+    levels = np.tile([0.05, 0.5, 0.95], (200, 1))
+    quantiles = distribution.ppf(levels)
+    assert np.all(quantiles == np.round(quantiles))
+    # The smallest count whose probability mass reaches q.
+    assert np.all(distribution.cdf(quantiles) >= levels)
+    assert np.all(distribution.cdf(quantiles - 1) < levels)
+    assert_allclose(distribution.var(),
+                    np.sum(gate * (means + means**2), axis=1) - distribution.mean() ** 2)
+
+
+def test_gamma_quantiles_invert_the_cdf():
+    X, y, _, _ = gated_glm_mixture("gamma", 3_000, seed=3)
+    model = MixtureOfExpertsRegressor(3, likelihood="gamma", random_state=0).fit(X, y)
+    distribution = model.predict_distribution(X[:200])
+    levels = np.tile([1e-6, 0.05, 0.5, 0.95, 1 - 1e-6], (200, 1))
+    assert_allclose(distribution.cdf(distribution.ppf(levels)), levels, atol=1e-8)
+    assert np.all(distribution.ppf(levels) > 0)
+
+
+def test_parameter_counts_follow_the_family():
+    X, y, _, _ = gated_glm_mixture("poisson", 2_000, seed=4)
+    poisson_model = MixtureOfExpertsRegressor(3, likelihood="poisson", random_state=0).fit(X, y)
+    gaussian = MixtureOfExpertsRegressor(3, random_state=0).fit(X, y)
+    gamma_model = MixtureOfExpertsRegressor(3, likelihood="gamma", random_state=0).fit(X, y + 1)
+    n = X.shape[0]
+    # Gate (3 - 1) * (5 + 1) = 12, experts 3 * 6 = 18; plus 3 variances / 3 shapes / nothing.
+    for model, target, k in [(poisson_model, y, 30), (gaussian, y, 33), (gamma_model, y + 1, 33)]:
+        log_lik = model.log_likelihood(X, target).sum()
+        assert model.bic(X, target) == pytest.approx(-2 * log_lik + k * np.log(n))
+
+
+@pytest.mark.parametrize(
+    "family, shift, message",
+    [
+        ("poisson", -1.0, r"likelihood='poisson' needs non-negative targets \(counts\), but y "
+                          r"has \d+ negative values \(the smallest is -1\)"),
+        ("gamma", 0.0, r"likelihood='gamma' needs positive targets, but y has \d+ values <= 0 "
+                       r"\(the smallest is 0\)"),
+    ],
+)
+def test_targets_the_family_cannot_score_are_refused(family, shift, message):
+    X, y, _, _ = gated_glm_mixture("poisson", 500, seed=5)
+    model = MixtureOfExpertsRegressor(2, likelihood=family)
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y + shift)
+    assert not hasattr(model, "experts_")
+
+
+def test_a_likelihood_object_must_implement_the_interface():
+    class Incomplete:
+        def e_step(self, *args):
+            pass
+
+    with pytest.raises(TypeError, match=r"lacks expert_output, empty_outputs, can_train_on, "
+                                        r"fit_params, residual"):
+        check_likelihood(Incomplete())
+    with pytest.raises(TypeError, match="Can't instantiate abstract class"):
+        type("Partial", (BaseLikelihood,), {})()
+    # An instance is a valid parameter value, and grid-searchable like a name.
+    X, y, _, _ = gated_glm_mixture("poisson", 1_000, seed=6)
+    by_object = MixtureOfExpertsRegressor(
+        2, likelihood=PoissonLikelihood(), estimator=PoissonRegressor(alpha=0.0), random_state=0
+    ).fit(X, y)
+    by_name = MixtureOfExpertsRegressor(2, random_state=0).set_params(likelihood="poisson")
+    assert_allclose(by_name.fit(X, y).log_likelihood_, by_object.log_likelihood_, rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=30
+@pytest.mark.parametrize("params", [{"gate": "tree"}, {"gate": "hme"},
+                                    {"n_experts": 3, "top_k": 2}])
+def test_every_gate_and_routing_takes_the_families(params):
+    X, y, _, _ = gated_glm_mixture("poisson", 2_000, seed=7)
+    model = MixtureOfExpertsRegressor(**{"n_experts": 2, **params}, likelihood="poisson",
+                                      random_state=0, max_iter=30)
+    model.fit(X, y)
+    assert np.all(model.predict(X) > 0)
+    assert np.all(np.isfinite(model.log_likelihood(X, y)))
+    bounds = model.predict_interval(X[:50], 0.9)
+    assert np.all(bounds[:, 0] <= bounds[:, 1])
