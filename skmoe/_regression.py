@@ -48,15 +48,20 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         variance of ``y``; it stops an expert that fits a few points exactly
         from making the likelihood infinite (Gaussian likelihood).
 
-    likelihood : {"gaussian", "poisson", "gamma"} or BaseLikelihood, default="gaussian"
+    likelihood : {"gaussian", "poisson", "gamma", "auto"} or BaseLikelihood, \
+default="gaussian"
         The family of ``y`` around each expert's prediction, its mean:
         ``"gaussian"``, a noise variance per expert; ``"poisson"``, counts
         (non-negative targets); ``"gamma"``, positive right-skewed targets,
-        with a shape per expert; or an instance of a subclass of
-        :class:`skmoe.likelihoods.BaseLikelihood`. With ``estimator=None`` the
-        experts match the family: ``WeightedLeastSquares()``, or an unpenalised
-        ``PoissonRegressor`` / ``GammaRegressor`` (log link). Targets the
-        family cannot score are refused before any fitting.
+        with a shape per expert; ``"auto"``, the family the experts' loss
+        declares (``PoissonRegressor``, ``GammaRegressor``, ``TweedieRegressor``
+        with power 1 or 2, ``HistGradientBoostingRegressor(loss="poisson" or
+        "gamma")``; a pipeline's final step), else Gaussian; or an instance of a
+        subclass of :class:`skmoe.likelihoods.BaseLikelihood`. With
+        ``estimator=None`` the experts match the family:
+        ``WeightedLeastSquares()``, or an unpenalised ``PoissonRegressor`` /
+        ``GammaRegressor`` (log link). Targets the family cannot score are
+        refused before any fitting.
 
     Attributes
     ----------
@@ -103,7 +108,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     _parameter_constraints: dict = {
         **BaseMixtureOfExperts._parameter_constraints,
         "noise_variance_floor": [Interval(Real, 0, None, closed="neither")],
-        "likelihood": [StrOptions({"gaussian", "poisson", "gamma"}), BaseLikelihood],
+        "likelihood": [StrOptions({"gaussian", "poisson", "gamma", "auto"}), BaseLikelihood],
     }
     _y_numeric = True
     _expert_method = "predict"
@@ -170,15 +175,18 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     def _prepare_target(self, y, sample_weight):
         y = np.ascontiguousarray(y, dtype=np.float64)
-        if self.likelihood == "gaussian":
+        family = self.likelihood
+        if family == "auto":
+            family = _declared_family(self.estimator)
+        if family == "gaussian":
             mean = np.average(y, weights=sample_weight)
             var_y = np.average((y - mean) ** 2, weights=sample_weight)
             likelihood = GaussianLikelihood(
                 self.noise_variance_floor * (var_y if var_y > 0 else 1.0)
             )
-        elif self.likelihood == "poisson":
+        elif family == "poisson":
             likelihood = PoissonLikelihood()
-        elif self.likelihood == "gamma":
+        elif family == "gamma":
             likelihood = GammaLikelihood()
         else:
             likelihood = check_likelihood(self.likelihood)
@@ -288,6 +296,31 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             raise ValueError(f"q must be a probability or a 1-D array of them, got shape "
                              f"{levels.shape}.")
         return distribution.ppf(np.broadcast_to(levels, (len(distribution), levels.size)))
+
+
+def _declared_family(estimator):
+    """The family the experts' loss declares ("gaussian" unless all declare the same other).
+
+    A scikit-learn GLM says it by its class (``PoissonRegressor``,
+    ``GammaRegressor``) or its ``power`` (``TweedieRegressor``: 1 Poisson,
+    2 gamma), gradient boosting by its ``loss``; a pipeline by its final step.
+    """
+    experts = [expert for _, expert in estimator] if isinstance(estimator, list) else [estimator]
+    families = set()
+    for expert in experts:
+        while hasattr(expert, "steps"):  # a Pipeline: its final step fits y
+            expert = expert.steps[-1][1]
+        name = type(expert).__name__
+        params = expert.get_params() if hasattr(expert, "get_params") else {}
+        if name == "PoissonRegressor" or params.get("loss") == "poisson" or (
+                name == "TweedieRegressor" and params.get("power") == 1):
+            families.add("poisson")
+        elif name == "GammaRegressor" or params.get("loss") == "gamma" or (
+                name == "TweedieRegressor" and params.get("power") == 2):
+            families.add("gamma")
+        else:
+            families.add("gaussian")
+    return families.pop() if len(families) == 1 else "gaussian"
 
 
 MixtureOfExpertsRegressor.__doc__ = fill(MixtureOfExpertsRegressor.__doc__)

@@ -1,10 +1,15 @@
 """Likelihood families beyond the Gaussian: Poisson counts and gamma-distributed targets."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy.stats import gamma, poisson
-from sklearn.linear_model import GammaRegressor, PoissonRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skmoe import MixtureOfExpertsRegressor
 from skmoe.likelihoods import BaseLikelihood, PoissonLikelihood, check_likelihood
@@ -142,3 +147,26 @@ def test_every_gate_and_routing_takes_the_families(params):
     assert np.all(np.isfinite(model.log_likelihood(X, y)))
     bounds = model.predict_interval(X[:50], 0.9)
     assert np.all(bounds[:, 0] <= bounds[:, 1])
+
+
+@pytest.mark.parametrize(
+    "estimator, family",
+    [
+        (PoissonRegressor(), "PoissonLikelihood"),
+        (GammaRegressor(), "GammaLikelihood"),
+        (TweedieRegressor(power=1, link="log"), "PoissonLikelihood"),
+        (TweedieRegressor(power=2, link="log"), "GammaLikelihood"),
+        (HistGradientBoostingRegressor(loss="poisson", max_iter=10), "PoissonLikelihood"),
+        (make_pipeline(StandardScaler(), GammaRegressor()), "GammaLikelihood"),
+        (None, "GaussianLikelihood"),
+        ([("a", PoissonRegressor()), ("b", GammaRegressor())], "GaussianLikelihood"),
+    ],
+)
+def test_auto_takes_the_family_the_experts_loss_declares(estimator, family):
+    X, y, _, _ = gated_glm_mixture("poisson", 600, seed=8)
+    model = MixtureOfExpertsRegressor(2, estimator=estimator, likelihood="auto",
+                                      random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # five iterations do not converge
+        model.fit(X, y + 1)
+    assert type(model._likelihood).__name__ == family
