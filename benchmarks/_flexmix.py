@@ -1,8 +1,9 @@
 """R's flexmix as a reference peer, run through ``Rscript`` when it is installed.
 
-The same model as skmoe's regressor with linear experts: Gaussian GLM experts
-(``FLXMRglm``) and a multinomial-logit concomitant gate (``FLXPmultinom``) on
-the same columns, unpenalised. The benchmarks never install R; without it
+The same model as skmoe's regressor with linear experts: GLM experts
+(``FLXMRglm``: Gaussian, or Poisson and Gamma with a log link) and a
+multinomial-logit concomitant gate (``FLXPmultinom``) on the same columns,
+unpenalised. The benchmarks never install R; without it
 (or without the flexmix package) they say the peer was skipped.
 """
 
@@ -28,14 +29,15 @@ _SCRIPT = textwrap.dedent(
     test <- read.csv(args[2])
     k <- as.integer(args[3])
     nrep <- as.integer(args[4])
+    family <- args[5]
     x <- paste(grep("^x", names(train), value = TRUE), collapse = " + ")
     formula <- as.formula(paste("y ~", x))
-    model <- FLXMRglm(family = "gaussian")
+    model <- FLXMRglm(family = family)
     gate <- FLXPmultinom(as.formula(paste("~", x)))
     set.seed(0)
     elapsed <- system.time(m <- if (nrep == 0) {
         flexmix(formula, data = train, k = k, cluster = train$start, model = model,
-                concomitant = gate)
+                concomitant = gate, control = list(tolerance = as.numeric(args[6])))
     } else {
         # One k: stepFlexmix returns the best of its nrep fits.
         stepFlexmix(formula, data = train, k = k, nrep = nrep, model = model,
@@ -44,12 +46,18 @@ _SCRIPT = textwrap.dedent(
     })[["elapsed"]]
     gate <- prior(m, newdata = test)
     means <- do.call(cbind, predict(m, newdata = test))
-    sigma <- parameters(m)["sigma", ]
-    dens <- sapply(seq_len(m@k), function(j) dnorm(test$y, means[, j], sigma[j]))
     pred <- rowSums(gate * means)
     r2 <- 1 - sum((test$y - pred)^2) / sum((test$y - mean(test$y))^2)
-    cat(elapsed, m@iter, m@k, r2, mean(log(rowSums(gate * dens))),
-        as.numeric(logLik(m)) / nrow(train), "\\n")
+    ll <- NA  # held-out log-likelihood: Gaussian and Poisson experts
+    if (family == "gaussian") {
+        sigma <- parameters(m)["sigma", ]
+        dens <- sapply(seq_len(m@k), function(j) dnorm(test$y, means[, j], sigma[j]))
+        ll <- mean(log(rowSums(gate * dens)))
+    } else if (family == "poisson") {
+        dens <- sapply(seq_len(m@k), function(j) dpois(test$y, means[, j]))
+        ll <- mean(log(rowSums(gate * dens)))
+    }
+    cat(elapsed, m@iter, m@k, r2, ll, as.numeric(logLik(m)) / nrow(train), "\\n")
     """
 )
 
@@ -64,12 +72,15 @@ def unavailable():
     return None
 
 
-def fit_flexmix(X, y, n_components, X_test=None, y_test=None, start=None, nrep=10):
+def fit_flexmix(X, y, n_components, X_test=None, y_test=None, start=None, nrep=10,
+                family="gaussian", tol=1e-6):
     """Fit flexmix; return a dict of its results, or a string saying why it did not run.
 
     ``start`` (0-based component per training row) gives one fit from that
-    partition; otherwise the best of ``nrep`` random starts at a tight
-    tolerance (1e-10). Without test rows the training rows are scored.
+    partition, to flexmix's tolerance ``tol`` (its default 1e-6); otherwise
+    the best of ``nrep`` random starts at 1e-10. ``family``: "gaussian",
+    "poisson" or "Gamma" (R's names). Without test rows the training rows
+    are scored.
     """
     reason = unavailable()
     if reason:
@@ -89,11 +100,12 @@ def fit_flexmix(X, y, n_components, X_test=None, y_test=None, start=None, nrep=1
             f.write(_SCRIPT)
         out = subprocess.run(
             ["Rscript", script, paths["train"], paths["test"], str(n_components),
-             "0" if start is not None else str(nrep)],
+             "0" if start is not None else str(nrep), family, repr(tol)],
             capture_output=True, text=True,
         )
     if out.returncode != 0:
         return f"failed: {out.stderr.strip().splitlines()[-1:]}"
     seconds, iters, kept, r2, ll, train_ll = out.stdout.split()
     return dict(seconds=float(seconds), n_iter=int(iters), kept=int(kept), r2=float(r2),
-                test_log_lik=float(ll), train_log_lik=float(train_ll))
+                test_log_lik=np.nan if ll == "NA" else float(ll),
+                train_log_lik=float(train_ll))

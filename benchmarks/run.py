@@ -20,6 +20,7 @@ import sklearn
 from threadpoolctl import threadpool_info
 
 import bench_convergence
+import bench_families
 import bench_fits
 import bench_gate_mstep
 import bench_optimum
@@ -35,6 +36,7 @@ SECTIONS = {
     "gate": bench_gate_mstep,
     "fits": bench_fits,
     "convergence": bench_convergence,
+    "families": bench_families,
     "scaling": bench_scaling,
     "refits": bench_refits,
     "topk": bench_topk,
