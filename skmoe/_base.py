@@ -907,7 +907,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         state.gate._m_step(data.X.gate, resp, data.sample_weight, gate_tol,
                            None if state.in_tail else _EARLY_GATE_STEPS)
         # The gate goes first so that each expert is evaluated on exactly the
-        # rows the next E-step needs.
+        # rows the next E-step needs. A heavy-tailed family weighs each row's
+        # refit by its expected precision too (the gate's targets are not).
+        if state.outputs is not None:
+            precision = data.likelihood.refit_scale(data.y_code, state.outputs, state.params)
+            if precision is not None:
+                resp = resp * precision
         state.outputs = None  # free the old outputs before the experts copy their rows
         if self.top_k is not None and self.top_k < self.n_experts:
             state.logits = routed_logits(state.gate._logits(data.X.gate), self.top_k)

@@ -12,7 +12,8 @@ from ._base import BaseMixtureOfExperts
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from .likelihoods import (
-    BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, check_likelihood,
+    BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, StudentTLikelihood,
+    check_likelihood,
 )
 from .experts import WeightedLeastSquares
 
@@ -48,12 +49,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         variance of ``y``; it stops an expert that fits a few points exactly
         from making the likelihood infinite (Gaussian likelihood).
 
-    likelihood : {"gaussian", "poisson", "gamma", "auto"} or BaseLikelihood, \
-default="gaussian"
+    likelihood : {"gaussian", "poisson", "gamma", "student_t", "auto"} or \
+BaseLikelihood, default="gaussian"
         The family of ``y`` around each expert's prediction, its mean:
         ``"gaussian"``, a noise variance per expert; ``"poisson"``, counts
         (non-negative targets); ``"gamma"``, positive right-skewed targets,
-        with a shape per expert; ``"auto"``, the family the experts' loss
+        with a shape per expert; ``"student_t"``, heavy tails (4 degrees of
+        freedom; ``StudentTLikelihood(df=...)`` for others), robust to gross
+        outliers, a scale per expert; ``"auto"``, the family the experts' loss
         declares (``PoissonRegressor``, ``GammaRegressor``, ``TweedieRegressor``
         with power 1 or 2, ``HistGradientBoostingRegressor(loss="poisson" or
         "gamma")``; a pipeline's final step), else Gaussian; or an instance of a
@@ -108,7 +111,9 @@ default="gaussian"
     _parameter_constraints: dict = {
         **BaseMixtureOfExperts._parameter_constraints,
         "noise_variance_floor": [Interval(Real, 0, None, closed="neither")],
-        "likelihood": [StrOptions({"gaussian", "poisson", "gamma", "auto"}), BaseLikelihood],
+        "likelihood": [
+            StrOptions({"gaussian", "poisson", "gamma", "student_t", "auto"}), BaseLikelihood
+        ],
     }
     _y_numeric = True
     _expert_method = "predict"
@@ -179,19 +184,23 @@ default="gaussian"
         if family == "auto":
             family = _declared_family(self.estimator)
         if family == "gaussian":
-            mean = np.average(y, weights=sample_weight)
-            var_y = np.average((y - mean) ** 2, weights=sample_weight)
-            likelihood = GaussianLikelihood(
-                self.noise_variance_floor * (var_y if var_y > 0 else 1.0)
-            )
+            likelihood = GaussianLikelihood(self._variance_floor(y, sample_weight))
         elif family == "poisson":
             likelihood = PoissonLikelihood()
         elif family == "gamma":
             likelihood = GammaLikelihood()
+        elif family == "student_t":
+            likelihood = StudentTLikelihood(variance_floor=self._variance_floor(y, sample_weight))
         else:
             likelihood = check_likelihood(self.likelihood)
         likelihood.check_target(y)
         return y, y, likelihood
+
+    def _variance_floor(self, y, sample_weight):
+        """``noise_variance_floor`` relative to the weighted variance of ``y``."""
+        mean = np.average(y, weights=sample_weight)
+        var_y = np.average((y - mean) ** 2, weights=sample_weight)
+        return self.noise_variance_floor * (var_y if var_y > 0 else 1.0)
 
     def _encode_target(self, y):
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")

@@ -17,7 +17,9 @@ object can score any EM start and be shipped to joblib workers cheaply.
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
-from scipy.special import digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma
+from scipy.special import (
+    digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma, stdtr, stdtrit,
+)
 from scipy.stats import poisson
 
 from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
@@ -44,6 +46,8 @@ class BaseLikelihood(metaclass=ABCMeta):
       output, for EM's starts.
 
     Optional: ``check_target(y)`` refuses targets the family cannot score;
+    ``refit_scale(y, outputs, params)`` multiplies the responsibilities in
+    the experts' refit weights (a latent-scale family's expected precisions);
     ``n_parameters(n_experts)`` counts its free parameters (for BIC);
     ``batch_outputs(batch, experts, X)`` computes all experts' outputs through
     their batch class (``batch_predictions = True`` says it exists).
@@ -82,6 +86,10 @@ class BaseLikelihood(metaclass=ABCMeta):
     def n_parameters(self, n_experts):
         """Free parameters of the likelihood itself, for BIC and AIC."""
         return 0
+
+    def refit_scale(self, y, outputs, params):
+        """Per-row factors (n, n_experts) on the experts' refit weights; None: all 1."""
+        return None
 
     def batch_outputs(self, batch, experts, X):
         """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
@@ -230,6 +238,64 @@ class GaussianLikelihood(RegressionLikelihood):
         return outputs + np.sqrt(params["variance"]) * random_state.standard_normal(
             np.shape(outputs)
         )
+
+
+class StudentTLikelihood(RegressionLikelihood):
+    """``y | x, expert k  ~  t_df(mu_k(x), s2_k)``: heavy tails, robust to gross outliers.
+
+    The classical latent-scale EM (Peel & McLachlan 2000): a row ``i`` of
+    expert ``k`` has a hidden precision ``u`` whose expectation,
+    ``(df + 1) / (df + d2)`` with ``d2 = (y - mu_k)^2 / s2_k``, is small for
+    an outlier. Each expert is refitted with the weights ``responsibility *
+    u`` (so any expert that takes ``sample_weight`` works unchanged), and its
+    scale ``s2_k`` is the ``u``-weighted mean squared residual (the
+    parameter-expanded update of Kent, Tyler & Vardi 1994, for a known df).
+
+    Parameters
+    ----------
+    df : float, default=4.0
+        Degrees of freedom, fixed (not estimated): smaller is heavier-tailed
+        and more robust; as it grows the family tends to the Gaussian.
+    variance_floor : float, default=0.0
+        Smallest allowed squared scale (absolute).
+    """
+
+    def __init__(self, df=4.0, variance_floor=0.0):
+        self.df = df
+        self.variance_floor = variance_floor
+
+    def n_parameters(self, n_experts):
+        return n_experts  # a scale each; df is fixed
+
+    def refit_scale(self, y, outputs, params):
+        squared = (y[:, None] - outputs) ** 2 / params["variance"]
+        return (self.df + 1.0) / (self.df + squared)
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        """Scales from weights that already hold the expected precisions."""
+        residual_sum = np.empty(outputs.shape[1])
+        weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
+        mass = np.maximum(weights.sum(axis=0), np.finfo(np.float64).tiny)
+        return {"variance": np.maximum(residual_sum / mass, self.variance_floor)}
+
+    def variance(self, outputs, params):
+        spread = params["variance"] * self.df / (self.df - 2) if self.df > 2 else np.inf
+        return np.broadcast_to(spread, np.shape(outputs))
+
+    def logpdf(self, y, outputs, params):
+        df, variance = self.df, params["variance"]
+        return (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df * np.pi * variance)
+                - (df + 1) / 2 * np.log1p((y - outputs) ** 2 / (df * variance)))
+
+    def cdf(self, y, outputs, params):
+        return stdtr(self.df, (y - outputs) / np.sqrt(params["variance"]))
+
+    def ppf(self, q, outputs, params):
+        return outputs + np.sqrt(params["variance"]) * stdtrit(self.df, q)
+
+    def sample(self, outputs, params, random_state):
+        draws = random_state.standard_t(self.df, size=np.shape(outputs))
+        return outputs + np.sqrt(params["variance"]) * draws
 
 
 class PoissonLikelihood(RegressionLikelihood):
