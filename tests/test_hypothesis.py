@@ -45,7 +45,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
-from skmoe.exceptions import ExpertCollapseWarning, ExpertFitError
+from skmoe.exceptions import ExpertCollapseWarning
 from skmoe.experts import WeightedLeastSquares
 
 # Per property test; the file runs in about 50 s on 2 shared cores.
