@@ -168,7 +168,7 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_experts_)
+        proba : ndarray of shape (n_samples, n_experts)
             Rows sum to one.
         """
         check_is_fitted(self)
