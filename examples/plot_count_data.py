@@ -44,8 +44,8 @@ print(f"mean {visits.mean():.2f}, variance {visits.var():.2f} (a Poisson has the
 # One Poisson regression against a mixture of two
 # -----------------------------------------------
 #
-# The mixture's experts are unpenalised ``PoissonRegressor`` models (the
-# default for ``likelihood="poisson"``), fitted by EM with the gate.
+# The mixture's experts are ``PoissonRegressor`` models with a negligible
+# penalty (the default for ``likelihood="poisson"``), fitted by EM with the gate.
 
 single = PoissonRegressor(alpha=0.0, solver="newton-cholesky").fit(X_train, y_train)
 single_ll = poisson.logpmf(y_test, single.predict(X_test)).mean()

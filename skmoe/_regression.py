@@ -62,8 +62,8 @@ BaseLikelihood, default="gaussian"
         "gamma")``; a pipeline's final step), else Gaussian; or an instance of a
         subclass of :class:`skmoe.likelihoods.BaseLikelihood`. With
         ``estimator=None`` the experts match the family:
-        ``WeightedLeastSquares()``, or an unpenalised ``PoissonRegressor`` /
-        ``GammaRegressor`` (log link). Targets the family cannot score are
+        ``WeightedLeastSquares()``, or ``PoissonRegressor`` / ``GammaRegressor``
+        (log link) with a negligible penalty (``alpha=1e-8``). Targets the family cannot score are
         refused before any fitting.
 
     Attributes
@@ -170,12 +170,15 @@ BaseLikelihood, default="gaussian"
         self.likelihood = likelihood
 
     def _default_expert(self):
-        # Unpenalised, as classical mixtures of GLMs; Newton's method is blind
-        # to the features' scales.
+        # Unpenalised in effect, as classical mixtures of GLMs: alpha=1e-8 only
+        # keeps Newton's Hessian invertible where an expert's rows leave a
+        # column constant (measured on randhie: alpha=0 fell back to lbfgs
+        # with warnings, for the same log-likelihood). Newton's method is
+        # blind to the features' scales.
         if self.likelihood == "poisson":
-            return PoissonRegressor(alpha=0.0, solver="newton-cholesky")
+            return PoissonRegressor(alpha=1e-8, solver="newton-cholesky")
         if self.likelihood == "gamma":
-            return GammaRegressor(alpha=0.0, solver="newton-cholesky")
+            return GammaRegressor(alpha=1e-8, solver="newton-cholesky")
         return WeightedLeastSquares()
 
     def _prepare_target(self, y, sample_weight):
