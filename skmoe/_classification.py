@@ -28,8 +28,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         The expert, cloned once per expert; ``None`` means
         ``WeightedLogisticRegression(warm_start=True)``, a multinomial logit
         with a weak penalty on standardised coefficients, warm-started from
-        one EM iteration to the next (see :mod:`skmoe.experts`). A list of ``(name, estimator)`` pairs gives
-        one (possibly different) expert each, whose parameters are reachable
+        one EM iteration to the next (see :mod:`skmoe.experts`). A list of
+        ``(name, estimator)`` pairs gives one (possibly different) expert
+        each, whose parameters are reachable
         as ``<name>__<param>``. Experts need ``predict_proba`` and must accept
         ``sample_weight`` in ``fit`` (a ``Pipeline``: its final step); others
         are refused with a ``TypeError``.

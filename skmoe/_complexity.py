@@ -13,8 +13,7 @@ An information criterion charges a model for its free parameters: ``BIC =
 
 import numpy as np
 
-# Where the engine's linear experts come from (as in skmoe._experts.linear_parameters).
-_LINEAR_MODULES = ("sklearn.linear_model", "skmoe.experts")
+from ._experts import is_linear_expert
 
 
 def n_parameters(mixture):
@@ -79,15 +78,6 @@ def _redundant_gate_columns(mixture):
     return 0 if one_hot is None else len(one_hot.categories_)
 
 
-def _is_linear(expert):
-    """Whether ``expert`` predicts from ``coef_`` and ``intercept_`` alone."""
-    return any(
-        cls.__module__.startswith(_LINEAR_MODULES) for cls in type(expert).__mro__[:-1]
-    ) and isinstance(getattr(expert, "coef_", None), np.ndarray) and hasattr(
-        expert, "intercept_"
-    )
-
-
 def _is_softmax(expert):
     """Whether a linear classifier's class scores go through a symmetric softmax.
 
@@ -114,7 +104,7 @@ def _is_softmax(expert):
 
 def _expert_parameters(expert, index, classifier):
     """Free parameters of one fitted expert; ValueError if it has no defined count."""
-    if not _is_linear(expert):
+    if not is_linear_expert(expert):
         raise ValueError(
             f"Expert {index} ({type(expert).__name__}) has no defined number of free "
             "parameters, which BIC and AIC need: they are defined for linear experts "

@@ -158,6 +158,20 @@ def evaluate_expert(expert, X, rows, output, name, n_iter):
         ) from error
 
 
+def is_linear_expert(expert):
+    """Whether a fitted expert predicts from ``coef_`` and ``intercept_`` alone.
+
+    The linear models of scikit-learn and of :mod:`skmoe.experts` (and their
+    subclasses): what EM's accelerator extrapolates and BIC counts.
+    """
+    return (
+        any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts"))
+            for cls in type(expert).__mro__[:-1])
+        and isinstance(getattr(expert, "coef_", None), np.ndarray)
+        and getattr(expert, "intercept_", None) is not None
+    )
+
+
 def linear_parameters(expert, x_scale, y_scale):
     """A fitted linear expert's parameters as one unit-free vector; None for other experts.
 
@@ -169,14 +183,10 @@ def linear_parameters(expert, x_scale, y_scale):
     deviations of the target (``y_scale``), so that no unit dominates the
     extrapolation's step length.
     """
-    if not any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts"))
-               for cls in type(expert).__mro__[:-1]):
+    if not is_linear_expert(expert) or expert.coef_.shape[-1] != x_scale.shape[0]:
         return None
-    coef, intercept = getattr(expert, "coef_", None), getattr(expert, "intercept_", None)
-    if not isinstance(coef, np.ndarray) or coef.shape[-1] != x_scale.shape[0] or \
-            intercept is None:
-        return None
-    return np.concatenate([(coef * x_scale).ravel(), np.ravel(intercept)]) / y_scale
+    vector = np.concatenate([(expert.coef_ * x_scale).ravel(), np.ravel(expert.intercept_)])
+    return vector / y_scale
 
 
 def set_linear_parameters(expert, vector, x_scale, y_scale):

@@ -29,6 +29,14 @@ from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
 _MIN_MEAN = 1e-10
 
 
+def _weighted_variances(y, outputs, weights, floor, n_threads):
+    """Each expert's weighted mean squared residual, at least ``floor``."""
+    residual_sum = np.empty(outputs.shape[1])
+    weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
+    mass = np.maximum(weights.sum(axis=0), np.finfo(np.float64).tiny)
+    return np.maximum(residual_sum / mass, floor)
+
+
 class BaseLikelihood(metaclass=ABCMeta):
     """What the EM engine needs from an expert likelihood.
 
@@ -207,11 +215,8 @@ class GaussianLikelihood(RegressionLikelihood):
 
         ``weights`` is zero wherever an expert's output was not computed.
         """
-        residual_sum = np.empty(outputs.shape[1])
-        weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
-        mass = weights.sum(axis=0)
-        variance = residual_sum / np.maximum(mass, np.finfo(np.float64).tiny)
-        return {"variance": np.maximum(variance, self.variance_floor)}
+        return {"variance": _weighted_variances(y, outputs, weights, self.variance_floor,
+                                                n_threads)}
 
     def e_step(self, y, outputs, params, gate_logits, n_threads):
         # The compiled kernel fuses the Gaussian density with the E-step.
@@ -272,11 +277,9 @@ class StudentTLikelihood(RegressionLikelihood):
         return (self.df + 1.0) / (self.df + squared)
 
     def fit_params(self, y, outputs, weights, n_threads):
-        """Scales from weights that already hold the expected precisions."""
-        residual_sum = np.empty(outputs.shape[1])
-        weighted_squared_residuals(y, outputs, weights, residual_sum, n_threads)
-        mass = np.maximum(weights.sum(axis=0), np.finfo(np.float64).tiny)
-        return {"variance": np.maximum(residual_sum / mass, self.variance_floor)}
+        """Squared scales: the Gaussian update, with weights that hold the expected precisions."""
+        return {"variance": _weighted_variances(y, outputs, weights, self.variance_floor,
+                                                n_threads)}
 
     def variance(self, outputs, params):
         spread = params["variance"] * self.df / (self.df - 2) if self.df > 2 else np.inf
