@@ -909,6 +909,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         # The gate goes first so that each expert is evaluated on exactly the
         # rows the next E-step needs. A heavy-tailed family weighs each row's
         # refit by its expected precision too (the gate's targets are not).
+        precision = None
         if state.outputs is not None:
             precision = data.likelihood.refit_scale(data.y_code, state.outputs, state.params)
             if precision is not None:
@@ -929,8 +930,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter)
         if state.logits is None:
             state.logits = state.gate._logits(data.X.gate)
+        # A latent-scale family gets its precisions back: its weights hold them.
+        latent = {} if precision is None else {"precision": precision}
         state.params = data.likelihood.fit_params(
-            data.y_code, state.outputs, weights, data.n_threads
+            data.y_code, state.outputs, weights, data.n_threads, **latent
         )
 
     def _training_weights(self, data, resp, fresh):

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import (
     digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma, stdtr, stdtrit,
 )
+from scipy.optimize import minimize_scalar
 from scipy.stats import poisson
 
 from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
@@ -55,7 +56,8 @@ class BaseLikelihood(metaclass=ABCMeta):
 
     Optional: ``check_target(y)`` refuses targets the family cannot score;
     ``refit_scale(y, outputs, params)`` multiplies the responsibilities in
-    the experts' refit weights (a latent-scale family's expected precisions);
+    the experts' refit weights (a latent-scale family's expected precisions),
+    and ``fit_params`` then receives them as ``precision=``;
     ``n_parameters(n_experts)`` counts its free parameters (for BIC);
     ``batch_outputs(batch, experts, X)`` computes all experts' outputs through
     their batch class (``batch_predictions = True`` says it exists).
@@ -254,50 +256,107 @@ class StudentTLikelihood(RegressionLikelihood):
     an outlier. Each expert is refitted with the weights ``responsibility *
     u`` (so any expert that takes ``sample_weight`` works unchanged), and its
     scale ``s2_k`` is the ``u``-weighted mean squared residual (the
-    parameter-expanded update of Kent, Tyler & Vardi 1994, for a known df).
+    parameter-expanded update of Kent, Tyler & Vardi 1994). Estimated
+    degrees of freedom are then each expert's maximum of the
+    responsibility-weighted t log-likelihood at the new means and scales
+    (the ECME step of Liu & Rubin 1995, which converges faster than ECM's).
 
     Parameters
     ----------
-    df : float, default=4.0
-        Degrees of freedom, fixed (not estimated): smaller is heavier-tailed
-        and more robust; as it grows the family tends to the Gaussian.
+    df : float or None, default=4.0
+        Degrees of freedom: fixed, or ``None`` to estimate one per expert by
+        EM (starting at 4, within ``[0.5, max_df]``). Smaller is
+        heavier-tailed and more robust; as it grows the family tends to the
+        Gaussian.
     variance_floor : float, default=0.0
         Smallest allowed squared scale (absolute).
+    max_df : float, default=200.0
+        Largest estimated df: beyond it the t is a Gaussian for any data.
     """
 
-    def __init__(self, df=4.0, variance_floor=0.0):
+    # Where estimated degrees of freedom start, and their smallest value.
+    _START_DF = 4.0
+    _MIN_DF = 0.5
+
+    def __init__(self, df=4.0, variance_floor=0.0, max_df=200.0):
         self.df = df
         self.variance_floor = variance_floor
+        self.max_df = max_df
 
     def n_parameters(self, n_experts):
-        return n_experts  # a scale each; df is fixed
+        # A scale each, and a df each when it is estimated.
+        return n_experts if self.df is not None else 2 * n_experts
+
+    def _df(self, params):
+        return params["df"] if self.df is None else self.df
 
     def refit_scale(self, y, outputs, params):
+        df = self._df(params)
         squared = (y[:, None] - outputs) ** 2 / params["variance"]
-        return (self.df + 1.0) / (self.df + squared)
+        return (df + 1.0) / (df + squared)
 
-    def fit_params(self, y, outputs, weights, n_threads):
-        """Squared scales: the Gaussian update, with weights that hold the expected precisions."""
-        return {"variance": _weighted_variances(y, outputs, weights, self.variance_floor,
-                                                n_threads)}
+    def fit_params(self, y, outputs, weights, n_threads, precision=None):
+        """Squared scales (the Gaussian update, with weights that hold the expected
+        precisions), then estimated degrees of freedom.
+
+        ``precision`` is what ``refit_scale`` returned for these weights (None
+        at a start, when they hold no precision yet).
+        """
+        variance = _weighted_variances(y, outputs, weights, self.variance_floor, n_threads)
+        params = {"variance": variance}
+        if self.df is not None:
+            return params
+        if precision is None:
+            params["df"] = np.full(outputs.shape[1], self._START_DF)
+            return params
+        # The rows' mixing weights without their precisions.
+        mixing = np.divide(weights, precision, out=np.zeros_like(weights), where=precision > 0)
+        squared = (y[:, None] - outputs) ** 2 / variance
+        params["df"] = np.array([
+            self._best_df(squared[:, k], mixing[:, k], variance[k])
+            for k in range(outputs.shape[1])
+        ])
+        return params
+
+    def _best_df(self, squared, mixing, variance):
+        """The df that maximises ``sum_i mixing_i log t_df(y_i)``, by a bounded search on log df."""
+        rows = mixing > 0
+        squared, mixing = squared[rows], mixing[rows]
+        total = mixing.sum()
+        if total <= 0:
+            return self._START_DF
+
+        def loss(log_df):
+            df = np.exp(log_df)
+            mean_log_kernel = mixing @ np.log1p(squared / df) / total
+            return -(gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df)
+                     - (df + 1) / 2 * mean_log_kernel)
+
+        bounds = (np.log(self._MIN_DF), np.log(self.max_df))
+        result = minimize_scalar(loss, bounds=bounds, method="bounded",
+                                 options={"xatol": 1e-6})
+        return float(np.exp(result.x))
 
     def variance(self, outputs, params):
-        spread = params["variance"] * self.df / (self.df - 2) if self.df > 2 else np.inf
+        df = self._df(params)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(df > 2, params["variance"] * df / (df - 2), np.inf)
         return np.broadcast_to(spread, np.shape(outputs))
 
     def logpdf(self, y, outputs, params):
-        df, variance = self.df, params["variance"]
+        df, variance = self._df(params), params["variance"]
         return (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df * np.pi * variance)
                 - (df + 1) / 2 * np.log1p((y - outputs) ** 2 / (df * variance)))
 
     def cdf(self, y, outputs, params):
-        return stdtr(self.df, (y - outputs) / np.sqrt(params["variance"]))
+        return stdtr(self._df(params), (y - outputs) / np.sqrt(params["variance"]))
 
     def ppf(self, q, outputs, params):
-        return outputs + np.sqrt(params["variance"]) * stdtrit(self.df, q)
+        return outputs + np.sqrt(params["variance"]) * stdtrit(self._df(params), q)
 
     def sample(self, outputs, params, random_state):
-        draws = random_state.standard_t(self.df, size=np.shape(outputs))
+        df = np.broadcast_to(self._df(params), np.shape(outputs))
+        draws = random_state.standard_t(df)
         return outputs + np.sqrt(params["variance"]) * draws
 
 

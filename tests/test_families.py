@@ -211,3 +211,36 @@ def test_student_t_density_and_quantiles():
     assert_allclose(distribution.cdf(distribution.ppf(levels)), levels, atol=1e-8)
     assert_allclose(distribution.var(), np.sum(gate * (means**2 + 2 * scale**2), axis=1)
                     - distribution.mean() ** 2)
+
+
+def test_student_t_degrees_of_freedom_are_estimated():
+    # Two lines under t noise with 3 and 10 degrees of freedom: EM finds each
+    # expert's df, never lowers the likelihood, and counts the df for BIC.
+    from scipy.stats import t
+
+    from skmoe.likelihoods import StudentTLikelihood
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 2))
+    right = X[:, 0] > 0
+    df = np.where(right, 3.0, 10.0)
+    y = np.where(right, 2 * X[:, 1] + 1, -X[:, 1] - 1) + 0.3 * rng.standard_t(df)
+    model = MixtureOfExpertsRegressor(
+        2, likelihood=StudentTLikelihood(df=None), random_state=0
+    ).fit(X, y)
+    assert np.all(np.diff(model.log_likelihood_history_) >= -1e-10)
+    order = np.argsort([expert.coef_[1] for expert in model.experts_])  # slope -1, then 2
+    assert_allclose(model.likelihood_params_["df"][order], [10.0, 3.0], rtol=0.25)
+    assert_allclose(model.likelihood_params_["variance"], 0.09, rtol=0.1)
+    gate, means = model.predict_gate(X[:50]), model.predict_experts(X[:50])
+    params = model.likelihood_params_
+    reference = np.log(np.sum(
+        gate * t.pdf(y[:50, None], params["df"], means, np.sqrt(params["variance"])), axis=1
+    ))
+    assert_allclose(model.log_likelihood(X[:50], y[:50]), reference, rtol=1e-10)
+    fixed = MixtureOfExpertsRegressor(2, likelihood="student_t", random_state=0).fit(X, y)
+    # Two parameters more (a df per expert), and a better fit than df=4 for both.
+    assert model.log_likelihood_ > fixed.log_likelihood_
+    extra = (model.bic(X, y) - fixed.bic(X, y)
+             + 2 * (model.log_likelihood(X, y).sum() - fixed.log_likelihood(X, y).sum()))
+    assert_allclose(extra, 2 * np.log(X.shape[0]))
