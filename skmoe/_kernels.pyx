@@ -883,3 +883,141 @@ def hme_node_targets(
                 else:
                     targets_out[i, j, side] = responsibilities[i, -1 - child]
             j = j - 1
+
+
+# --------------------------------------------------------------------------
+# K multinomial logistic regressions at once: the classifier experts' refit.
+# --------------------------------------------------------------------------
+
+
+def grouped_softmax_objective(
+    const double[:, ::1] X,               # IN  (n, d) inputs
+    const double[:, ::1] coef,            # IN  (d, K * C) expert k's class c in column k * C + c
+    const double[::1] intercept,          # IN  (K * C,)
+    const Py_ssize_t[::1] codes,          # IN  (n,) class index of each row, in [0, C)
+    const double[:, ::1] weights,         # IN  (n, K) row weights per expert; <= 0 = row absent
+    double[:, ::1] grad_coef_out,         # OUT (d, K * C) d loss_k / d coef, expert k's columns
+    double[::1] grad_intercept_out,       # OUT (K * C,)
+    double[::1] loss_out,                 # OUT (K,)   each expert's weighted cross-entropy
+    int n_threads=1,
+):
+    """K weighted multinomial cross-entropies and their gradients, in one pass over ``X``.
+
+    With Z = X coef + intercept (n, K * C) and Z_ik the C logits of expert k
+    (columns k * C to (k + 1) * C), expert k's loss is
+    loss_k = sum_i w_ik (logsumexp(Z_ik) - Z_ik[codes_i]) over the rows with
+    w_ik > 0, its gradient in Z_ik is g_ik = w_ik (softmax(Z_ik) - onehot(codes_i)),
+    and then d loss_k / d coef = X.T G and d loss_k / d intercept = sum_i g_i
+    in expert k's columns.  Each expert's parameters enter its own loss only,
+    so the K gradients are the blocks of one (d, K * C) array.
+
+    The blocking is that of ``softmax_gate_objective``: a block of
+    GATE_BLOCK_ROWS rows gets all K * C logits from one small GEMM into a
+    per-thread buffer, the gradient in Z overwrites them, and a second GEMM
+    adds the block's X.T G to the thread's sums; every block of X is read once
+    for all K experts.  Rows of zero weight for an expert get a zero gradient
+    and no loss (their logits are not even exponentiated as computed).  The
+    threads' sums, losses included, are added in thread order, so a given
+    thread count gives the same result every time.  Callers should hold BLAS
+    to one thread (threadpoolctl).
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_experts = weights.shape[1]
+    cdef Py_ssize_t n_columns = coef.shape[1]
+    if n_experts < 1 or n_columns % n_experts != 0 or n_columns // n_experts < 1:
+        raise ValueError(
+            f"coef has {n_columns} columns, which is not n_classes >= 1 columns for each of "
+            f"the {n_experts} experts (the columns of weights)."
+        )
+    cdef Py_ssize_t n_classes = n_columns // n_experts
+    _check_shapes(
+        n_threads,
+        {"coef": (n_features, n_columns), "intercept": (n_columns,), "codes": (n,),
+         "weights": (n, n_experts), "grad_coef_out": (n_features, n_columns),
+         "grad_intercept_out": (n_columns,), "loss_out": (n_experts,)},
+        coef=coef, intercept=intercept, codes=codes, weights=weights,
+        grad_coef_out=grad_coef_out, grad_intercept_out=grad_intercept_out, loss_out=loss_out,
+    )
+    cdef Py_ssize_t i, j, k, c, r, t, block, start, stop
+    # A code outside [0, C) would index another expert's logits, or beyond the buffer.
+    with nogil:
+        for i in range(n):
+            if codes[i] < 0 or codes[i] >= n_classes:
+                with gil:
+                    raise ValueError(f"codes[{i}] = {codes[i]} is outside [0, {n_classes}).")
+    # Per thread: the sums (d + 1, K * C) (X.T G, then the column sums of G)
+    # followed by the K losses; the scratch for a block's logits and row maxima.
+    cdef Py_ssize_t width = (n_features + 1) * n_columns
+    cdef double[:, ::1] thread_sums = _thread_rows(n_threads, width + n_experts, zeros=True)
+    cdef double[:, ::1] scratch_rows = _thread_rows(
+        n_threads, (n_columns + n_experts) * GATE_BLOCK_ROWS
+    )
+    cdef double w, total
+    cdef double *z
+    cdef double *row_max
+    cdef double *sums
+    cdef double *losses
+    cdef double *zk
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        z = &scratch_rows[t, 0]
+        row_max = &z[n_columns * GATE_BLOCK_ROWS]
+        sums = &thread_sums[t, 0]
+        losses = &sums[width]
+        for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
+            start = block * GATE_BLOCK_ROWS
+            stop = min(start + GATE_BLOCK_ROWS, n)
+            _block_logits(&X[start, 0], &coef[0, 0], &intercept[0], z, stop - start, n_features,
+                          n_columns)
+            for i in range(start, stop):
+                r = i - start
+                for k in range(n_experts):
+                    zk = &z[r * n_columns + k * n_classes]
+                    w = weights[i, k]
+                    if w > 0.0:
+                        # The loss without its log-sum-exp term; that is added below.
+                        losses[k] -= w * zk[codes[i]]
+                        row_max[r * n_experts + k] = _row_max(zk, n_classes)
+                        for c in range(n_classes):
+                            zk[c] = zk[c] - row_max[r * n_experts + k]
+                    else:
+                        # An absent row's logits may be anything; exp(0) is safe.
+                        for c in range(n_classes):
+                            zk[c] = 0.0
+            exp_inplace(z, (stop - start) * n_columns)
+            for i in range(start, stop):
+                r = i - start
+                for k in range(n_experts):
+                    zk = &z[r * n_columns + k * n_classes]
+                    w = weights[i, k]
+                    if w > 0.0:
+                        total = _sum(zk, n_classes)
+                        losses[k] += w * (row_max[r * n_experts + k] + log(total))
+                        w = w / total
+                        for c in range(n_classes):
+                            zk[c] = w * zk[c]
+                        zk[codes[i]] -= weights[i, k]
+                    else:
+                        for c in range(n_classes):
+                            zk[c] = 0.0
+                for c in range(n_columns):
+                    sums[n_features * n_columns + c] += z[r * n_columns + c]
+            if n_features > 0:
+                _gemm_rows(&X[start, 0], z, sums, n_features, stop - start, n_columns, 1.0,
+                           True)
+    for j in range(n_features):
+        for c in range(n_columns):
+            grad_coef_out[j, c] = 0.0
+    for c in range(n_columns):
+        grad_intercept_out[c] = 0.0
+    for k in range(n_experts):
+        loss_out[k] = 0.0
+    for t in range(n_threads):
+        for j in range(n_features):
+            for c in range(n_columns):
+                grad_coef_out[j, c] += thread_sums[t, j * n_columns + c]
+        for c in range(n_columns):
+            grad_intercept_out[c] += thread_sums[t, n_features * n_columns + c]
+        for k in range(n_experts):
+            loss_out[k] += thread_sums[t, width + k]
