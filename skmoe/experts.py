@@ -18,6 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._kernels import weighted_gram
+from ._multinomial import fit_multinomial_logits
+from ._stats import weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 from .gates._softmax import SoftmaxGate
 
@@ -286,6 +288,110 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.intercept_ = solver.intercept_
         self.n_iter_ = solver.n_iter_
         return self
+
+    # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
+    # all its experts with one L-BFGS whose every step is one pass over X, and
+    # evaluates them with one GEMM.
+
+    @staticmethod
+    def _fit_many(experts, X, y, weights):
+        """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
+
+        Every expert gets the classes of the whole ``y``, ``np.unique(y)``,
+        also those of which its rows of positive weight hold none (their
+        probabilities then go to about ``tol``): the experts' ``classes_``
+        and ``predict_proba`` columns are the same, the mixture's. (A
+        ``fit`` on the expert's own rows would know only their classes.)
+
+        The K problems are solved together by
+        :func:`skmoe._multinomial.fit_multinomial_logits`, each penalised on
+        the features standardised with its own weights, as ``fit`` does;
+        each evaluation of the joint objective is one pass over ``X``. The
+        experts may differ in ``C``; the joint L-BFGS stops at the smallest
+        ``tol`` or the largest ``max_iter`` among them, and every expert
+        gets its ``n_iter_``. An expert with ``warm_start=True`` starts from
+        its previous solution when that has the same classes and features.
+
+        Parameters
+        ----------
+        experts : list of WeightedLogisticRegression
+            The K experts, fitted in place.
+        X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Validated float64 inputs (C-ordered, or CSR).
+        y : ndarray of shape (n_samples,)
+            Class labels of all rows, at least two classes.
+        weights : ndarray of shape (n_samples, K)
+            Non-negative row weights; every column has a positive sum.
+
+        Returns
+        -------
+        experts : list of WeightedLogisticRegression
+            The same experts, fitted.
+        """
+        for expert in experts:
+            expert._validate_params()
+        classes, codes = np.unique(y, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"y has 1 class ({classes[0]!r}); a classifier needs at least two classes."
+            )
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        if np.any(weights.sum(axis=0) <= 0):
+            raise ValueError("sample_weight sums to zero; give some samples positive weight.")
+        n_experts, n_classes, n_features = len(experts), classes.shape[0], X.shape[1]
+        # Each expert's own standardisation, as its fit would compute it: two
+        # cheap passes per expert against the solver's tens of passes.
+        mean = np.empty((n_experts, n_features))
+        scale = np.empty((n_experts, n_features))
+        for k in range(n_experts):
+            mean[k], scale[k] = weighted_mean_scale(X, weights[:, k])
+        coef = np.zeros((n_experts, n_classes, n_features))
+        intercept = np.zeros((n_experts, n_classes))
+        for k, expert in enumerate(experts):
+            old_coef = getattr(expert, "coef_", None)
+            if (expert.warm_start and old_coef is not None
+                    and np.array_equal(getattr(expert, "classes_", None), classes)
+                    and old_coef.shape == (n_classes, n_features)):
+                coef[k], intercept[k] = old_coef, expert.intercept_
+        coef, intercept, n_iter = fit_multinomial_logits(
+            X, codes.reshape(-1), n_classes, weights, [expert.C for expert in experts],
+            mean, scale, coef, intercept, tol=min(expert.tol for expert in experts),
+            max_iter=max(expert.max_iter for expert in experts), precondition=False,
+        )
+        for k, expert in enumerate(experts):
+            expert.classes_ = classes
+            expert.coef_ = coef[k].copy()
+            expert.intercept_ = intercept[k].copy()
+            expert.n_iter_ = n_iter
+            expert.n_features_in_ = n_features
+        return experts
+
+    @staticmethod
+    def _predict_log_proba_many(experts, X):
+        """``(n_samples, K, n_classes)`` log class probabilities of fitted ``experts``.
+
+        ``X`` is validated (dense or sparse); the experts share ``classes_``
+        (as :meth:`_fit_many` leaves them). One product of ``X`` with all
+        the experts' coefficients.
+        """
+        classes = experts[0].classes_
+        if any(not np.array_equal(expert.classes_, classes) for expert in experts):
+            raise ValueError("The experts were fitted on different classes.")
+        coef = np.concatenate([expert.coef_ for expert in experts])  # (K * C, d)
+        scores = np.asarray(X @ coef.T)
+        scores += np.concatenate([expert.intercept_ for expert in experts])
+        scores = scores.reshape(X.shape[0], len(experts), classes.shape[0])
+        return log_softmax(scores, axis=2)
+
+    @staticmethod
+    def _predict_proba_many(experts, X):
+        """``(n_samples, K, n_classes)`` class probabilities of fitted ``experts``.
+
+        Columns in the order of the shared ``classes_``; see
+        :meth:`_predict_log_proba_many`.
+        """
+        proba = WeightedLogisticRegression._predict_log_proba_many(experts, X)
+        return np.exp(proba, out=proba)
 
     def _scores(self, X):
         """``X coef_.T + intercept_``: log class probabilities up to a per-row constant."""

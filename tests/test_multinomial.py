@@ -1,0 +1,519 @@
+"""K weighted multinomial logits solved together (``skmoe._multinomial``).
+
+* ``grouped_softmax_objective`` (the compiled kernel) against a NumPy
+  reference written from its definition, on both exp paths and several
+  thread counts, with rows of zero weight, without features, and against
+  finite differences;
+* the stacked objective of ``fit_multinomial_logits`` (standardisation,
+  penalty, per-problem normalisation) against finite differences;
+* ``fit_multinomial_logits`` against separate fits: K ``WeightedLogisticRegression``
+  fits, and scikit-learn's ``LogisticRegression`` (multiclass and binary,
+  with or without penalty and intercept) through the attribute helpers;
+* ``WeightedLogisticRegression``'s batch protocol (``_fit_many``,
+  ``_predict_proba_many``); sparse ``X`` against dense.
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp, softmax
+from sklearn.linear_model import LogisticRegression
+
+from skmoe._kernels import grouped_softmax_objective, use_simd
+from skmoe._stats import weighted_mean_scale
+from skmoe._multinomial import (
+    _GroupedProblem,
+    _sparse_grouped_objective,
+    fit_multinomial_logits,
+    logistic_regression_settings,
+    logistic_regression_start,
+    set_logistic_regression_attributes,
+)
+from skmoe.experts import WeightedLogisticRegression
+
+RTOL = 1e-10
+EXP_PATHS = ["avx2", "baseline"] if use_simd(True) else ["baseline"]
+
+
+@pytest.fixture(params=EXP_PATHS)
+def exp_path(request):
+    """The kernel's exp loop has an AVX2 and a baseline path: test each this CPU can take."""
+    use_simd(request.param == "avx2")
+    yield request.param
+    use_simd(True)
+
+
+# --------------------------------------------------------------------------
+# The kernel
+# --------------------------------------------------------------------------
+
+
+def random_kernel_inputs(rng, n, K, n_classes, n_features=4, absent=0.3):
+    """Inputs of realistic magnitudes; a fraction ``absent`` of the weights are zero."""
+    X = rng.normal(size=(n, n_features)) * rng.uniform(0.5, 3.0, n_features)
+    coef = rng.normal(size=(n_features, K * n_classes))
+    intercept = rng.normal(size=K * n_classes)
+    codes = rng.integers(0, n_classes, n).astype(np.intp)
+    weights = rng.uniform(0.1, 2.0, size=(n, K))
+    weights[rng.uniform(size=(n, K)) < absent] = 0.0
+    return X, coef, intercept, codes, weights
+
+
+def run_kernel(X, coef, intercept, codes, weights, n_threads=1):
+    grad_coef = np.full(coef.shape, np.nan)  # every entry must be written
+    grad_intercept = np.full(intercept.shape, np.nan)
+    loss = np.full(weights.shape[1], np.nan)
+    grouped_softmax_objective(X, coef, intercept, codes, weights, grad_coef, grad_intercept,
+                              loss, n_threads)
+    return loss, grad_coef, grad_intercept
+
+
+def reference_kernel(X, coef, intercept, codes, weights):
+    """Each expert's weighted cross-entropy and its gradient, one expert at a time."""
+    n, K = weights.shape
+    n_classes = coef.shape[1] // K
+    logits = X @ coef + intercept
+    loss = np.empty(K)
+    gradient_in_logits = np.zeros_like(logits)
+    for k in range(K):
+        z = logits[:, k * n_classes:(k + 1) * n_classes]
+        w = weights[:, k]
+        loss[k] = w @ (logsumexp(z, axis=1) - z[np.arange(n), codes])
+        residual = softmax(z, axis=1)
+        residual[np.arange(n), codes] -= 1.0
+        gradient_in_logits[:, k * n_classes:(k + 1) * n_classes] = w[:, None] * residual
+    return loss, X.T @ gradient_in_logits, gradient_in_logits.sum(axis=0)
+
+
+def gradient_atol(X, weights):
+    """X.T G sums terms of size |x_ij| w_ik that can cancel: an absolute floor."""
+    return 1e-14 * max(1.0, float((np.abs(X).T @ weights).max()))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("K, n_classes", [(1, 2), (3, 3), (4, 5)])
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_kernel_matches_reference(exp_path, n, K, n_classes, n_threads):
+    rng = np.random.default_rng(n + 10 * K)
+    inputs = random_kernel_inputs(rng, n, K, n_classes)
+    X, weights = inputs[0], inputs[-1]
+    loss, grad_coef, grad_intercept = run_kernel(*inputs, n_threads)
+    expected = reference_kernel(*inputs)
+    assert_allclose(loss, expected[0], rtol=RTOL, atol=1e-14 * weights.sum())
+    assert_allclose(grad_coef, expected[1], rtol=RTOL, atol=gradient_atol(X, weights))
+    assert_allclose(grad_intercept, expected[2], rtol=RTOL, atol=1e-14 * weights.sum())
+
+
+def test_kernel_is_deterministic_for_a_thread_count_and_close_across_counts():
+    rng = np.random.default_rng(1)
+    inputs = random_kernel_inputs(rng, 5000, 3, 4)
+    one = run_kernel(*inputs, 1)
+    for n_threads in (2, 3):
+        first = run_kernel(*inputs, n_threads)
+        again = run_kernel(*inputs, n_threads)
+        for a, b, c in zip(first, again, one):
+            assert_array_equal(a, b)  # per-thread sums added in thread order
+            assert_allclose(a, c, rtol=1e-12, atol=1e-11)
+
+
+def test_zero_weight_rows_are_the_rows_left_out():
+    """A row of weight 0 for every expert can be dropped; for one expert, it is not seen."""
+    rng = np.random.default_rng(2)
+    X, coef, intercept, codes, weights = random_kernel_inputs(rng, 600, 3, 3)
+    weights[::7] = 0.0
+    keep = np.ones(600, dtype=bool)
+    keep[::7] = False
+    full = run_kernel(X, coef, intercept, codes, weights, 2)
+    dropped = run_kernel(np.ascontiguousarray(X[keep]), coef, intercept, codes[keep],
+                         np.ascontiguousarray(weights[keep]), 2)
+    for got, want in zip(dropped, full):
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # An expert's absent rows may have any logits, even ones whose exp
+    # overflows; nothing of them reaches the result (no inf * 0 = nan).
+    huge = intercept.copy()
+    huge[:3] = [1e6, 0.0, -1e6]  # expert 0's logits
+    loss, grad_coef, grad_intercept = run_kernel(X, coef, huge, codes, weights)
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad_coef))
+    present = weights[:, 0] > 0
+    expected = run_kernel(np.ascontiguousarray(X[present]), coef, huge, codes[present],
+                          np.ascontiguousarray(weights[present]))
+    assert_allclose(loss[0], expected[0][0], rtol=1e-12)
+    assert_allclose(grad_coef[:, :3], expected[1][:, :3], rtol=1e-12, atol=1e-9)
+    assert_allclose(grad_intercept[:3], expected[2][:3], rtol=1e-12, atol=1e-9)
+
+
+def test_kernel_without_features():
+    """d = 0: the logits are the intercepts (the GEMMs are skipped)."""
+    rng = np.random.default_rng(3)
+    _, _, intercept, codes, weights = random_kernel_inputs(rng, 300, 2, 3)
+    X, coef = np.empty((300, 0)), np.empty((0, 6))
+    loss, grad_coef, grad_intercept = run_kernel(X, coef, intercept, codes, weights, 2)
+    expected = reference_kernel(X, coef, intercept, codes, weights)
+    assert grad_coef.shape == (0, 6)
+    assert_allclose(loss, expected[0], rtol=RTOL)
+    assert_allclose(grad_intercept, expected[2], rtol=RTOL, atol=1e-14 * weights.sum())
+
+
+def test_kernel_extreme_logits():
+    """Logits of +-1e3 (exp overflows or underflows): each expert's rows are shifted by their max."""
+    rng = np.random.default_rng(4)
+    X, coef, intercept, codes, weights = random_kernel_inputs(rng, 50, 2, 3)
+    intercept = np.array([1e3, -1e3, 0.0, 700.0, 0.0, -700.0])
+    loss, grad_coef, grad_intercept = run_kernel(X, coef, intercept, codes, weights)
+    expected = reference_kernel(X, coef, intercept, codes, weights)
+    assert_allclose(loss, expected[0], rtol=RTOL)
+    assert_allclose(grad_coef, expected[1], rtol=RTOL, atol=gradient_atol(X, weights))
+
+
+def central_difference(f, x, h):
+    """Gradient of scalar f at x by the 5-point stencil, error O(h^4)."""
+    gradient = np.empty_like(x)
+    for j in range(x.size):
+        step = np.zeros_like(x)
+        step.flat[j] = h
+        gradient.flat[j] = (
+            -f(x + 2 * step) + 8 * f(x + step) - 8 * f(x - step) + f(x - 2 * step)
+        ) / (12 * h)
+    return gradient
+
+
+def test_kernel_gradient_is_the_derivative_of_each_expert_loss():
+    rng = np.random.default_rng(5)
+    X, coef, intercept, codes, weights = random_kernel_inputs(rng, 9, 2, 3)
+    _, grad_coef, grad_intercept = run_kernel(X, coef, intercept, codes, weights)
+    # A weighted sum of the K losses has the K gradients, weighted alike.
+    mix = np.array([0.7, 1.9])
+
+    def loss_of_coef(v):
+        return mix @ run_kernel(X, v, intercept, codes, weights)[0]
+
+    def loss_of_intercept(c):
+        return mix @ run_kernel(X, coef, c, codes, weights)[0]
+
+    column_mix = np.repeat(mix, 3)
+    assert_allclose(grad_coef * column_mix, central_difference(loss_of_coef, coef, 1e-3),
+                    rtol=1e-7, atol=1e-9)
+    assert_allclose(grad_intercept * column_mix,
+                    central_difference(loss_of_intercept, intercept, 1e-3), rtol=1e-7, atol=1e-9)
+
+
+def test_kernel_rejects_bad_codes_and_shapes():
+    rng = np.random.default_rng(6)
+    X, coef, intercept, codes, weights = random_kernel_inputs(rng, 20, 2, 3)
+    bad = codes.copy()
+    bad[5] = 3
+    with pytest.raises(ValueError, match=re.escape("codes[5] = 3 is outside [0, 3)")):
+        run_kernel(X, coef, intercept, bad, weights)
+    bad[5] = -1
+    with pytest.raises(ValueError, match="outside"):
+        run_kernel(X, coef, intercept, bad, weights)
+    with pytest.raises(ValueError, match="not n_classes >= 1 columns"):
+        run_kernel(X, np.ascontiguousarray(coef[:, :5]), intercept[:5], codes, weights)
+    with pytest.raises(ValueError, match="codes has shape"):
+        run_kernel(X, coef, intercept, codes[:19], weights)
+    with pytest.raises(ValueError, match="n_threads"):
+        run_kernel(X, coef, intercept, codes, weights, 0)
+    with pytest.raises(ValueError):  # float32 or Fortran order would be misread
+        run_kernel(np.asfortranarray(X), coef, intercept, codes, weights)
+
+
+def test_sparse_fallback_matches_kernel():
+    rng = np.random.default_rng(7)
+    X, coef, intercept, codes, weights = random_kernel_inputs(rng, 400, 3, 4)
+    X[np.abs(X) < 1.0] = 0.0
+    expected = run_kernel(X, coef, intercept, codes, weights)
+    got = (np.empty_like(coef), np.empty_like(intercept), np.empty(3))
+    _sparse_grouped_objective(sp.csr_matrix(X), coef, intercept, codes, weights, *got)
+    assert_allclose(got[2], expected[0], rtol=RTOL)
+    assert_allclose(got[0], expected[1], rtol=RTOL, atol=gradient_atol(X, weights))
+    assert_allclose(got[1], expected[2], rtol=RTOL, atol=1e-14 * weights.sum())
+
+
+# --------------------------------------------------------------------------
+# The stacked objective
+# --------------------------------------------------------------------------
+
+
+def raw_problems(seed, n=300, n_classes=3, K=3, absent=0.3):
+    """Features of very different means and scales; labels; K weight columns."""
+    rng = np.random.RandomState(seed)
+    means, scales = np.array([5.0, -2.0, 0.0, 50.0]), np.array([0.1, 3.0, 1.0, 10.0])
+    X = means + scales * rng.randn(n, 4)
+    logits = ((X - means) / scales) @ rng.randn(4, n_classes) + rng.gumbel(size=(n, n_classes))
+    y = np.argmax(logits, axis=1)
+    weights = rng.uniform(0.1, 2.0, size=(n, K))
+    weights[rng.uniform(size=(n, K)) < absent] = 0.0
+    return X, y, weights
+
+
+def reference_stacked_objective(theta, problem, X, codes, weights, C, penalty_scale):
+    """The objective from its definition, with the features standardised explicitly."""
+    n_problems, n_classes, n_features = problem.shape
+    size = n_features * n_problems * n_classes
+    std_coef = theta[:size].reshape(n_features, n_problems, n_classes)
+    std_intercept = theta[size:].reshape(n_problems, n_classes)
+    total = 0.0
+    for k in range(n_problems):
+        Z = ((X - problem.mean[k]) / problem.scale[k]) @ std_coef[:, k] + std_intercept[k]
+        loss = weights[:, k] @ (logsumexp(Z, axis=1) - Z[np.arange(X.shape[0]), codes])
+        if np.isfinite(C[k]):
+            coef = std_coef[:, k] / problem.scale[k][:, None]
+            loss += 0.5 * np.sum((coef * penalty_scale[k][:, None]) ** 2) / C[k]
+        total += loss / weights[:, k].sum()
+    return total
+
+
+@pytest.mark.parametrize("precondition", [True, False])
+def test_stacked_objective_and_its_gradient(precondition):
+    X, y, weights = raw_problems(8)
+    C = np.array([0.5, np.inf, 20.0])
+    penalty_scale = np.array([[1.0, 2.0, 0.5, 3.0], [1.0] * 4, [0.2, 1.0, 1.0, 4.0]])
+    mean = np.array([[1.0, 0.0, -1.0, 2.0], [0.0] * 4, [5.0, -2.0, 0.0, 50.0]])
+    problem = _GroupedProblem(X, y, 3, weights, C, mean, penalty_scale, True, precondition)
+    if not precondition:
+        assert_array_equal(problem.mean, mean)
+    theta = np.random.RandomState(0).randn(problem.pack(None, None).size)
+    value, gradient = problem.objective(theta)
+    assert_allclose(
+        value,
+        reference_stacked_objective(theta, problem, X, y, weights, C, penalty_scale),
+        rtol=1e-11,
+    )
+    numerical = central_difference(lambda t: problem.objective(t)[0], theta, 1e-4)
+    assert np.linalg.norm(gradient - numerical) < 1e-7 * np.linalg.norm(numerical)
+    # pack and unpack are inverse.
+    coef, intercept = problem.unpack(theta)
+    assert_allclose(problem.pack(coef, intercept), theta, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# fit_multinomial_logits against separate fits
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precondition", [True, False])
+def test_fit_equals_separate_weighted_logistic_regressions(precondition):
+    """Penalties on each expert's own standardisation (weighted mean and scale), each its C.
+
+    The statistics are given (``precondition=False``, as ``_fit_many`` does),
+    or only the penalty's scales are and the solver computes its own.
+    """
+    X, y, weights = raw_problems(9)
+    Cs = [0.1, 1.0, 100.0]
+    stats = [weighted_mean_scale(X, weights[:, k]) for k in range(3)]
+    mean, scale = np.array([m for m, _ in stats]), np.array([s for _, s in stats])
+    coef, intercept, n_iter = fit_multinomial_logits(
+        X, y, 3, weights, Cs, mean if not precondition else None, scale, tol=1e-10,
+        max_iter=2000, precondition=precondition,
+    )
+    for k, C in enumerate(Cs):
+        alone = WeightedLogisticRegression(C=C, tol=1e-10, max_iter=2000).fit(
+            X, y, sample_weight=weights[:, k])
+        assert_allclose(coef[k], alone.coef_, atol=1e-6)
+        assert_allclose(intercept[k], alone.intercept_, atol=1e-6)
+
+
+def sklearn_problems(seed, n_classes, n=500, K=3):
+    """Features of moderate scale (scikit-learn's raw-unit L-BFGS converges), K weightings."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 4) * [1.0, 2.0, 0.5, 1.0] + [0.5, 0.0, -1.0, 0.0]
+    y = np.argmax(X @ rng.randn(4, n_classes) + rng.gumbel(size=(n, n_classes)), axis=1)
+    labels = np.array(["ant", "bee", "cat", "dog"])[y]  # any labels, sorted as classes_
+    weights = rng.uniform(0.1, 2.0, size=(n, K))
+    weights[rng.uniform(size=(n, K)) < 0.2] = 0.0
+    return X, labels, weights
+
+
+def fit_like_sklearn(template, X, labels, weights):
+    """K clones of ``template`` fitted by one call of fit_multinomial_logits."""
+    classes, codes = np.unique(labels, return_inverse=True)
+    settings = logistic_regression_settings(template, classes.shape[0])
+    coef, intercept, n_iter = fit_multinomial_logits(X, codes, classes.shape[0], weights,
+                                                     **settings)
+    models = []
+    for k in range(weights.shape[1]):
+        model = LogisticRegression(**template.get_params())
+        models.append(set_logistic_regression_attributes(
+            model, classes, coef[k], intercept[k], n_iter))
+    return models
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("C", [0.05, 1.0, np.inf])
+@pytest.mark.parametrize("n_classes", [3, 2])
+def test_fit_equals_sklearn_logistic_regression(n_classes, C, fit_intercept):
+    X, labels, weights = sklearn_problems(10 + n_classes, n_classes)
+    template = LogisticRegression(C=C, tol=1e-10, max_iter=10_000, fit_intercept=fit_intercept)
+    ours = fit_like_sklearn(template, X, labels, weights)
+    for k, model in enumerate(ours):
+        theirs = LogisticRegression(**template.get_params()).fit(
+            X, labels, sample_weight=weights[:, k])
+        assert_array_equal(model.classes_, theirs.classes_)
+        for name in ("coef_", "intercept_", "n_iter_"):
+            got, want = getattr(model, name), getattr(theirs, name)
+            assert got.shape == want.shape and got.dtype == want.dtype, name
+        assert model.n_features_in_ == theirs.n_features_in_
+        assert_allclose(model.coef_, theirs.coef_, atol=1e-5)
+        assert_allclose(model.intercept_, theirs.intercept_, atol=1e-5)
+        assert_allclose(model.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
+        assert_array_equal(model.predict(X), theirs.predict(X))
+
+
+def test_infinite_C_is_no_penalty():
+    """C = inf solves the unpenalised problem: its solution is C's limit."""
+    X, labels, weights = sklearn_problems(12, 3)
+    codes = np.unique(labels, return_inverse=True)[1]
+    free = fit_multinomial_logits(X, codes, 3, weights, np.inf, tol=1e-10, max_iter=1000)
+    weak = fit_multinomial_logits(X, codes, 3, weights, 1e9, tol=1e-10, max_iter=1000)
+    assert_allclose(free[0], weak[0], atol=1e-6)
+    # From a zero start the rows keep summing to zero, as scikit-learn's do.
+    assert_allclose(free[0].sum(axis=1), 0.0, atol=1e-12)
+    assert_allclose(free[1].sum(axis=1), 0.0, atol=1e-12)
+
+
+def test_sparse_X_equals_dense():
+    X, labels, weights = sklearn_problems(13, 3)
+    X[np.abs(X) < 0.8] = 0.0
+    codes = np.unique(labels, return_inverse=True)[1]
+    dense = fit_multinomial_logits(X, codes, 3, weights, [0.3, 1.0, np.inf], tol=1e-10,
+                                   max_iter=1000)
+    sparse = fit_multinomial_logits(sp.csr_matrix(X), codes, 3, weights, [0.3, 1.0, np.inf],
+                                    tol=1e-10, max_iter=1000)
+    # The same objective up to rounding; L-BFGS's last steps at tol=1e-10 amplify that.
+    assert_allclose(sparse[0], dense[0], atol=1e-7)
+    assert_allclose(sparse[1], dense[1], atol=1e-7)
+
+
+def test_warm_start_takes_fewer_iterations():
+    X, y, weights = raw_problems(14)
+    cold = fit_multinomial_logits(X, y, 3, weights, 1.0, tol=1e-8, max_iter=1000)
+    # Started at its solution, a problem is solved at once ...
+    again = fit_multinomial_logits(X, y, 3, weights, 1.0, coef=cold[0], intercept=cold[1],
+                                   tol=1e-8, max_iter=1000)
+    assert again[2] <= 1
+    # ... and a slightly changed one (as in EM) sooner than from zero.
+    nudged = weights * np.random.RandomState(0).uniform(0.999, 1.001, size=weights.shape)
+    warm = fit_multinomial_logits(X, y, 3, nudged, 1.0, coef=cold[0], intercept=cold[1],
+                                  tol=1e-8, max_iter=1000)
+    assert warm[2] < 0.7 * cold[2]
+
+
+def test_fit_rejects_bad_inputs():
+    X, y, weights = raw_problems(15, n=50)
+    with pytest.raises(ValueError, match="positive sum"):
+        fit_multinomial_logits(X, y, 3, np.zeros((50, 2)), 1.0)
+    with pytest.raises(ValueError, match="class indices"):
+        fit_multinomial_logits(X, y, 2, weights, 1.0)
+    with pytest.raises(ValueError, match="C must be positive"):
+        fit_multinomial_logits(X, y, 3, weights, 0.0)
+    with pytest.raises(ValueError, match="mean has shape"):
+        fit_multinomial_logits(X, y, 3, weights, 1.0, mean=np.zeros(3))
+    with pytest.raises(ValueError, match="needs mean = 0"):
+        fit_multinomial_logits(X, y, 3, weights, 1.0, mean=np.ones(4), fit_intercept=False,
+                               precondition=False)
+
+
+def test_logistic_regression_settings():
+    assert logistic_regression_settings(LogisticRegression(C=2.0), 3)["C"] == 2.0
+    assert logistic_regression_settings(LogisticRegression(C=2.0), 2)["C"] == 1.0
+    assert logistic_regression_settings(LogisticRegression(C=np.inf), 2)["C"] == np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # penalty is deprecated in 1.8
+        assert logistic_regression_settings(LogisticRegression(penalty=None), 3)["C"] == np.inf
+    for other in (LogisticRegression(l1_ratio=1.0, solver="saga"),
+                  LogisticRegression(solver="liblinear"),
+                  LogisticRegression(class_weight="balanced")):
+        assert logistic_regression_settings(other, 3) is None
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_regression_start_keeps_the_probabilities(n_classes):
+    X, labels, weights = sklearn_problems(16, n_classes)
+    fitted = LogisticRegression(warm_start=True).fit(X, labels, sample_weight=weights[:, 0])
+    coef, intercept = logistic_regression_start(fitted, fitted.classes_, X.shape[1])
+    again = set_logistic_regression_attributes(
+        LogisticRegression(), fitted.classes_, coef, intercept, 0)
+    assert_allclose(again.predict_proba(X), fitted.predict_proba(X), rtol=1e-12)
+    assert logistic_regression_start(LogisticRegression(), fitted.classes_, 4) is None
+    fitted.warm_start = True
+    assert logistic_regression_start(fitted, fitted.classes_, 5) is None
+
+
+# --------------------------------------------------------------------------
+# WeightedLogisticRegression's batch protocol
+# --------------------------------------------------------------------------
+
+
+def test_fit_many_equals_separate_fits_and_predicts_in_one_product():
+    X, y, weights = raw_problems(17)
+    labels = np.array([-1, 4, 10])[y]
+    experts = [WeightedLogisticRegression(C=C, tol=1e-10, max_iter=2000) for C in (0.2, 5.0, 1e4)]
+    fitted = WeightedLogisticRegression._fit_many(experts, X, labels, weights)
+    assert fitted is experts
+    for k, expert in enumerate(fitted):
+        alone = WeightedLogisticRegression(C=expert.C, tol=1e-10, max_iter=2000).fit(
+            X, labels, sample_weight=weights[:, k])
+        assert_array_equal(expert.classes_, alone.classes_)
+        assert_allclose(expert.coef_, alone.coef_, atol=1e-6)
+        assert_allclose(expert.intercept_, alone.intercept_, atol=1e-6)
+        assert expert.n_features_in_ == 4 and expert.n_iter_ > 0
+    proba = WeightedLogisticRegression._predict_proba_many(fitted, X)
+    assert proba.shape == (X.shape[0], 3, 3)
+    for k, expert in enumerate(fitted):
+        assert_allclose(proba[:, k], expert.predict_proba(X), rtol=1e-12)
+    assert_allclose(WeightedLogisticRegression._predict_proba_many(fitted, sp.csr_matrix(X)),
+                    proba, rtol=1e-12)
+
+
+def test_fit_many_gives_every_expert_all_classes():
+    """An expert without rows of some class still gets it, with a small probability."""
+    X, y, weights = raw_problems(18)
+    weights[y == 2, 1] = 0.0  # expert 1 never sees class 2
+    experts = [WeightedLogisticRegression() for _ in range(3)]
+    WeightedLogisticRegression._fit_many(experts, X, y, weights)
+    for expert in experts:
+        assert_array_equal(expert.classes_, [0, 1, 2])
+    assert experts[1].predict_proba(X)[:, 2].max() < 1e-3
+
+
+def test_fit_many_warm_starts_each_expert():
+    X, y, weights = raw_problems(19)
+    experts = [WeightedLogisticRegression(warm_start=True, tol=1e-8) for _ in range(3)]
+    WeightedLogisticRegression._fit_many(experts, X, y, weights)
+    cold = experts[0].n_iter_
+    WeightedLogisticRegression._fit_many(experts, X, y, weights)
+    assert experts[0].n_iter_ <= 1
+    # Without warm_start the same call starts from zero.
+    fresh = [WeightedLogisticRegression(tol=1e-8) for _ in range(3)]
+    WeightedLogisticRegression._fit_many(fresh, X, y, weights)
+    WeightedLogisticRegression._fit_many(fresh, X, y, weights)
+    assert fresh[0].n_iter_ == cold
+    # A previous solution for other classes is not a start.
+    WeightedLogisticRegression._fit_many(experts, X, np.minimum(y, 1), weights)
+    assert experts[0].n_iter_ > 1
+
+
+def test_fit_many_sparse_equals_dense():
+    X, y, weights = raw_problems(20)
+    X[np.abs(X - X.mean(axis=0)) < 0.5 * X.std(axis=0)] = 0.0
+    dense = WeightedLogisticRegression._fit_many(
+        [WeightedLogisticRegression(tol=1e-10) for _ in range(3)], X, y, weights)
+    sparse = WeightedLogisticRegression._fit_many(
+        [WeightedLogisticRegression(tol=1e-10) for _ in range(3)], sp.csr_matrix(X), y, weights)
+    for a, b in zip(dense, sparse):
+        assert_allclose(a.coef_, b.coef_, atol=1e-7)
+        assert_allclose(a.intercept_, b.intercept_, atol=1e-7)
+
+
+def test_fit_many_refuses_one_class_and_zero_weights():
+    X, y, weights = raw_problems(21, n=40)
+    with pytest.raises(ValueError, match="1 class"):
+        WeightedLogisticRegression._fit_many([WeightedLogisticRegression()], X,
+                                             np.zeros(40), weights[:, :1])
+    weights[:, 1] = 0.0
+    with pytest.raises(ValueError, match="sums to zero"):
+        WeightedLogisticRegression._fit_many([WeightedLogisticRegression()] * 3, X, y, weights)
