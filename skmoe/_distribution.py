@@ -172,6 +172,15 @@ class MixtureDistribution:
         x = 0.5 * (low + high)
         active = np.flatnonzero(high > low)
         x[high <= low] = low[high <= low]  # every routed expert agrees
+        if getattr(self._likelihood, "atom_at_zero", False):
+            # A quantile inside the mass at 0 is 0 exactly, not a root of the CDF.
+            zero = np.zeros((active.size, 1))
+            sub = {name: value[active] for name, value in params.items()}
+            at_zero = np.einsum(
+                "nk,nk->n", self._likelihood.cdf(zero, outputs[active], sub), weights[active]
+            ) >= levels[active]
+            x[active[at_zero]] = 0.0
+            active = active[~at_zero]
         for _ in range(_MAX_ROOT_STEPS):
             if active.size == 0:
                 break

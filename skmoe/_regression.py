@@ -4,7 +4,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.linear_model import GammaRegressor, PoissonRegressor
+from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
@@ -13,7 +13,7 @@ from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from .likelihoods import (
     BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, StudentTLikelihood,
-    check_likelihood,
+    TweedieLikelihood, check_likelihood,
 )
 from .experts import WeightedLeastSquares
 
@@ -49,22 +49,26 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         variance of ``y``; it stops an expert that fits a few points exactly
         from making the likelihood infinite (Gaussian likelihood).
 
-    likelihood : {"gaussian", "poisson", "gamma", "student_t", "auto"} or \
+    likelihood : {"gaussian", "poisson", "gamma", "tweedie", "student_t", "auto"} or \
 BaseLikelihood, default="gaussian"
         The family of ``y`` around each expert's prediction, its mean:
         ``"gaussian"``, a noise variance per expert; ``"poisson"``, counts
         (non-negative targets); ``"gamma"``, positive right-skewed targets,
-        with a shape per expert; ``"student_t"``, heavy tails (4 degrees of
-        freedom; ``StudentTLikelihood(df=...)`` for others), robust to gross
-        outliers, a scale per expert; ``"auto"``, the family the experts' loss
-        declares (``PoissonRegressor``, ``GammaRegressor``, ``TweedieRegressor``
-        with power 1 or 2, ``HistGradientBoostingRegressor(loss="poisson" or
-        "gamma")``; a pipeline's final step), else Gaussian; or an instance of a
-        subclass of :class:`skmoe.likelihoods.BaseLikelihood`. With
-        ``estimator=None`` the experts match the family:
-        ``WeightedLeastSquares()``, or ``PoissonRegressor`` / ``GammaRegressor``
-        (log link) with a negligible penalty (``alpha=1e-8``). Targets the family cannot score are
-        refused before any fitting.
+        with a shape per expert; ``"tweedie"``, non-negative targets with
+        exact zeros (compound Poisson-gamma, a dispersion per expert; the
+        power of the experts' ``TweedieRegressor`` if they declare one in
+        (1, 2), else 1.5; ``TweedieLikelihood(power=...)`` to give it);
+        ``"student_t"``, heavy tails (4 degrees of freedom;
+        ``StudentTLikelihood(df=...)`` for others, ``df=None`` to estimate
+        them), robust to gross outliers, a scale per expert; ``"auto"``, the
+        family the experts' loss declares (``PoissonRegressor``,
+        ``GammaRegressor``, ``TweedieRegressor`` by its power,
+        ``HistGradientBoostingRegressor(loss="poisson" or "gamma")``; a
+        pipeline's final step), else Gaussian; or an instance of a subclass
+        of :class:`skmoe.likelihoods.BaseLikelihood`. With ``estimator=None``
+        the experts match the family: ``WeightedLeastSquares()``, or a
+        log-link GLM with a negligible penalty (``alpha=1e-8``). Targets the
+        family cannot score are refused before any fitting.
 
     Attributes
     ----------
@@ -75,8 +79,9 @@ BaseLikelihood, default="gaussian"
 
     likelihood_params_ : dict of ndarray
         The likelihood's fitted parameters, one value per expert:
-        ``{"variance": ...}`` (Gaussian), ``{"shape": ...}`` (gamma), ``{}``
-        (Poisson).
+        ``{"variance": ...}`` (Gaussian; Student-t's squared scales, with
+        ``"df"`` when estimated), ``{"shape": ...}`` (gamma),
+        ``{"dispersion": ...}`` (Tweedie), ``{}`` (Poisson).
 
     See Also
     --------
@@ -112,7 +117,8 @@ BaseLikelihood, default="gaussian"
         **BaseMixtureOfExperts._parameter_constraints,
         "noise_variance_floor": [Interval(Real, 0, None, closed="neither")],
         "likelihood": [
-            StrOptions({"gaussian", "poisson", "gamma", "student_t", "auto"}), BaseLikelihood
+            StrOptions({"gaussian", "poisson", "gamma", "tweedie", "student_t", "auto"}),
+            BaseLikelihood,
         ],
     }
     _y_numeric = True
@@ -179,19 +185,25 @@ BaseLikelihood, default="gaussian"
             return PoissonRegressor(alpha=1e-8, solver="newton-cholesky")
         if self.likelihood == "gamma":
             return GammaRegressor(alpha=1e-8, solver="newton-cholesky")
+        if self.likelihood == "tweedie":
+            return TweedieRegressor(power=_TWEEDIE_POWER, link="log", alpha=1e-8,
+                                    solver="newton-cholesky")
         return WeightedLeastSquares()
 
     def _prepare_target(self, y, sample_weight):
         y = np.ascontiguousarray(y, dtype=np.float64)
-        family = self.likelihood
-        if family == "auto":
-            family = _declared_family(self.estimator)
+        family, power = self.likelihood, None
+        if family in ("auto", "tweedie"):
+            declared, power = _declared_family(self.estimator)
+            family = declared if family == "auto" else "tweedie"
         if family == "gaussian":
             likelihood = GaussianLikelihood(self._variance_floor(y, sample_weight))
         elif family == "poisson":
             likelihood = PoissonLikelihood()
         elif family == "gamma":
             likelihood = GammaLikelihood()
+        elif family == "tweedie":
+            likelihood = TweedieLikelihood(_TWEEDIE_POWER if power is None else power)
         elif family == "student_t":
             likelihood = StudentTLikelihood(variance_floor=self._variance_floor(y, sample_weight))
         else:
@@ -310,12 +322,18 @@ BaseLikelihood, default="gaussian"
         return distribution.ppf(np.broadcast_to(levels, (len(distribution), levels.size)))
 
 
-def _declared_family(estimator):
-    """The family the experts' loss declares ("gaussian" unless all declare the same other).
+# The Tweedie power when neither the user nor the experts give one.
+_TWEEDIE_POWER = 1.5
 
+
+def _declared_family(estimator):
+    """The family the experts' loss declares, and its Tweedie power (else None).
+
+    ``("gaussian", None)`` unless all experts declare the same other family.
     A scikit-learn GLM says it by its class (``PoissonRegressor``,
     ``GammaRegressor``) or its ``power`` (``TweedieRegressor``: 1 Poisson,
-    2 gamma), gradient boosting by its ``loss``; a pipeline by its final step.
+    2 gamma, between them Tweedie), gradient boosting by its ``loss``; a
+    pipeline by its final step.
     """
     experts = [expert for _, expert in estimator] if isinstance(estimator, list) else [estimator]
     families = set()
@@ -324,15 +342,16 @@ def _declared_family(estimator):
             expert = expert.steps[-1][1]
         name = type(expert).__name__
         params = expert.get_params() if hasattr(expert, "get_params") else {}
-        if name == "PoissonRegressor" or params.get("loss") == "poisson" or (
-                name == "TweedieRegressor" and params.get("power") == 1):
-            families.add("poisson")
-        elif name == "GammaRegressor" or params.get("loss") == "gamma" or (
-                name == "TweedieRegressor" and params.get("power") == 2):
-            families.add("gamma")
+        power = params.get("power") if name == "TweedieRegressor" else None
+        if name == "PoissonRegressor" or params.get("loss") == "poisson" or power == 1:
+            families.add(("poisson", None))
+        elif name == "GammaRegressor" or params.get("loss") == "gamma" or power == 2:
+            families.add(("gamma", None))
+        elif power is not None and 1 < power < 2:
+            families.add(("tweedie", float(power)))
         else:
-            families.add("gaussian")
-    return families.pop() if len(families) == 1 else "gaussian"
+            families.add(("gaussian", None))
+    return families.pop() if len(families) == 1 else ("gaussian", None)
 
 
 MixtureOfExpertsRegressor.__doc__ = fill(MixtureOfExpertsRegressor.__doc__)

@@ -18,7 +18,8 @@ from abc import ABCMeta, abstractmethod
 
 import numpy as np
 from scipy.special import (
-    digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma, stdtr, stdtrit,
+    digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma, stdtr,
+    stdtrit,
 )
 from scipy.optimize import minimize_scalar
 from scipy.stats import poisson
@@ -116,7 +117,8 @@ def check_likelihood(likelihood):
         return likelihood
     missing = [name for name in _REQUIRED if not callable(getattr(likelihood, name, None))]
     raise TypeError(
-        f"likelihood must be 'gaussian', 'poisson', 'gamma' or an instance of a subclass of "
+        f"likelihood must be 'gaussian', 'poisson', 'gamma', 'tweedie', 'student_t', 'auto' "
+        f"or an instance of a subclass of "
         f"skmoe.likelihoods.BaseLikelihood; {type(likelihood).__name__} is neither"
         + (f" (it lacks {', '.join(missing)})" if missing else "") + "."
     )
@@ -471,6 +473,207 @@ class GammaLikelihood(RegressionLikelihood):
     def sample(self, outputs, params, random_state):
         shape = params["shape"]
         return random_state.gamma(shape, outputs / shape)
+
+
+class TweedieLikelihood(RegressionLikelihood):
+    """``y | x, expert k  ~  Tweedie_p(mu_k(x), phi_k)``, ``1 < p < 2``: non-negative, with zeros.
+
+    The compound Poisson-gamma distribution of insurance claims and rainfall:
+    ``N ~ Poisson(lam)`` jumps, each ``Gamma(a, theta)``, summed, so ``y`` is
+    exactly 0 with probability ``exp(-lam)`` and continuous above; its mean is
+    ``mu_k``, the expert's ``predict`` (take experts with a positive mean
+    such as ``TweedieRegressor(power=p, link="log")``; a prediction of 0 or
+    less is floored at 1e-10), and its variance ``phi_k mu^p``. The
+    density has no closed form: it is summed over the number of jumps
+    (the series of Dunn & Smyth 2005), in the log domain, over the terms
+    that matter. Each expert's dispersion ``phi_k`` is its weighted maximum
+    likelihood estimate, by a bounded search.
+
+    Parameters
+    ----------
+    power : float, default=1.5
+        The Tweedie power ``p``, strictly between 1 (Poisson) and 2 (gamma);
+        given, not estimated.
+    """
+
+    def __init__(self, power=1.5):
+        self.power = power
+
+    def _check_power(self):
+        if not 1 < self.power < 2:
+            raise ValueError(
+                f"TweedieLikelihood needs 1 < power < 2 (compound Poisson-gamma), got "
+                f"power={self.power}. Use likelihood='poisson' for power 1 and 'gamma' for 2."
+            )
+
+    positive_mean = True
+
+    #: Whether ``y`` has a probability mass at 0 (quantiles below it are 0).
+    atom_at_zero = True
+
+    def check_target(self, y):
+        self._check_power()
+        if np.any(y < 0):
+            raise ValueError(
+                f"likelihood='tweedie' needs non-negative targets, but y has "
+                f"{np.count_nonzero(y < 0)} negative values (the smallest is {y.min():.6g}). "
+                "Use likelihood='gaussian' for signed targets."
+            )
+
+    def n_parameters(self, n_experts):
+        return n_experts  # a dispersion each; the power is given
+
+    def _compound(self, outputs, dispersion):
+        """Poisson rate of the jumps, and each jump's gamma shape and scale."""
+        p = self.power
+        rate = outputs ** (2 - p) / (dispersion * (2 - p))
+        shape = (2 - p) / (p - 1)
+        scale = dispersion * (p - 1) * outputs ** (p - 1)
+        return rate, shape, scale
+
+    def fit_params(self, y, outputs, weights, n_threads):
+        """Each expert's dispersion: the maximum of its weighted log-likelihood."""
+        dispersion = np.empty(outputs.shape[1])
+        for k in range(outputs.shape[1]):
+            rows = weights[:, k] > 0
+            dispersion[k] = self._best_dispersion(
+                y[rows], self._floor(outputs[rows, k]), weights[rows, k]
+            )
+        return {"dispersion": dispersion}
+
+    def _best_dispersion(self, y, mu, weights):
+        """Newton's method on ``log phi``, from the moment (Pearson) estimate.
+
+        In ``log phi`` the density is ``exp(-(lam + y / theta))`` times a sum
+        over the jumps ``j`` whose terms scale like ``phi^(-j (1 + a))``, so
+        the log-likelihood's derivatives are moments of the posterior of the
+        number of jumps: no numerical differentiation, a few steps.
+        """
+        total = weights.sum()
+        if total <= 0:
+            return 1.0
+        log_phi = np.log(max(weights @ ((y - mu) ** 2 / mu**self.power) / total, 1e-12))
+        value, slope, curvature = self._dispersion_derivatives(y, mu, weights, log_phi)
+        for _ in range(50):
+            step = -slope / curvature if curvature < 0 else np.sign(slope)
+            step = np.clip(step, -2.0, 2.0)
+            while True:  # backtrack until the weighted log-likelihood does not fall
+                new = self._dispersion_derivatives(y, mu, weights, log_phi + step)
+                if new[0] >= value or abs(step) < 1e-12:
+                    break
+                step /= 2
+            log_phi += step
+            value, slope, curvature = new
+            if abs(step) < 1e-10:
+                break
+        return float(np.exp(log_phi))
+
+    def _dispersion_derivatives(self, y, mu, weights, log_phi):
+        """Mean weighted log-likelihood and its first two derivatives in ``log phi``."""
+        dispersion = np.full(mu.shape, np.exp(log_phi))
+        log_pdf, mean_jumps, var_jumps = self._series(y, mu, dispersion)
+        rate, shape, scale = self._compound(mu, dispersion)
+        exponent = rate + y / scale  # the terms' factor exp(-(lam + y / theta))
+        total = weights.sum()
+        value = weights @ log_pdf / total
+        slope = weights @ (exponent - (1 + shape) * mean_jumps) / total
+        curvature = weights @ ((1 + shape) ** 2 * var_jumps - exponent) / total
+        return value, slope, curvature
+
+    def variance(self, outputs, params):
+        return params["dispersion"] * outputs**self.power
+
+    def logpdf(self, y, outputs, params):
+        y, outputs, dispersion = np.broadcast_arrays(y, outputs, params["dispersion"])
+        return self._series(y.ravel(), outputs.ravel(), dispersion.ravel())[0].reshape(y.shape)
+
+    def _series(self, y, mu, dispersion):
+        """Log-density of flat arrays, with the posterior mean and variance of the jumps.
+
+        ``-lam`` at 0 (no jump); above, the log of the sum over ``j >= 1``
+        jumps of ``Poisson(j; lam) Gamma(y; j a, theta)``.
+        """
+        rate, shape, scale = self._compound(mu, dispersion)
+        log_pdf = np.where(y == 0, -rate, -np.inf)
+        mean_jumps, var_jumps = np.zeros(y.shape), np.zeros(y.shape)
+        positive = np.flatnonzero(y > 0)
+        # The terms peak near j = y^(2-p) / (phi (2-p)) jumps and fall off
+        # like a Poisson's around it, so a window of some standard deviations
+        # holds every term that matters. Rows are taken in order of their
+        # peak, so that each chunk's window is no wider than its rows need.
+        peak = y[positive] ** (2 - self.power) / (dispersion[positive] * (2 - self.power))
+        order = np.argsort(peak, kind="stable")
+        for part in np.array_split(order, max(1, order.size // 2048)):
+            if part.size == 0:
+                continue
+            rows = positive[part]
+            jumps = _jump_window(peak[part])
+            # The terms' factors in j alone, once per distinct j of the chunk.
+            lowest = int(jumps[0, 0]) if jumps.shape[0] == 1 else int(jumps[:, 0].min())
+            span = np.arange(lowest, int(jumps.max()) + 1, dtype=np.float64)
+            in_j = -gammaln(span + 1) - gammaln(span * shape)
+            yc, rc, sc = y[rows, None], rate[rows, None], scale[rows, None]
+            log_terms = (jumps * (np.log(rc) + shape * np.log(yc / sc))
+                         + in_j[(jumps - lowest).astype(np.intp)])
+            log_terms += -rc - np.log(yc) - yc / sc
+            top = log_terms.max(axis=1, keepdims=True)
+            posterior = np.exp(log_terms - top)
+            total = posterior.sum(axis=1, keepdims=True)
+            posterior /= total
+            log_pdf[rows] = (top + np.log(total))[:, 0]
+            mean_jumps[rows] = np.einsum("ij,ij->i", posterior, jumps)
+            var_jumps[rows] = np.einsum("ij,ij->i", posterior, jumps**2) - mean_jumps[rows] ** 2
+        return log_pdf, mean_jumps, var_jumps
+
+
+    def cdf(self, y, outputs, params):
+        y, outputs, dispersion = np.broadcast_arrays(y, outputs, params["dispersion"])
+        flat_y, flat_mu = y.ravel(), outputs.ravel()
+        rate, shape, scale = self._compound(flat_mu, dispersion.ravel())
+        result = np.where(flat_y >= 0, np.exp(-rate), 0.0)
+        positive = np.flatnonzero(flat_y > 0)
+        if positive.size:
+            # Mass of j >= 1 jumps whose gamma sum stays below y.
+            jumps = _jump_window(rate[positive])
+            mass = poisson.pmf(jumps, rate[positive, None]) * gammainc(
+                jumps * shape, flat_y[positive, None] / scale[positive, None]
+            )
+            result[positive] += mass.sum(axis=1)
+        return np.minimum(result, 1.0).reshape(y.shape)
+
+    def ppf(self, q, outputs, params):
+        """Quantiles: 0 up to the atom's mass, then the root of the CDF by bisection."""
+        q, outputs, dispersion = np.broadcast_arrays(q, outputs, params["dispersion"])
+        flat_q, flat_mu, flat_phi = q.ravel(), outputs.ravel(), dispersion.ravel()
+        spread = np.sqrt(flat_phi * flat_mu**self.power)
+        low, high = np.zeros(flat_q.shape), flat_mu + 10 * spread + 1.0
+        above = self.cdf(np.zeros(flat_q.shape), flat_mu, {"dispersion": flat_phi}) < flat_q
+        for _ in range(200):
+            active = np.flatnonzero(above & (high - low > 1e-13 * (1 + high)))
+            if active.size == 0:
+                break
+            middle = 0.5 * (low[active] + high[active])
+            reached = self.cdf(middle, flat_mu[active], {"dispersion": flat_phi[active]}) >= (
+                flat_q[active])
+            high[active] = np.where(reached, middle, high[active])
+            low[active] = np.where(reached, low[active], middle)
+        result = np.where(above, high, 0.0)
+        result[flat_q >= 1] = np.inf
+        return result.reshape(q.shape)
+
+    def sample(self, outputs, params, random_state):
+        rate, shape, scale = self._compound(outputs, params["dispersion"])
+        jumps = random_state.poisson(rate)
+        draws = random_state.gamma(np.maximum(jumps, 1) * shape, scale)
+        return np.where(jumps > 0, draws, 0.0)
+
+
+def _jump_window(centre):
+    """Jump counts ``j >= 1`` around each ``centre`` (a Poisson-like spread), (n, width)."""
+    half = np.ceil(8 * np.sqrt(centre) + 10)
+    first = np.maximum(1.0, np.floor(centre - half))
+    width = int(np.max(np.ceil(centre + half) - first)) + 1
+    return first[:, None] + np.arange(width)
 
 
 class CategoricalLikelihood(BaseLikelihood):

@@ -12,7 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skmoe import MixtureOfExpertsRegressor
-from skmoe.likelihoods import BaseLikelihood, PoissonLikelihood, check_likelihood
+from skmoe.likelihoods import (
+    BaseLikelihood, PoissonLikelihood, TweedieLikelihood, check_likelihood,
+)
 
 TRUE_INTERCEPTS = np.array([0.5, 1.5, 2.5])
 GAMMA_SHAPES = np.array([2.0, 5.0, 10.0])
@@ -106,6 +108,10 @@ def test_parameter_counts_follow_the_family():
                           r"has \d+ negative values \(the smallest is -1\)"),
         ("gamma", 0.0, r"likelihood='gamma' needs positive targets, but y has \d+ values <= 0 "
                        r"\(the smallest is 0\)"),
+        ("tweedie", -1.0, r"likelihood='tweedie' needs non-negative targets, but y has \d+ "
+                          r"negative values \(the smallest is -1\)"),
+        (TweedieLikelihood(power=2.5), 0.0, r"TweedieLikelihood needs 1 < power < 2 \(compound "
+                                            r"Poisson-gamma\), got power=2.5"),
     ],
 )
 def test_targets_the_family_cannot_score_are_refused(family, shift, message):
@@ -156,6 +162,7 @@ def test_every_gate_and_routing_takes_the_families(params):
         (GammaRegressor(), "GammaLikelihood"),
         (TweedieRegressor(power=1, link="log"), "PoissonLikelihood"),
         (TweedieRegressor(power=2, link="log"), "GammaLikelihood"),
+        (TweedieRegressor(power=1.3, link="log"), "TweedieLikelihood"),
         (HistGradientBoostingRegressor(loss="poisson", max_iter=10), "PoissonLikelihood"),
         (make_pipeline(StandardScaler(), GammaRegressor()), "GammaLikelihood"),
         (None, "GaussianLikelihood"),
@@ -244,3 +251,71 @@ def test_student_t_degrees_of_freedom_are_estimated():
     extra = (model.bic(X, y) - fixed.bic(X, y)
              + 2 * (model.log_likelihood(X, y).sum() - fixed.log_likelihood(X, y).sum()))
     assert_allclose(extra, 2 * np.log(X.shape[0]))
+
+
+@pytest.mark.parametrize("power, mean, dispersion", [(1.5, 2.0, 1.0), (1.2, 0.3, 0.5),
+                                                     (1.8, 10.0, 2.0), (1.5, 50.0, 0.2)])
+def test_tweedie_distribution_is_a_distribution(power, mean, dispersion):
+    # The jump series against numerical integration: total mass one, the
+    # given mean and variance phi mu^p, a CDF that integrates the density
+    # and a quantile function that inverts it; draws with the same moments.
+    from scipy.integrate import quad
+
+    family, params = TweedieLikelihood(power), {"dispersion": np.array(dispersion)}
+
+    def density(y):
+        return np.exp(family.logpdf(np.array([y]), np.array([mean]), params))[0]
+
+    at_zero = density(0.0)
+    moments = [quad(lambda y, m=m: y**m * density(y), 0, np.inf, limit=500)[0]
+               for m in range(3)]
+    assert_allclose(moments[0] + at_zero, 1.0, atol=1e-8)
+    assert_allclose(moments[1], mean, rtol=1e-8)
+    assert_allclose(moments[2] - mean**2, dispersion * mean**power, rtol=1e-7)
+    below = at_zero + quad(density, 0, mean, limit=500)[0]
+    assert_allclose(family.cdf(np.array([mean]), np.array([mean]), params), below, rtol=1e-8)
+    levels = np.array([0.3, 0.7, 0.95])
+    quantiles = family.ppf(levels, np.full(3, mean), params)
+    reached = family.cdf(quantiles, np.full(3, mean), params)
+    assert np.all((reached >= levels - 1e-10) & ((quantiles == 0) | (abs(reached - levels) < 1e-8)))
+    draws = family.sample(np.full(200_000, mean), params, np.random.RandomState(0))
+    assert_allclose(np.mean(draws == 0), at_zero, atol=3e-3)
+    assert_allclose(draws.mean(), mean, rtol=0.02)
+
+
+def test_tweedie_dispersion_is_the_weighted_maximum_likelihood():
+    from scipy.optimize import minimize_scalar
+
+    family = TweedieLikelihood(1.4)
+    rng = np.random.default_rng(0)
+    mean = np.exp(rng.normal(size=3_000))
+    y = family.sample(mean, {"dispersion": 0.7}, rng)
+    weights = rng.uniform(size=3_000)
+    fitted = family.fit_params(y, mean[:, None], weights[:, None], 1)["dispersion"][0]
+
+    def loss(log_phi):
+        return -weights @ family.logpdf(y, mean, {"dispersion": np.exp(log_phi)})
+
+    reference = np.exp(minimize_scalar(loss, bounds=(-5, 5), method="bounded",
+                                       options={"xatol": 1e-10}).x)
+    assert_allclose(fitted, reference, rtol=1e-7)
+    assert_allclose(fitted, 0.7, rtol=0.1)
+
+
+def test_tweedie_mixture_recovers_the_truth():
+    family = TweedieLikelihood(1.5)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8_000, 3))
+    right = X[:, 0] > 0
+    mean = np.exp(np.where(right, 0.5 * X[:, 1] + 1, -0.5 * X[:, 2]))
+    y = family.sample(mean, {"dispersion": np.where(right, 1.0, 0.5)}, rng)
+    model = MixtureOfExpertsRegressor(2, likelihood="tweedie", random_state=0).fit(X, y)
+    assert model._likelihood.power == 1.5
+    assert np.all(np.diff(model.log_likelihood_history_) >= -1e-10)
+    order = np.argsort([-expert.intercept_ for expert in model.experts_])  # right first
+    coef = np.array([model.experts_[k].coef_ for k in order])
+    assert_allclose(coef, [[0, 0.5, 0], [0, 0, -0.5]], atol=0.06)
+    assert_allclose([model.experts_[k].intercept_ for k in order], [1.0, 0.0], atol=0.06)
+    assert_allclose(model.likelihood_params_["dispersion"][order], [1.0, 0.5], rtol=0.1)
+    bounds = model.predict_interval(X[:200], 0.9)
+    assert np.all(bounds[:, 0] >= 0) and np.any(bounds[:, 0] == 0)  # the mass at zero
