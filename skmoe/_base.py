@@ -13,7 +13,7 @@ One EM start runs::
                    route: each row to its top_k experts under the new gate (or all)
                    refit expert k with weights w * R[:, k] on the rows where
                    R[:, k] > min_responsibility (experts in parallel, or all
-                   at once for a batch class, see skmoe._experts), then
+                   at once by a batch fitter, see skmoe._batch), then
                    evaluate each on its routed rows (in parallel too)
                    re-estimate the likelihood's parameters (noise variances)
         E-step     R, L from the compiled kernel
@@ -45,10 +45,11 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from ._batch import batch_class
 from ._cluster import ship_once
 from ._complexity import n_parameters
 from ._experts import (
-    batch_class, check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
+    check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
     seed_random_states, set_linear_parameters,
 )
 from ._features import resolve_columns, take_columns, take_rows
@@ -994,7 +995,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
         except Exception as error:
             raise ExpertFitError(
-                f"The experts {[data.names[k] for k in refit]} ({batch.__name__}, refitted "
+                f"The experts {[data.names[k] for k in refit]} "
+                f"({type(state.experts[refit[0]]).__name__}, refitted "
                 f"together) failed at EM iteration {n_iter}: {error}"
             ) from error
         # The batch saw the float array; the experts will predict on the columns

@@ -1,17 +1,9 @@
 """Experts: validating, instantiating and fitting the user's estimators.
 
 EM refits every expert at every iteration.  In general each expert is one
-joblib task (``fit_expert``, ``evaluate_expert``).  Experts of a class that
-implements the *batch protocol* are refitted together instead, in one call:
-
-* ``cls._fit_many(experts, X, y, weights)`` fits ``experts[k]`` with sample
-  weights ``weights[:, k]`` (an (n, K) array in which a zero weight means the
-  row is absent) and returns the fitted experts;
-* ``cls._predict_many(experts, X)`` returns their (n, K) predictions.
-
-:class:`skmoe.experts.WeightedLeastSquares` does so with one compiled pass
-over ``X`` for all K experts, where K separate fits would make K passes
-and K copies of their training rows.
+joblib task (``fit_expert``, ``evaluate_expert``); experts with a batch
+fitter are refitted together instead, in one pass over ``X`` (see
+:mod:`skmoe._batch`).
 """
 
 import numpy as np
@@ -89,14 +81,6 @@ def seed_random_states(estimator, random_state):
 def make_experts(named, random_state):
     """Clone each template and seed its random states from ``random_state``."""
     return [seed_random_states(clone(template), random_state) for _, template in named]
-
-
-def batch_class(experts):
-    """The experts' common class if it implements the batch protocol, else None."""
-    cls = type(experts[0])
-    if hasattr(cls, "_fit_many") and all(type(expert) is cls for expert in experts):
-        return cls
-    return None
 
 
 # An expert that cannot fit on its own rows is refit on all rows, the others

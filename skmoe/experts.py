@@ -113,28 +113,15 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         ``X`` (C-ordered float64) and ``y`` are validated; every column of
-        ``weights`` has a positive sum.  One pass over ``X`` gives the
-        weighted means, one compiled pass the K Gram matrices.
+        ``weights`` has a positive sum.
         """
-        n_features = X.shape[1]
-        centre = np.zeros((len(experts), n_features + 1))
-        with_intercept = np.array([expert.fit_intercept for expert in experts])
-        if with_intercept.any():
-            totals = weights.sum(axis=0)
-            centre[:, :n_features] = weights.T @ X
-            centre[:, n_features] = weights.T @ y
-            centre /= totals[:, None]
-            centre[~with_intercept] = 0.0
-        gram = np.empty((len(experts), n_features + 1, n_features + 1))
-        with single_threaded_blas():  # the kernel calls BLAS from its own threads
-            weighted_gram(X, y, weights, centre, gram, kernel_threads(weights.size * n_features))
-        for expert, system, mean in zip(experts, gram, centre):
-            x_mean, y_mean = mean[:n_features], mean[n_features]
-            normal = system[:n_features, :n_features]
-            normal[np.diag_indices_from(normal)] += expert.alpha
-            expert.coef_ = _solve_normal_equations(normal, system[:n_features, n_features])
-            expert.intercept_ = float(y_mean - x_mean @ expert.coef_)
-            expert.n_features_in_ = n_features
+        coef, intercept, _ = fit_least_squares_many(
+            X, y, weights, [expert.alpha for expert in experts],
+            [expert.fit_intercept for expert in experts],
+        )
+        for k, expert in enumerate(experts):
+            expert.coef_, expert.intercept_ = coef[k], float(intercept[k])
+            expert.n_features_in_ = X.shape[1]
         return experts
 
     @staticmethod
@@ -461,6 +448,57 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         """
         best = np.argmax(self._scores(X), axis=1)
         return self.classes_[best]
+
+
+def fit_least_squares_many(X, y, weights, alpha, fit_intercept):
+    """K weighted (ridge) least-squares fits, one per column of ``weights``, in one pass.
+
+    One pass over ``X`` gives the K weighted means, one compiled pass the K
+    centred Gram matrices of ``[X, y]`` (:func:`skmoe._kernels.weighted_gram`);
+    each fit is then a small solve.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated C-ordered float64 inputs.
+    y : ndarray of shape (n_samples,)
+        Targets.
+    weights : ndarray of shape (n_samples, K)
+        Non-negative row weights, each column with a positive sum.
+    alpha : sequence of K floats
+        L2 penalties on the coefficients (not the intercepts).
+    fit_intercept : sequence of K bools
+        Whether each fit has an intercept (else nothing is centred).
+
+    Returns
+    -------
+    coef : ndarray of shape (K, n_features)
+    intercept : ndarray of shape (K,)
+    gram : ndarray of shape (K, n_features, n_features)
+        The weighted cross products of the centred ``X``, without penalty
+        (their eigenvalues are the squared singular values of the weighted
+        centred ``X``).
+    """
+    n_experts, n_features = weights.shape[1], X.shape[1]
+    centre = np.zeros((n_experts, n_features + 1))
+    with_intercept = np.asarray(fit_intercept, dtype=bool)
+    if with_intercept.any():
+        totals = weights.sum(axis=0)
+        centre[:, :n_features] = weights.T @ X
+        centre[:, n_features] = weights.T @ y
+        centre /= totals[:, None]
+        centre[~with_intercept] = 0.0
+    system = np.empty((n_experts, n_features + 1, n_features + 1))
+    with single_threaded_blas():  # the kernel calls BLAS from its own threads
+        weighted_gram(X, y, weights, centre, system, kernel_threads(weights.size * n_features))
+    gram = system[:, :n_features, :n_features].copy()
+    coef = np.empty((n_experts, n_features))
+    for k in range(n_experts):
+        normal = system[k, :n_features, :n_features]
+        normal[np.diag_indices_from(normal)] += alpha[k]
+        coef[k] = _solve_normal_equations(normal, system[k, :n_features, n_features])
+    intercept = centre[:, n_features] - np.einsum("kd,kd->k", centre[:, :n_features], coef)
+    return coef, intercept, gram
 
 
 def _solve_normal_equations(gram, moment):

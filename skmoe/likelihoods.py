@@ -690,6 +690,8 @@ class CategoricalLikelihood(BaseLikelihood):
         expert cannot make a row's log-likelihood ``-inf``.
     """
 
+    batch_predictions = True
+
     def __init__(self, classes, min_proba=1e-10):
         self.classes = classes
         self.min_proba = min_proba
@@ -714,6 +716,16 @@ class CategoricalLikelihood(BaseLikelihood):
         """Each target's log-probability under one expert (for EM's starts)."""
         proba = output[np.arange(y.shape[0]), y]
         return np.log(np.maximum(proba, self.min_proba))
+
+    def batch_outputs(self, batch, experts, X):
+        proba = batch._predict_proba_many(experts, X)
+        if all(np.array_equal(expert.classes_, self.classes) for expert in experts):
+            return proba
+        # Experts fitted on rows that lack a class (a held-out split) know fewer.
+        aligned = self.empty_outputs(X.shape[0], len(experts))
+        for k, expert in enumerate(experts):
+            aligned[:, k, np.searchsorted(self.classes, expert.classes_)] = proba[:, k]
+        return aligned
 
     def fit_params(self, y, outputs, weights, n_threads):
         return {}
