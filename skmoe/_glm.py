@@ -37,6 +37,9 @@ _MAX_EXPONENT = 500.0
 _MEAN_FLOOR = 1e-10
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
+# Rows per block of _evaluate: this many entries of X and of its (n, K)
+# arrays, so that a block's intermediate arrays stay in cache.
+_BLOCK_ENTRIES = 1 << 16
 
 
 def _check_targets(y, power):
@@ -143,12 +146,52 @@ def _objective(fit, coef, alpha):
     return fit + 0.5 * alpha * np.einsum("kj,kj->k", coef, coef)
 
 
-def _gradient(X, grad, coef, alpha):
-    """(K, d + 1) gradients in ``[coef_k, intercept_k]``: one GEMM for all K."""
-    gradient = np.empty((coef.shape[0], coef.shape[1] + 1))
-    gradient[:, :-1] = grad.T @ X
+def _evaluate(X, eta, direction, step, v, vy, log_y, power):
+    """The experts' state at ``eta + step * (X coef_dir + intercept_dir)``, in blocks of rows.
+
+    ``direction`` is (K, d + 1), ``[coef_dir, intercept_dir]`` per expert,
+    ``step`` a scalar or (K,); ``eta`` None stands for zeros (then the point
+    is ``X coef + intercept`` for ``direction = [coef, intercept]``).
+    Returns ``(eta, fit, scale, gradient, hess)``: the new linear predictors
+    (n, K), ``_weighted_terms``' ``fit``, ``scale`` and ``hess`` and the
+    gradient (K, d + 1) of the data part of the objective.
+
+    One pass over ``X`` in blocks of rows: a block's predictors, terms and
+    gradient are computed while it is in cache, instead of a dozen passes over
+    (n, K) arrays in memory (about half the time at n = 200,000, d = 5, K = 3).
+    """
+    n, n_features = X.shape
+    n_experts = direction.shape[0]
+    step = np.broadcast_to(np.asarray(step, dtype=np.float64), (n_experts,))
+    coef_step = np.ascontiguousarray((direction[:, :-1] * step[:, None]).T)  # (d, K)
+    intercept_step = direction[:, -1] * step
+    new_eta = np.empty((n, n_experts))
+    hess = np.empty((n, n_experts) if power <= 2 else (n, 2, n_experts))
+    fit, scale = np.zeros(n_experts), np.zeros(n_experts)
+    gradient = np.zeros((n_experts, n_features + 1))
+    block = max(256, _BLOCK_ENTRIES // (n_features + 3 * n_experts))
+    for start in range(0, n, block):
+        rows = slice(start, start + block)
+        X_block = X[rows]
+        eta_block = np.matmul(X_block, coef_step, out=new_eta[rows])
+        eta_block += intercept_step
+        if eta is not None:
+            eta_block += eta[rows]
+        block_fit, block_scale, grad, hess[rows] = _weighted_terms(
+            eta_block, v[rows], None if vy is None else vy[rows],
+            None if log_y is None else log_y[rows], power,
+        )
+        fit += block_fit
+        scale += block_scale
+        gradient[:, :-1] += grad.T @ X_block
+        gradient[:, -1] += _column_sums(grad)
+    return new_eta, fit, scale, gradient, hess
+
+
+def _penalised(gradient, coef, alpha):
+    """The objective's gradient from its data part's: the penalty's on the coefficients."""
+    gradient = gradient.copy()
     gradient[:, :-1] += alpha[:, None] * coef
-    gradient[:, -1] = _column_sums(grad)
     return gradient
 
 
@@ -202,26 +245,27 @@ def _normalised_weights(weights):
     return weights / _column_sums(weights)
 
 
+def _at_point(X, y, weights, power, coef, intercept):
+    v = _normalised_weights(weights)
+    vy = v * y[:, None] if power == 1 else None
+    return _evaluate(X, None, np.column_stack([coef, intercept]), 1.0, v, vy,
+                     _log_targets(y, power), power)
+
+
 def _objective_and_gradient(X, y, weights, power, alpha, coef, intercept):
     """The K objectives (K,) and gradients (K, d + 1) the solver minimises, at one point.
 
     For tests: it is made of the solver's own helpers.
     """
-    n_experts = weights.shape[1]
-    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n_experts,))
-    v = _normalised_weights(weights)
-    eta = X @ coef.T + intercept
-    fit, _, grad, _ = _weighted_terms(eta, v, v * y[:, None], _log_targets(y, power), power)
-    return _objective(fit, coef, alpha), _gradient(X, grad, coef, alpha)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (weights.shape[1],))
+    _, fit, _, gradient, _ = _at_point(X, y, weights, power, coef, intercept)
+    return _objective(fit, coef, alpha), _penalised(gradient, coef, alpha)
 
 
 def _hessians_at(X, y, weights, power, alpha, coef, intercept):
     """``_hessians``' (exact, Fisher or None), (K, d + 1, d + 1) each, at one point (for tests)."""
-    n_experts = weights.shape[1]
-    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n_experts,))
-    v = _normalised_weights(weights)
-    eta = X @ coef.T + intercept
-    _, _, _, hess = _weighted_terms(eta, v, v * y[:, None], _log_targets(y, power), power)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (weights.shape[1],))
+    hess = _at_point(X, y, weights, power, coef, intercept)[-1]
     return _hessians(X, hess, alpha, power)
 
 
@@ -326,7 +370,7 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
 
     Returns ``n_iter`` and the ``(expert, reason)`` pairs of those that did
     not converge.  ``active`` lists the experts still iterating; the (n, K)
-    arrays ``v``, ``vy``, ``eta``, ``grad`` and ``hess`` hold their columns only.
+    arrays ``v``, ``vy``, ``eta`` and ``hess`` hold their columns only.
     """
     n_experts = v.shape[1]
     vy = v * y[:, None] if power == 1 else None
@@ -334,12 +378,13 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
     n_iter = np.zeros(n_experts, dtype=np.intp)
     failed = []
     active = np.arange(n_experts)
-    eta = X @ coef.T + intercept
-    fit, scale, grad, hess = _weighted_terms(eta, v, vy, log_y, power)
+    # The start is a step from eta = 0 along [coef, intercept].
+    eta, fit, scale, data_gradient, hess = _evaluate(
+        X, None, np.column_stack([coef, intercept]), 1.0, v, vy, log_y, power)
     objective = _objective(fit, coef, alpha)
     iteration = 0
     while True:
-        gradient = _gradient(X, grad, coef[active], alpha[active])
+        gradient = _penalised(data_gradient, coef[active], alpha[active])
         n_iter[active] = iteration
         done = np.max(np.abs(gradient), axis=1) <= tol[active]
         out_of_iterations = ~done & (iteration >= max_iter[active])
@@ -348,9 +393,9 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
         if not keep.all():
             # Finished experts leave the batch, their columns dropped once:
             # later passes read only the others' weights.
-            active, gradient = active[keep], gradient[keep]
-            objective, scale = objective[keep], scale[keep]
-            v, vy, eta, grad, hess = _drop_columns(keep, v, vy, eta, grad, hess)
+            active, gradient, objective, scale = (
+                array[keep] for array in (active, gradient, objective, scale))
+            v, vy, eta, hess = _drop_columns(keep, v, vy, eta, hess)
         if active.size == 0:
             break
 
@@ -360,7 +405,6 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             for j in range(active.size)
         ])
         slope = np.einsum("kj,kj->k", gradient, direction)  # < 0: a descent direction
-        step_rows = X @ direction[:, :-1].T + direction[:, -1]  # eta's change for a full step
 
         # Backtracking (Armijo) per expert, from the full Newton step.  Near the
         # optimum the predicted decrease falls below the rounding error of the
@@ -369,8 +413,8 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
         slack = 1e-12 * np.maximum(scale, np.abs(objective))
         step = np.ones(active.size)
         new_coef = coef[active] + direction[:, :-1]
-        new_eta = eta + step_rows
-        new_fit, new_scale, new_grad, new_hess = _weighted_terms(new_eta, v, vy, log_y, power)
+        new_eta, new_fit, new_scale, new_data_gradient, new_hess = _evaluate(
+            X, eta, direction, step, v, vy, log_y, power)
         new_objective = _objective(new_fit, new_coef, alpha[active])
         pending = np.arange(active.size)
         for _ in range(_MAX_HALVINGS):
@@ -379,14 +423,13 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             if pending.size == 0:
                 break
             step[pending] *= 0.5
-            trial_eta = eta[:, pending] + step[pending] * step_rows[:, pending]
-            trial_fit, new_scale[pending], trial_grad, trial_hess = _weighted_terms(
-                trial_eta, v[:, pending], None if vy is None else vy[:, pending], log_y, power
-            )
             new_coef[pending] = (coef[active[pending]]
                                  + step[pending, None] * direction[pending, :-1])
-            new_eta[:, pending], new_grad[:, pending], new_hess[..., pending] = (
-                trial_eta, trial_grad, trial_hess)
+            (new_eta[:, pending], trial_fit, new_scale[pending], new_data_gradient[pending],
+             new_hess[..., pending]) = _evaluate(
+                X, eta[:, pending], direction[pending], step[pending], v[:, pending],
+                None if vy is None else vy[:, pending], log_y, power,
+            )
             new_objective[pending] = _objective(trial_fit, new_coef[pending],
                                                 alpha[active[pending]])
         else:
@@ -394,20 +437,22 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             # rounding dominates.  These experts keep their point and stop.
             step[pending] = 0.0
             new_coef[pending] = coef[active[pending]]
-            for new, old in ((new_eta, eta), (new_grad, grad), (new_hess, hess)):
-                new[..., pending] = old[..., pending]
+            new_eta[:, pending], new_hess[..., pending] = eta[:, pending], hess[..., pending]
             new_objective[pending], new_scale[pending] = objective[pending], scale[pending]
         coef[active] = new_coef
         intercept[active] += step * direction[:, -1]
-        eta, grad, hess, objective, scale = new_eta, new_grad, new_hess, new_objective, new_scale
+        eta, hess, objective, scale = new_eta, new_hess, new_objective, new_scale
+        data_gradient = new_data_gradient
         iteration += 1
         if pending.size:
+            # Their gradient is from the rejected trial; they stop here anyway.
             n_iter[active[pending]] = iteration
             failed += [(k, "line search failed") for k in active[pending]]
             keep = np.ones(active.size, dtype=bool)
             keep[pending] = False
-            active, objective, scale = active[keep], objective[keep], scale[keep]
-            v, vy, eta, grad, hess = _drop_columns(keep, v, vy, eta, grad, hess)
+            active, objective, scale, data_gradient = (
+                array[keep] for array in (active, objective, scale, data_gradient))
+            v, vy, eta, hess = _drop_columns(keep, v, vy, eta, hess)
             if active.size == 0:
                 break
     return n_iter, failed
