@@ -2,10 +2,12 @@
 
 EM refits every expert at every iteration with new sample weights.  A
 Poisson or gamma expert fitted by scikit-learn's ``PoissonRegressor`` reads
-``X`` a few times per Newton iteration, once per expert.  Here the K
-problems of a mixture advance together: per iteration one GEMM gives the K
-linear predictors' steps, one GEMM the K gradients and one compiled pass
-(:func:`skmoe._kernels.weighted_gram`) the K Hessians.
+``X`` several times per Newton iteration, once per expert.  Here the K
+problems of a mixture advance together: per Newton iteration one pass over
+``X`` in blocks of rows gives all K experts' linear predictors at the trial
+point, their objectives and gradients (``_evaluate``), and one compiled pass
+(:func:`skmoe._kernels.weighted_gram`) their Hessians.  Experts that have
+converged leave the batch.
 
 Each expert k minimises the objective of scikit-learn's ``TweedieRegressor``
 (``link="log"``) with ``sample_weight = weights[:, k]``::
@@ -227,18 +229,21 @@ def _hessians(X, hess, alpha, power):
 
 
 def _newton_direction(hessian, fisher, gradient):
-    """Newton's step ``-hessian^-1 gradient``; Fisher's where the Hessian is not positive definite.
+    """Newton's step ``-hessian^-1 gradient``; with ``fisher``, Fisher's where Newton's fails.
 
-    Newton's step keeps its quadratic convergence near the optimum, where the
-    Hessian is positive definite; Fisher scoring's is only linear.
+    Above power 2 the exact Hessian is used where it is positive definite and
+    well conditioned: near the optimum, where Newton's convergence is
+    quadratic and Fisher scoring's only linear.  Elsewhere the Fisher step is
+    a descent direction.
     """
     if fisher is None:
         return _solve_normal_equations(hessian, -gradient)
     try:
-        factor = linalg.cho_factor(hessian, check_finite=False)
-    except linalg.LinAlgError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", linalg.LinAlgWarning)
+            return linalg.solve(hessian, -gradient, assume_a="pos", check_finite=False)
+    except (linalg.LinAlgError, linalg.LinAlgWarning):
         return _solve_normal_equations(fisher, -gradient)
-    return linalg.cho_solve(factor, -gradient, check_finite=False)
 
 
 def _normalised_weights(weights):
@@ -318,6 +323,15 @@ def fit_log_link_glms(X, y, weights, power, alpha, coef=None, intercept=None, to
     intercept : ndarray of shape (n_experts,)
     n_iter : ndarray of shape (n_experts,)
         Newton iterations made by each expert.
+
+    Notes
+    -----
+    Newton's step uses the exact Hessian, which is positive semi-definite
+    for ``power <= 2``; above 2 it is used where it is positive definite,
+    and the expected (Fisher) Hessian elsewhere.  Each expert backtracks
+    along its own step (Armijo).  Singular Hessians (collinear features
+    with ``alpha=0``) give the least-squares step.  A ``ConvergenceWarning``
+    names the experts that reach ``max_iter`` or whose line search fails.
     """
     n_samples, n_features = X.shape
     if weights.ndim != 2 or weights.shape[0] != n_samples or y.shape != (n_samples,):

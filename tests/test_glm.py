@@ -211,6 +211,18 @@ def test_far_start(power):
     assert np.all(after <= before * (1 + 1e-10))  # rounding-sized increases are accepted
 
 
+@pytest.mark.parametrize("power", POWERS)
+def test_collinear_features_without_penalty(power):
+    """A duplicated column and alpha=0: a singular Hessian, solved by least squares."""
+    X, y, weights = _problem(power, n=500)
+    coef, intercept, _ = fit_log_link_glms(X, y, weights, power, 0.0)
+    doubled = np.column_stack([X, X[:, 0]])
+    coef2, intercept2, _ = fit_log_link_glms(doubled, y, weights, power, 0.0)
+    np.testing.assert_allclose(coef2[:, 0] + coef2[:, -1], coef[:, 0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(coef2[:, 1:-1], coef[:, 1:], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(intercept2, intercept, rtol=0, atol=1e-6)
+
+
 def test_fit_many_equals_separate_fits():
     X, y, weights = _problem(1.5)
     experts = [WeightedTweedieRegressor(power=1.5, alpha=alpha) for alpha in (0.0, 0.1, 1e-8)]
