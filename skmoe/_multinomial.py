@@ -2,16 +2,14 @@
 
 A mixture of classifiers refits all K experts at every EM iteration, each with
 its own row weights (column k of an (n, K) array).  Fitted one by one, the
-experts make K passes over ``X`` per objective evaluation (and K tasks);
-here the K problems are stacked into one parameter vector and solved by one
-L-BFGS whose every evaluation is a single pass over ``X``
-(:func:`skmoe._kernels.grouped_softmax_objective`).
-
-The K problems share no parameter, so the sum of their objectives is
-minimised exactly where each one is.  Each is divided by its weight sum
-(a per-sample scale, as in the softmax gate) so that no expert's problem
-dominates the joint gradient, and L-BFGS's stopping rule (largest entry of
-the projected gradient below ``tol``) then holds for every problem at once.
+experts make K passes over ``X`` per round of objective evaluations (and K
+tasks).  Here each problem keeps its own L-BFGS, but the K solvers run in
+lockstep and one pass of a compiled kernel over ``X``
+(:func:`skmoe._kernels.grouped_softmax_objective`) evaluates all their
+points: a fit makes as many passes as its slowest problem needs
+evaluations, and each problem stops when its own gradient is below its
+``tol``.  Each objective is divided by its weight sum (a per-sample scale,
+as in the softmax gate), so that ``tol`` means the same for every expert.
 
 Two uses:
 
@@ -27,7 +25,6 @@ Two uses:
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
 
 from ._kernels import grouped_softmax_objective
 from ._stats import weighted_mean_scale
@@ -37,7 +34,7 @@ from ._threads import kernel_threads, single_threaded_blas
 def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=None, coef=None,
                            intercept=None, tol=1e-6, max_iter=100, fit_intercept=True,
                            precondition=True):
-    """Solve K weighted multinomial logistic regressions with one L-BFGS over ``X``.
+    """Solve K weighted multinomial logistic regressions, each pass over ``X`` serving all K.
 
     Problem k minimises, over ``coef[k]`` (C, d) and ``intercept[k]`` (C,),
     ``sum_i w_ik CE_i + ||coef[k] * scale[k]||^2 / (2 C_k)``, where
@@ -55,20 +52,25 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
     The problem depends on ``scale`` and ``C`` only: ``mean`` shifts the
     intercepts of the standardised model, not the minimiser.
 
+    Each problem is solved by its own L-BFGS (``_lockstep_lbfgs``), on its
+    objective divided by its weight sum (a per-sample scale, as in the
+    softmax gate), until the largest entry of its gradient is below
+    ``tol``.  The K solvers run in lockstep: each round, every unfinished
+    problem proposes a point and one pass of the compiled kernel over ``X``
+    evaluates them all (a sparse ``X`` goes through NumPy/SciPy instead).
+    So a fit makes as many passes over ``X`` as its slowest problem needs
+    evaluations, and each problem takes the iterations it would alone.
+    (One L-BFGS over the stacked parameters, the sum of the K objectives,
+    shares one step length between the problems: with 8 experts it took
+    twice the iterations of the slowest problem alone, each evaluating all
+    8, and lost to 8 separate fits.)
+
     Whatever the penalty, L-BFGS works on the coefficients of the features
     standardised with each problem's own weighted means and standard
     deviations (``precondition``), folded into the parameters so that ``X``
-    is never centred or copied: in raw units a feature of mean 5 and spread
-    0.1 made L-BFGS take 5 to 15 times more iterations, and stop less
+    is never centred or copied: in raw units, a feature of mean 5 and spread
+    0.1 made L-BFGS take 5 to 100 times more iterations, and stop less
     accurately, than in standardised units.
-
-    The K problems are stacked: the objective is the sum over k of problem
-    k's objective divided by its weight sum ``W_k = sum_i w_ik``, and each
-    evaluation is one pass of the compiled kernel over ``X`` (a sparse ``X``
-    goes through NumPy/SciPy instead).  L-BFGS stops when the largest entry
-    of the gradient, every problem's per-sample gradient, is below ``tol``:
-    then each problem is solved to ``tol``.  The joint L-BFGS takes about as
-    many iterations as the slowest problem would alone.
 
     Parameters
     ----------
@@ -95,10 +97,11 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
         Starting coefficients (warm start), in the units of ``X``; None is 0.
     intercept : array-like of shape (K, n_classes), default=None
         Starting intercepts; None is 0.
-    tol : float, default=1e-6
-        Gradient tolerance of L-BFGS on the per-sample objectives.
-    max_iter : int, default=100
-        Maximum L-BFGS iterations of the joint problem.
+    tol : float or array-like of shape (K,), default=1e-6
+        Gradient tolerance of each problem's L-BFGS, on its per-sample
+        objective (as ``gtol`` of SciPy's L-BFGS-B).
+    max_iter : int or array-like of shape (K,), default=100
+        Maximum L-BFGS iterations of each problem.
     fit_intercept : bool or array-like of shape (K,), default=True
         Whether problem k has intercepts.  Where it has none they are held
         at 0 (their gradient is zeroed, so L-BFGS never moves them); that
@@ -116,8 +119,8 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
         Coefficients in the units of ``X``.
     intercept : ndarray of shape (K, n_classes)
         Intercepts.
-    n_iter : int
-        L-BFGS iterations of the joint problem.
+    n_iter : ndarray of shape (K,)
+        L-BFGS iterations of each problem.
 
     Notes
     -----
@@ -128,44 +131,34 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
     direction is zero, so L-BFGS keeps the start's sums over classes: from a
     zero start both sum to zero, as scikit-learn's do.
 
-    As in the softmax gate, the result is the start when L-BFGS ends above
-    the start's objective (possible only through a failed line search), so
-    that EM's objective never goes down.
+    A problem whose line search fails (its objective no longer decreases in
+    floating point) stops where it is, as SciPy's L-BFGS-B does; no
+    problem ends above its start's objective, so that EM's objective never
+    goes down.
     """
     problem = _GroupedProblem(X, codes, n_classes, weights, C, mean, scale, fit_intercept,
                               precondition)
-    theta0 = problem.pack(coef, intercept)
-    start_values = []  # L-BFGS evaluates theta0 first: keep that value for the guard
-
-    def objective(theta):
-        value, gradient = problem.objective(theta)
-        if not start_values:
-            start_values.append(value)
-        return value, gradient
-
+    n_problems = problem.shape[0]
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n_problems,))
+    max_iter = np.broadcast_to(np.asarray(max_iter, dtype=np.intp), (n_problems,))
     # The kernel threads over rows and makes its own small BLAS calls in each
     # thread; BLAS threads on top would only contend for the cores.
     with single_threaded_blas():
-        result = minimize(
-            objective, theta0, jac=True, method="L-BFGS-B",
-            # ftol off: stop on the gradient alone, which bounds every problem's.
-            options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-64},
-        )
-    theta = result.x if result.fun <= start_values[0] else theta0
+        theta, n_iter = _lockstep_lbfgs(problem.objective, problem.pack(coef, intercept), tol,
+                                        max_iter)
     coef, intercept = problem.unpack(theta)
-    return coef, intercept, int(result.nit)
+    return coef, intercept, n_iter
 
 
 class _GroupedProblem:
-    """The stacked objective of :func:`fit_multinomial_logits` and its parameter layout.
+    """The K objectives of :func:`fit_multinomial_logits` and their parameters' layout.
 
-    L-BFGS works on the parameters of all K problems in the solver's
-    standardised coordinates, one vector: the (d, K * C) coefficients
-    (problem k's class c in column k * C + c, the kernel's layout) then the
-    (K * C,) intercepts.  With the solver's centres ``m`` and scales ``s``,
-    ``std_coef = coef * s`` and ``std_intercept = intercept + m @ coef`` are
-    the parameters of the model on the features ``(x - m) / s``.  The
-    penalty is on ``coef * scale = std_coef * (scale / s)``.
+    Problem k's parameters are a vector of the solver's standardised
+    coordinates: its (d, C) coefficients, then its (C,) intercepts.  With
+    the solver's centres ``m`` and scales ``s``, ``std_coef = coef * s`` and
+    ``std_intercept = intercept + m @ coef`` are the parameters of the model
+    on the features ``(x - m) / s``.  The penalty is on
+    ``coef * scale = std_coef * (scale / s)``.
     """
 
     def __init__(self, X, codes, n_classes, weights, C, mean, scale, fit_intercept,
@@ -213,14 +206,16 @@ class _GroupedProblem:
             if np.any(mean[~self.fit_intercept] != 0):
                 raise ValueError("A problem without intercepts needs mean = 0.")
         self.mean, self.scale = mean, solver_scale
-        # Penalty on std_coef * ratio; the inverse C folded in (0 for no penalty).
+        # The penalty is sum(penalty_weights * std_coef ** 2) / 2, the inverse
+        # C folded in (0 for no penalty).
         inverse_C = np.where(np.isfinite(self.C), 1.0 / self.C, 0.0)
-        ratio = scale / solver_scale  # (K, d)
-        self.penalty_weights = (ratio**2 * inverse_C[:, None]).T[:, :, None]  # (d, K, 1)
+        self.penalty_weights = ((scale / solver_scale) ** 2 * inverse_C[:, None])[:, :, None]
         self.n_threads = kernel_threads(self.weights.size * n_classes)
+        self._subset = (np.arange(n_problems), self.weights)  # problems -> their weights
 
     def pack(self, coef, intercept):
-        """(K, C, d) coefficients and (K, C) intercepts in input units -> L-BFGS's vector."""
+        """(K, C, d) coefficients and (K, C) intercepts in input units -> (K, p) parameters."""
+        n_problems, n_classes, n_features = self.shape
         if coef is None:
             coef = np.zeros(self.shape)
         if intercept is None:
@@ -233,53 +228,178 @@ class _GroupedProblem:
                 f"expected {self.shape} and {self.shape[:2]}."
             )
         intercept = np.where(self.fit_intercept[:, None], intercept, 0.0)
-        std_coef = coef.transpose(2, 0, 1) * self.scale.T[:, :, None]  # (d, K, C)
+        std_coef = coef.transpose(0, 2, 1) * self.scale[:, :, None]  # (K, d, C)
         std_intercept = intercept + np.einsum("kj,kcj->kc", self.mean, coef)
-        return np.concatenate([std_coef.ravel(), std_intercept.ravel()])
+        return np.concatenate([std_coef.reshape(n_problems, -1), std_intercept], axis=1)
 
-    def _raw(self, theta):
-        """L-BFGS's vector -> (d, K, C) standardised and raw coefficients, (K, C) intercepts."""
-        n_problems, n_classes, n_features = self.shape
-        size = n_features * n_problems * n_classes
-        std_coef = theta[:size].reshape(n_features, n_problems, n_classes)
-        coef = std_coef / self.scale.T[:, :, None]
-        intercept = theta[size:].reshape(n_problems, n_classes) - np.einsum(
-            "kj,jkc->kc", self.mean, coef
+    def _raw(self, theta, problems):
+        """(k, p) parameters -> (k, d, C) standardised and raw coefficients, (k, C) intercepts."""
+        _, n_classes, n_features = self.shape
+        std_coef = theta[:, : n_features * n_classes].reshape(-1, n_features, n_classes)
+        coef = std_coef / self.scale[problems][:, :, None]
+        intercept = theta[:, n_features * n_classes :] - np.einsum(
+            "kj,kjc->kc", self.mean[problems], coef
         )
         return std_coef, coef, intercept
 
     def unpack(self, theta):
-        """L-BFGS's vector -> (K, C, d) coefficients and (K, C) intercepts in input units."""
-        _, coef, intercept = self._raw(theta)
-        return np.ascontiguousarray(coef.transpose(1, 2, 0)), intercept
+        """(K, p) parameters -> (K, C, d) coefficients and (K, C) intercepts in input units."""
+        _, coef, intercept = self._raw(theta, slice(None))
+        return np.ascontiguousarray(coef.transpose(0, 2, 1)), intercept
 
-    def objective(self, theta):
-        """Sum over problems of the per-sample penalised cross-entropy, and its gradient."""
-        n_problems, n_classes, n_features = self.shape
-        std_coef, coef, intercept = self._raw(theta)
-        grad_coef = np.empty((n_features, n_problems * n_classes))
-        grad_intercept = np.empty(n_problems * n_classes)
-        losses = np.empty(n_problems)
+    def _weights_of(self, problems):
+        """The C-ordered weight columns of ``problems``, kept while the same ones are asked."""
+        if not np.array_equal(self._subset[0], problems):
+            self._subset = (problems, np.ascontiguousarray(self.weights[:, problems]))
+        return self._subset[1]
+
+    def objective(self, theta, problems):
+        """Per-sample penalised cross-entropies of ``problems`` at ``theta``, and gradients.
+
+        ``theta`` holds one row of parameters per problem in ``problems``
+        (an index array); one pass over ``X`` evaluates them all.  Returns
+        the (k,) objectives and their (k, p) gradients.
+        """
+        _, n_classes, n_features = self.shape
+        n_asked = len(problems)
+        std_coef, coef, intercept = self._raw(theta, problems)
+        # The kernel's layout: problem k's class c in column k * C + c.
+        kernel_coef = np.ascontiguousarray(coef.transpose(1, 0, 2)).reshape(n_features, -1)
+        grad_coef = np.empty((n_features, n_asked * n_classes))
+        grad_intercept = np.empty(n_asked * n_classes)
+        losses = np.empty(n_asked)
         # The compiled kernel reads dense C-ordered rows; sparse X has its own path.
         loss_and_gradient = _sparse_grouped_objective if self.sparse else grouped_softmax_objective
         loss_and_gradient(
-            self.X, coef.reshape(n_features, -1), intercept.ravel(), self.codes, self.weights,
+            self.X, kernel_coef, intercept.ravel(), self.codes, self._weights_of(problems),
             grad_coef, grad_intercept, losses, self.n_threads,
         )
-        grad_coef = grad_coef.reshape(n_features, n_problems, n_classes)
-        grad_intercept = grad_intercept.reshape(n_problems, n_classes)
-        grad_intercept[~self.fit_intercept] = 0.0  # held at zero
+        grad_coef = grad_coef.reshape(n_features, n_asked, n_classes).transpose(1, 0, 2)
+        grad_intercept = grad_intercept.reshape(n_asked, n_classes)
+        grad_intercept[~self.fit_intercept[problems]] = 0.0  # held at zero
         # Chain rule through the standardisation, without forming (X - mean) / scale.
-        grad_coef -= self.mean.T[:, :, None] * grad_intercept[None]
-        grad_coef /= self.scale.T[:, :, None]
-        penalty_gradient = self.penalty_weights * std_coef
-        losses += 0.5 * np.einsum("jkc,jkc->k", penalty_gradient, std_coef)
+        grad_coef = grad_coef - self.mean[problems][:, :, None] * grad_intercept[:, None, :]
+        grad_coef /= self.scale[problems][:, :, None]
+        penalty_gradient = self.penalty_weights[problems] * std_coef
+        losses += 0.5 * np.einsum("kjc,kjc->k", penalty_gradient, std_coef)
         grad_coef += penalty_gradient
         # Each problem on a per-sample scale.
-        losses /= self.totals
-        grad_coef /= self.totals[None, :, None]
-        grad_intercept /= self.totals[:, None]
-        return losses.sum(), np.concatenate([grad_coef.ravel(), grad_intercept.ravel()])
+        totals = self.totals[problems]
+        gradient = np.concatenate([grad_coef.reshape(n_asked, -1), grad_intercept], axis=1)
+        gradient /= totals[:, None]
+        return losses / totals, gradient
+
+
+# L-BFGS settings of _lockstep_lbfgs: SciPy's defaults.
+_MEMORY = 10  # correction pairs kept
+_ARMIJO = 1e-4  # sufficient decrease, as a fraction of the step's predicted decrease
+_MAX_BACKTRACKS = 20
+
+
+def _lockstep_lbfgs(objective, theta0, tol, max_iter):
+    """Minimise K convex objectives, each by its own L-BFGS, evaluating them together.
+
+    ``objective(theta, problems)`` returns the objectives and gradients of
+    ``problems`` (an index array) at the rows of ``theta``.  Each round,
+    every unfinished problem proposes one point (a new iterate's first
+    trial, or a shorter step of its line search) and one call evaluates
+    them all.  Problem k stops when the largest entry of its gradient is at
+    most ``tol[k]``, after ``max_iter[k]`` iterations, or when its line
+    search fails twice in a row (the second time along the steepest descent
+    direction, its memory dropped).
+
+    The line search backtracks from the unit step (the first iteration's
+    steepest descent step has length 1, as in L-BFGS-B), by safeguarded
+    quadratic interpolation.  It accepts a point of sufficient decrease
+    (Armijo), or one where the objective's slope along the direction is
+    still not positive and the gradient is smaller: for a convex objective
+    that point is lower than the start even when the decrease is too small
+    for floating point to resolve, which is what lets tight tolerances be
+    reached; requiring a smaller gradient there stops the search where
+    rounding leaves no progress to make (``tol=0``).
+
+    Returns the (K, p) solutions and the (K,) iteration counts.
+    """
+    n_problems = theta0.shape[0]
+    theta = theta0.copy()
+    value, gradient = objective(theta, np.arange(n_problems))
+    start_value = value.copy()
+    n_iter = np.zeros(n_problems, dtype=np.intp)
+    memory = [[] for _ in range(n_problems)]  # (s, y, 1 / s.y), oldest first
+    direction = -gradient
+    step = 1.0 / np.maximum(np.linalg.norm(gradient, axis=1), np.finfo(float).tiny)
+    slope = np.einsum("kp,kp->k", gradient, direction)
+    backtracks = np.zeros(n_problems, dtype=np.intp)
+    active = (np.abs(gradient).max(axis=1, initial=0.0) > tol) & (max_iter > 0)
+    while active.any():
+        problems = np.flatnonzero(active)
+        trial = theta[problems] + step[problems, None] * direction[problems]
+        trial_value, trial_gradient = objective(trial, problems)
+        for row, k in enumerate(problems):
+            trial_slope = trial_gradient[row] @ direction[k]
+            decrease = trial_value[row] - value[k]
+            if decrease <= _ARMIJO * step[k] * slope[k] or (
+                trial_slope <= 0 and decrease <= 1e-12 * (1.0 + abs(value[k]))
+                and np.abs(trial_gradient[row]).max() < np.abs(gradient[k]).max()
+            ):
+                change = trial[row] - theta[k]
+                change_gradient = trial_gradient[row] - gradient[k]
+                curvature = change @ change_gradient
+                # Keep only pairs of clearly positive curvature (as L-BFGS-B).
+                if curvature > np.finfo(float).eps * (change_gradient @ change_gradient):
+                    memory[k].append((change, change_gradient, 1.0 / curvature))
+                    if len(memory[k]) > _MEMORY:
+                        memory[k].pop(0)
+                theta[k], value[k], gradient[k] = trial[row], trial_value[row], trial_gradient[row]
+                n_iter[k] += 1
+                backtracks[k] = 0
+                if np.abs(gradient[k]).max(initial=0.0) <= tol[k] or n_iter[k] >= max_iter[k]:
+                    active[k] = False
+                    continue
+                direction[k] = -_two_loop(gradient[k], memory[k])
+                step[k] = 1.0
+                slope[k] = gradient[k] @ direction[k]
+                if slope[k] < 0:
+                    continue
+            else:
+                backtracks[k] += 1
+                if backtracks[k] <= _MAX_BACKTRACKS:
+                    # Minimiser of the quadratic through value, slope and the trial,
+                    # kept within [0.1, 0.5] of the rejected step.
+                    excess = decrease - step[k] * slope[k]
+                    shorter = -slope[k] * step[k] ** 2 / (2 * excess) if excess > 0 else 0.0
+                    step[k] = min(max(shorter, 0.1 * step[k]), 0.5 * step[k])
+                    continue
+                if not memory[k]:
+                    active[k] = False  # even steepest descent no longer descends: done
+                    continue
+            # Not a descent direction, or its line search failed: start afresh
+            # from steepest descent.
+            memory[k].clear()
+            direction[k] = -gradient[k]
+            step[k] = 1.0 / max(np.linalg.norm(gradient[k]), np.finfo(float).tiny)
+            slope[k] = gradient[k] @ direction[k]
+            backtracks[k] = 0
+    # Accepting a flat step allows rounding-level increases: never end above the start.
+    worse = value > start_value
+    theta[worse] = theta0[worse]
+    return theta, n_iter
+
+
+def _two_loop(gradient, memory):
+    """The L-BFGS product ``H gradient``, H the inverse Hessian estimate from ``memory``."""
+    q = gradient.copy()
+    alphas = []
+    for change, change_gradient, rho in reversed(memory):
+        alpha = rho * (change @ q)
+        q -= alpha * change_gradient
+        alphas.append(alpha)
+    if memory:
+        change, change_gradient, _ = memory[-1]
+        q *= (change @ change_gradient) / (change_gradient @ change_gradient)
+    for (change, change_gradient, rho), alpha in zip(memory, reversed(alphas)):
+        q += (alpha - rho * (change_gradient @ q)) * change
+    return q
 
 
 def _per_problem(values, default, n_problems, n_features, name):

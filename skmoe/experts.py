@@ -277,8 +277,8 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         return self
 
     # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
-    # all its experts with one L-BFGS whose every step is one pass over X, and
-    # evaluates them with one GEMM.
+    # all its experts with one pass over X per L-BFGS step, and evaluates
+    # them with one GEMM.
 
     @staticmethod
     def _fit_many(experts, X, y, weights):
@@ -292,12 +292,11 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
 
         The K problems are solved together by
         :func:`skmoe._multinomial.fit_multinomial_logits`, each penalised on
-        the features standardised with its own weights, as ``fit`` does;
-        each evaluation of the joint objective is one pass over ``X``. The
-        experts may differ in ``C``; the joint L-BFGS stops at the smallest
-        ``tol`` or the largest ``max_iter`` among them, and every expert
-        gets its ``n_iter_``. An expert with ``warm_start=True`` starts from
-        its previous solution when that has the same classes and features.
+        the features standardised with its own weights, as ``fit`` does, by
+        its own L-BFGS with its own ``C``, ``tol`` and ``max_iter``; each
+        pass over ``X`` evaluates all the unfinished ones. An expert with
+        ``warm_start=True`` starts from its previous solution when that has
+        the same classes and features.
 
         Parameters
         ----------
@@ -342,14 +341,14 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
                 coef[k], intercept[k] = old_coef, expert.intercept_
         coef, intercept, n_iter = fit_multinomial_logits(
             X, codes.reshape(-1), n_classes, weights, [expert.C for expert in experts],
-            mean, scale, coef, intercept, tol=min(expert.tol for expert in experts),
-            max_iter=max(expert.max_iter for expert in experts), precondition=False,
+            mean, scale, coef, intercept, tol=[expert.tol for expert in experts],
+            max_iter=[expert.max_iter for expert in experts], precondition=False,
         )
         for k, expert in enumerate(experts):
             expert.classes_ = classes
             expert.coef_ = coef[k].copy()
             expert.intercept_ = intercept[k].copy()
-            expert.n_iter_ = n_iter
+            expert.n_iter_ = int(n_iter[k])
             expert.n_features_in_ = n_features
         return experts
 
