@@ -241,6 +241,34 @@ def test_fit_many_equals_separate_fits():
         np.testing.assert_allclose(alone.predict(X), np.exp(X @ alone.coef_ + alone.intercept_))
 
 
+def test_mixture_with_tweedie_experts():
+    """In EM the experts are refitted together through the batch protocol."""
+    from skmoe import MixtureOfExpertsRegressor
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 3))
+    mu = np.where(X[:, 0] > 0, np.exp(0.5 * X[:, 1] + 1.0), np.exp(-0.5 * X[:, 2]))
+    y = rng.poisson(mu).astype(float)
+    calls = []
+    fit_many = WeightedTweedieRegressor._fit_many
+
+    def counting(experts, *args):
+        calls.append(len(experts))
+        return fit_many(experts, *args)
+
+    scores = []
+    for estimator in (PoissonRegressor(alpha=1e-8, solver="newton-cholesky"),
+                      WeightedTweedieRegressor(warm_start=True)):
+        mixture = MixtureOfExpertsRegressor(n_experts=2, estimator=estimator,
+                                            likelihood="poisson", random_state=0)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(WeightedTweedieRegressor, "_fit_many", staticmethod(counting))
+            mixture.fit(X, y)
+        scores.append(mixture.score(X, y))
+    assert calls and set(calls) == {2}
+    assert abs(scores[0] - scores[1]) < 1e-3
+
+
 def test_fit_many_refuses_mixed_powers():
     X, y, weights = _problem(2.0, n=50)
     experts = [WeightedTweedieRegressor(power=2.0), WeightedTweedieRegressor(power=3.0)]
