@@ -16,6 +16,7 @@ missing or unreadable file, data the model refuses).
 import argparse
 import contextlib
 import difflib
+import importlib
 import os
 import sys
 import textwrap
@@ -49,19 +50,15 @@ _FORMAT_VERSION = 1
 # --task auto: a whole-number target with at most this many values is a class label.
 _MAX_AUTO_CLASSES = 10
 
-# Expert names: the tasks each serves and its line in --help.
+# Expert names: the tasks each serves (its default first) and its line in --help.
 _EXPERTS = {
-    "linear": (("regression",), "least squares (the regression default)"),
-    "ridge": (("regression",), "ridge regression (scikit-learn Ridge, alpha=1)"),
-    "poisson": (("regression",), "Poisson GLM for counts, log link (and Poisson likelihood)"),
-    "gamma": (("regression",), "gamma GLM for positive targets, log link (and gamma "
-                               "likelihood)"),
-    "logistic": (("classification",), "multinomial logistic regression (the classification "
-                                      "default)"),
-    "tree": (("regression", "classification"), "decision tree, depth <= 4, leaves of >= 20 "
-                                                "rows"),
-    "hgb": (("regression", "classification"), "histogram gradient boosting "
-                                               "(HistGradientBoosting*)"),
+    "linear": (("regression",), "least squares"),
+    "ridge": (("regression",), "ridge regression (scikit-learn's Ridge, alpha=1)"),
+    "poisson": (("regression",), "Poisson GLM, log link, for counts (Poisson likelihood)"),
+    "gamma": (("regression",), "gamma GLM, log link, for positive targets (gamma likelihood)"),
+    "logistic": (("classification",), "multinomial logistic regression"),
+    "tree": (("regression", "classification"), "decision tree, depth <= 4, leaves >= 20 rows"),
+    "hgb": (("regression", "classification"), "histogram gradient boosting"),
 }
 
 _LIKELIHOODS = ("gaussian", "poisson", "gamma", "student_t")
@@ -91,10 +88,10 @@ how columns are used:
   whole numbers with at most {_MAX_AUTO_CLASSES} distinct values, regression otherwise.
 
 experts (--expert):
+  regression:      linear (the default), ridge, poisson, gamma, tree, hgb
+  classification:  logistic (the default), tree, hgb
 """ + "\n".join(
-    f"  {name:<9} {description}"
-    + ("" if len(tasks) == 2 else f" [{tasks[0]}]")
-    for name, (tasks, description) in _EXPERTS.items()
+    f"  {name:<9} {description}" for name, (_, description) in _EXPERTS.items()
 )
 
 
@@ -220,8 +217,13 @@ def _as_text(column):
 
 
 def _is_numeric(column):
-    pd = _pandas()
-    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+    """Numbers, booleans included (as 0 and 1)."""
+    return _pandas().api.types.is_numeric_dtype(column)
+
+
+def _is_quantity(column):
+    """Numbers that can be a regression target: booleans are classes."""
+    return _is_numeric(column) and not _pandas().api.types.is_bool_dtype(column)
 
 
 def _column_treatment(frame, features):
@@ -250,15 +252,15 @@ def _feature_frame(frame, features, numeric, categories, path):
             known = text.where(text.isin(categories[name]))
             columns[name] = pd.Categorical(known, categories=categories[name])
             continue
-        if pd.api.types.is_bool_dtype(column):
-            column = column.astype(np.float64)
-        if not pd.api.types.is_numeric_dtype(column):
+        if not _is_numeric(column):  # such as a number column with a typo in it
             values = pd.to_numeric(column, errors="coerce")
             bad = column[values.isna() & column.notna()]
-            raise CommandError(
-                f"column {name!r} of {path} holds non-numbers (such as {bad.iloc[0]!r}) but "
-                "was numeric in the training data"
-            )
+            if len(bad):
+                raise CommandError(
+                    f"column {name!r} of {path} holds non-numbers (such as {bad.iloc[0]!r}) "
+                    "but was numeric in the training data"
+                )
+            column = values
         columns[name] = column.astype(np.float64)
     return pd.DataFrame(columns, index=frame.index)
 
@@ -280,7 +282,7 @@ def _infer_task(y, args):
         return "regression", f"--likelihood {args.likelihood}"
     if args.expert is not None and len(_EXPERTS[args.expert][0]) == 1:
         return _EXPERTS[args.expert][0][0], f"--expert {args.expert}"
-    if not _is_numeric(y) or _pandas().api.types.is_bool_dtype(y):
+    if not _is_quantity(y):
         return "classification", None
     values = y.to_numpy(dtype=np.float64)
     if np.all(values == np.round(values)) and np.unique(values).size <= _MAX_AUTO_CLASSES:
@@ -349,8 +351,7 @@ def _make_model(setup, args, n_experts):
     )
     if setup["task"] == "classification":
         return MixtureOfExpertsClassifier(n_experts, **params)
-    # "auto": the family the expert's loss declares (Poisson or gamma GLMs), else Gaussian.
-    return MixtureOfExpertsRegressor(n_experts, likelihood=args.likelihood or "auto", **params)
+    return MixtureOfExpertsRegressor(n_experts, likelihood=setup["likelihood"], **params)
 
 
 def _training_setup(args):
@@ -374,7 +375,7 @@ def _training_setup(args):
     task, reason = _infer_task(y, args)
     if task == "classification" and args.likelihood is not None:
         raise _usage_error("--likelihood applies to regression only")
-    if task == "regression" and (not _is_numeric(y) or _pandas().api.types.is_bool_dtype(y)):
+    if task == "regression" and not _is_quantity(y):
         raise _usage_error(
             f"the target {args.target!r} is not numeric, so it cannot be the target of a "
             f"regression (asked for by {reason}); for classification use --task "
@@ -385,8 +386,11 @@ def _training_setup(args):
         raise _usage_error(f"{args.data} has no feature columns besides the target")
     numeric, categories = _column_treatment(frame, features)
     X = _feature_frame(frame, features, numeric, categories, args.data)
+    expert = _expert_name(args, task)
+    # The GLM experts come with their family, unless --likelihood says otherwise.
+    likelihood = args.likelihood or (expert if expert in ("poisson", "gamma") else "gaussian")
     return {
-        "task": task, "expert": _expert_name(args, task), "target": args.target,
+        "task": task, "expert": expert, "likelihood": likelihood, "target": args.target,
         "features": features, "numeric": numeric, "categories": categories,
         "missing": bool(X.isna().to_numpy().any()), "X": X,
         "y": y.to_numpy(dtype=np.float64) if task == "regression" else y.to_numpy(),
@@ -620,8 +624,7 @@ def _inspect(args):
         print(f"classes: {', '.join(map(str, model.classes_))}")
     gate = model.gate if isinstance(model.gate, str) else type(model.gate).__name__
     print(f"gate: {gate}; top_k: {model.top_k}"
-          + (f"; likelihood: {type(model._likelihood).__name__}"
-             if saved["task"] == "regression" else ""))
+          + (f"; likelihood: {model.likelihood}" if saved["task"] == "regression" else ""))
 
     experts = pd.DataFrame({
         "expert": [f"expert {k}" for k in range(len(model.experts_))],
@@ -648,10 +651,8 @@ def _inspect(args):
 
 
 def _run_demo(args):
-    if args.n_samples < 100:
-        raise _usage_error(f"--n-samples must be at least 100; got {args.n_samples}")
     try:
-        import matplotlib.figure  # noqa: F401  (only asked whether it is there)
+        importlib.import_module("matplotlib.figure")
     except ImportError:
         figure = None
     else:
@@ -717,8 +718,9 @@ def _parser():
     training.add_argument("--n-experts", "-k", type=_int_at_least(1), default=2, metavar="K",
                           help="number of experts (default: 2)")
     training.add_argument("--expert", choices=list(_EXPERTS), metavar="NAME",
-                          help="the experts' model (see below; default: linear for regression, "
-                               "logistic for classification)")
+                          help="the experts' model (see below; default: logistic for "
+                               "classification; for regression linear, or the GLM of "
+                               "--likelihood poisson or gamma)")
     training.add_argument("--gate", choices=("softmax", "tree", "hme"), default="softmax",
                           help="softmax: multinomial logit; tree: a decision tree (its rules "
                                "show in 'skmoe inspect'); hme: hierarchical mixture of experts "
@@ -857,7 +859,7 @@ def _parser():
     )
     demo.add_argument("--output-dir", default=".", metavar="DIR",
                       help="directory of the figure, created if needed (default: .)")
-    demo.add_argument("--n-samples", type=_int_at_least(1), default=20_000, metavar="N",
+    demo.add_argument("--n-samples", type=_int_at_least(100), default=20_000, metavar="N",
                       help="rows of each generated data set, a quarter held out "
                            "(default: 20000)")
     demo.set_defaults(run=_run_demo)

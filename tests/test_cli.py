@@ -57,8 +57,12 @@ def data(tmp_path_factory):
     label = np.where(rng.uniform(size=n) < 1 / (1 + np.exp(-logit)), "yes", "no")
     clf = pd.DataFrame({"x1": x1, "x2": x2, "label": label})
     clf.to_csv(folder / "clf.csv", index=False)
+
+    rate = np.exp(0.5 + np.where(x1 > 0, x2, -x2))
+    pd.DataFrame({"x1": x1, "x2": x2, "visits": rng.poisson(rate)}).to_csv(
+        folder / "counts.csv", index=False)
     return {name: str(folder / f"{name}.csv") for name in
-            ["plain", "plain_new", "houses", "houses_new", "clf"]} | {"dir": folder}
+            ["plain", "plain_new", "houses", "houses_new", "clf", "counts"]} | {"dir": folder}
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +160,28 @@ def test_hgb_experts_take_categories_as_they_are(data, tmp_path):
     assert type(model.experts_[0]).__name__ == "HistGradientBoostingRegressor"
 
 
+@pytest.mark.parametrize("options", [["--expert", "poisson"], ["--likelihood", "poisson"]])
+def test_count_target(options, data, tmp_path):
+    path = str(tmp_path / "m.joblib")
+    assert main(["fit", data["counts"], "-t", "visits", "-q", "-o", path] + options) == 0
+    model = joblib.load(path)["model"]
+    assert model.likelihood == "poisson"
+    assert type(model.experts_[0]).__name__ == "PoissonRegressor"
+    out = tmp_path / "pred.csv"
+    assert main(["predict", path, data["counts"], "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert (pred["prediction"] > 0).all() and (pred["lower_90"] >= 0).all()
+
+
+def test_sparse_routing_and_more_experts(data, tmp_path):
+    path = str(tmp_path / "m.joblib")
+    assert main(["fit", data["plain"], "-t", "y", "-k", "3", "--top-k", "2", "--expert",
+                 "ridge", "-q", "-o", path]) == 0
+    model = joblib.load(path)["model"]
+    assert model.top_k == 2 and len(model.experts_) == 3
+    assert type(model.experts_[0]).__name__ == "Ridge"
+
+
 def test_classification(data, clf_model, tmp_path):
     saved = joblib.load(clf_model)
     assert saved["task"] == "classification"  # a text target
@@ -194,8 +220,10 @@ def test_auto_task(values, options, task):
 
 
 def test_evaluate_regression(data, capsys):
-    assert main(["evaluate", data["plain"], "-t", "y", "--cv", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert main(["evaluate", data["plain"], "-t", "y", "--cv", "3", "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert "fold 3/3: mixture of 2 linear experts" in captured.err  # progress, on stderr
+    lines = captured.out.splitlines()
     assert lines[0].startswith("3-fold cross-validation, regression of 'y' on 240 rows")
     # label: score, "+/-", spread, held-out log-likelihood (none for HGB's regressor), time
     rows = {line.split("  ")[0]: line.split("  ", 1)[1].split() for line in lines[2:]}
@@ -226,13 +254,17 @@ def test_inspect_softmax_gate(houses_model, capsys):
         assert column in out
 
 
-def test_inspect_linear_experts_and_tree_gate(data, tmp_path, capsys):
-    path = str(tmp_path / "tree.joblib")
-    assert main(["fit", data["plain"], "-t", "y", "--gate", "tree", "-q", "-o", path]) == 0
+@pytest.mark.parametrize("gate, shown", [("tree", ["gate rules", "|--- x1 <="]),
+                                         ("hme", ["gate coefficients", "node 0 left"])])
+def test_inspect_linear_experts_and_other_gates(gate, shown, data, tmp_path, capsys):
+    path = str(tmp_path / "m.joblib")
+    assert main(["fit", data["plain"], "-t", "y", "--gate", gate, "-q", "-o", path]) == 0
     assert main(["inspect", path]) == 0
     out = capsys.readouterr().out
     assert "WeightedLeastSquares" in out and "expert coefficients" in out
-    assert "gate rules" in out and "|--- x1 <=" in out
+    assert "likelihood: gaussian" in out
+    for text in shown:
+        assert text in out
 
 
 def test_demo_writes_table_and_figure(tmp_path, capsys):
