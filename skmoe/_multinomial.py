@@ -290,10 +290,10 @@ class _GroupedProblem:
         return losses / totals, gradient
 
 
-# L-BFGS settings of _lockstep_lbfgs: SciPy's defaults.
-_MEMORY = 10  # correction pairs kept
+# Settings of _lockstep_lbfgs.
+_MEMORY = 10  # correction pairs kept, as SciPy's L-BFGS-B keeps by default
 _ARMIJO = 1e-4  # sufficient decrease, as a fraction of the step's predicted decrease
-_MAX_BACKTRACKS = 20
+_MAX_BACKTRACKS = 20  # trial steps per line search, as SciPy's maxls
 
 
 def _lockstep_lbfgs(objective, theta0, tol, max_iter):

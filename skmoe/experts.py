@@ -166,7 +166,10 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
     solution, which is what a mixture's EM needs: it refits each expert at
     every iteration on slowly changing weights. The default classifier
     experts of :class:`~skmoe.MixtureOfExpertsClassifier` are this class
-    with ``warm_start=True``.
+    with ``warm_start=True``. Several experts of this class can be fitted
+    together, each with its own weights, by one pass over ``X`` per step of
+    their solvers (``_fit_many``, the batch protocol of
+    :mod:`skmoe._experts`).
 
     Parameters
     ----------

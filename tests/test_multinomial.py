@@ -4,11 +4,12 @@
   reference written from its definition, on both exp paths and several
   thread counts, with rows of zero weight, without features, and against
   finite differences;
-* the stacked objective of ``fit_multinomial_logits`` (standardisation,
-  penalty, per-problem normalisation) against finite differences;
-* ``fit_multinomial_logits`` against separate fits: K ``WeightedLogisticRegression``
-  fits, and scikit-learn's ``LogisticRegression`` (multiclass and binary,
-  with or without penalty and intercept) through the attribute helpers;
+* the K objectives behind ``fit_multinomial_logits`` (standardisation,
+  penalty, per-sample scale) against their definition and finite differences;
+* ``fit_multinomial_logits`` against separate fits: each problem alone, K
+  ``WeightedLogisticRegression`` fits, and scikit-learn's ``LogisticRegression``
+  (multiclass and binary, with or without penalty and intercept) through the
+  attribute helpers; its lockstep L-BFGS's per-problem stopping;
 * ``WeightedLogisticRegression``'s batch protocol (``_fit_many``,
   ``_predict_proba_many``); sparse ``X`` against dense.
 """
@@ -234,7 +235,7 @@ def test_sparse_fallback_matches_kernel():
 
 
 # --------------------------------------------------------------------------
-# The stacked objective
+# The K objectives
 # --------------------------------------------------------------------------
 
 
