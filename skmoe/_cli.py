@@ -838,7 +838,8 @@ def _parser():
             "their treatment, EM's result, each expert with its share (the mean gate "
             "probability on the training rows) and fitted noise parameters, the "
             "experts' coefficients when they are linear models of the columns, and "
-            "the gate: its coefficients per column (softmax, hme) or its rules (tree)."
+            "the gate: its coefficients per column (softmax, hme) or its rules (tree). Load "
+            "only model files you trust: joblib runs code from them."
         ),
         epilog="examples:\n  skmoe inspect model.joblib",
     )
@@ -889,6 +890,8 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            if args.run is not _run_demo:
+                _pandas()  # first: unpickling a model may need it too
             args.run(args)
         except CommandError as error:
             print(f"skmoe: error: {error}", file=sys.stderr)
