@@ -69,18 +69,25 @@ def _log_targets(y, power):
     return log_y[:, None]
 
 
-def _column_sums(values):
-    # A matrix-vector product: several times faster than values.sum(axis=0)
-    # on a tall (n, K) array, which reduces along the strided axis.
-    return np.ones(values.shape[0]) @ values
+def _column_sums(values, ones=None):
+    """Column sums of an (n, K) array by a matrix-vector product.
+
+    Several times faster than ``values.sum(axis=0)``, which reduces along
+    the strided axis.  ``ones``, at least n ones, saves allocating them: the
+    solver's blocked loop sums a few arrays per block.
+    """
+    if ones is None:
+        return np.ones(values.shape[0]) @ values
+    return ones[: values.shape[0]] @ values
 
 
-def _weighted_terms(eta, v, vy, log_y, power):
+def _weighted_terms(eta, v, vy, log_y, power, ones):
     """The data part of the K objectives at the linear predictors ``eta``, and its derivatives.
 
     ``v`` is the (n, K) weights normalised to unit column sums, ``vy`` is
     ``v * y`` (Poisson only) and ``log_y`` the (n, 1) column of ``log y``
-    (other powers).  Returns ``(fit, scale, grad, hess)``:
+    (other powers); ``ones`` is for ``_column_sums``.  Returns ``(fit, scale,
+    grad, hess)``:
 
     * ``fit`` (K,): ``sum_i v_ik loss(y_i, eta_ik)``, the loss being the half
       deviance up to terms constant in mu;
@@ -105,8 +112,9 @@ def _weighted_terms(eta, v, vy, log_y, power):
         hess *= v
         grad = hess - vy
         cross = vy * eta
-        fit = _column_sums(hess) - _column_sums(cross)
-        scale = _column_sums(hess) + _column_sums(np.abs(cross, out=cross))
+        total = _column_sums(hess, ones)
+        fit = total - _column_sums(cross, ones)
+        scale = total + _column_sums(np.abs(cross, out=cross), ones)
         return fit, scale, grad, hess
     if power == 2:
         # loss = eta + y / mu; grad = 1 - y / mu; hess = y / mu, formed as
@@ -117,8 +125,9 @@ def _weighted_terms(eta, v, vy, log_y, power):
         hess *= v
         grad = v - hess
         linear = v * eta
-        fit = _column_sums(linear) + _column_sums(hess)
-        scale = _column_sums(np.abs(linear, out=linear)) + _column_sums(hess)
+        total = _column_sums(hess, ones)
+        fit = _column_sums(linear, ones) + total
+        scale = _column_sums(np.abs(linear, out=linear), ones) + total
         return fit, scale, grad, hess
     # loss = a / (2 - p) - b / (1 - p) with a = mu^(2 - p) and b = y mu^(1 - p),
     # b formed as exp(log y + (1 - p) eta); grad = a - b.
@@ -131,7 +140,7 @@ def _weighted_terms(eta, v, vy, log_y, power):
     np.minimum(b, _MAX_EXPONENT, out=b)
     np.exp(b, out=b)
     b *= v
-    sum_a, sum_b = _column_sums(a), _column_sums(b)
+    sum_a, sum_b = _column_sums(a, ones), _column_sums(b, ones)
     fit = sum_a / (2.0 - power) - sum_b / (1.0 - power)
     scale = sum_a / abs(2.0 - power) + sum_b / abs(1.0 - power)
     grad = a - b
@@ -172,6 +181,7 @@ def _evaluate(X, eta, direction, step, v, vy, log_y, power):
     fit, scale = np.zeros(n_experts), np.zeros(n_experts)
     gradient = np.zeros((n_experts, n_features + 1))
     block = max(256, _BLOCK_ENTRIES // (n_features + 3 * n_experts))
+    ones = np.ones(min(block, n))
     for start in range(0, n, block):
         rows = slice(start, start + block)
         X_block = X[rows]
@@ -181,12 +191,12 @@ def _evaluate(X, eta, direction, step, v, vy, log_y, power):
             eta_block += eta[rows]
         block_fit, block_scale, grad, hess[rows] = _weighted_terms(
             eta_block, v[rows], None if vy is None else vy[rows],
-            None if log_y is None else log_y[rows], power,
+            None if log_y is None else log_y[rows], power, ones,
         )
         fit += block_fit
         scale += block_scale
         gradient[:, :-1] += grad.T @ X_block
-        gradient[:, -1] += _column_sums(grad)
+        gradient[:, -1] += _column_sums(grad, ones)
     return new_eta, fit, scale, gradient, hess
 
 
