@@ -344,8 +344,10 @@ def _make_model(setup, args, n_experts):
     expert = _make_expert(setup["expert"], setup["task"])
     if setup["expert"] != "hgb" and (setup["categories"] or setup["missing"]):
         expert = _encoded(expert, setup["numeric"], setup["categories"])
+    single = n_experts == 1  # evaluate's baseline: its gate is constant, whatever its kind
     params = dict(
-        estimator=expert, gate=args.gate, top_k=args.top_k if n_experts > 1 else None,
+        estimator=expert, gate="softmax" if single else args.gate,
+        top_k=None if single else args.top_k,
         n_init=args.n_init, max_iter=args.max_iter, random_state=args.random_state,
         n_jobs=args.n_jobs,
     )

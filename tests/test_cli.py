@@ -235,6 +235,13 @@ def test_evaluate_regression(data, capsys):
     assert float(mixture[3]) > float(single[3])  # held-out log-likelihood
 
 
+def test_evaluate_with_hme_gate_and_top_k(data, capsys):
+    # The single expert takes neither option: one expert has nothing to gate.
+    assert main(["evaluate", data["plain"], "-t", "y", "--cv", "2", "-k", "3", "--gate", "hme",
+                 "--top-k", "2", "-q"]) == 0
+    assert "single linear expert" in capsys.readouterr().out
+
+
 def test_evaluate_classification(data, capsys):
     assert main(["evaluate", data["clf"], "-t", "label", "--cv", "2", "-q"]) == 0
     out = capsys.readouterr().out
@@ -393,12 +400,15 @@ def test_pandas_missing(data, plain_model, monkeypatch, capsys):
     assert "pip install pandas" in capsys.readouterr().err
 
 
-def test_parquet_without_pyarrow(data, monkeypatch, capsys, tmp_path):
+def test_parquet_without_pyarrow(data, plain_model, monkeypatch, capsys, tmp_path):
     for engine in ["pyarrow", "fastparquet"]:
         monkeypatch.setitem(sys.modules, engine, None)
     (tmp_path / "data.parquet").write_bytes(b"PAR1")
     assert main(["fit", str(tmp_path / "data.parquet"), "-t", "y", "-o", "m.joblib"]) == 1
-    assert "pip install pyarrow" in capsys.readouterr().err
+    assert "reading Parquet files needs pyarrow" in capsys.readouterr().err
+    assert main(["predict", plain_model, data["plain_new"], "-o",
+                 str(tmp_path / "pred.parquet")]) == 1
+    assert "writing Parquet files needs pyarrow" in capsys.readouterr().err
 
 
 def test_parquet_round_trip(data, plain_model, tmp_path):
