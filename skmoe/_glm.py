@@ -169,7 +169,7 @@ def _evaluate(X, eta, direction, step, v, vy, log_y, power):
 
     One pass over ``X`` in blocks of rows: a block's predictors, terms and
     gradient are computed while it is in cache, instead of a dozen passes over
-    (n, K) arrays in memory (about half the time at n = 200,000, d = 5, K = 3).
+    (n, K) arrays in memory (n = 200,000, d = 5, K = 3: about 8 ms instead of 11).
     """
     n, n_features = X.shape
     n_experts = direction.shape[0]
@@ -376,8 +376,9 @@ def fit_log_link_glms(X, y, weights, power, alpha, coef=None, intercept=None, to
         warnings.warn(
             "The Newton solver of the log-link GLMs did not converge for "
             + ", ".join(f"expert {k} ({reason})" for k, reason in sorted(failed))
-            + f" (power={power}); increase max_iter, or alpha if features are collinear "
-            "on an expert's rows.",
+            + f" (power={power}). Increase max_iter for experts that reached it; a failed "
+            "line search points to features collinear on the expert's rows (increase "
+            "alpha) or to a start far from the optimum.",
             ConvergenceWarning,
             stacklevel=2,
         )
@@ -441,10 +442,10 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             X, eta, direction, step, v, vy, log_y, power)
         new_objective = _objective(new_fit, new_coef, alpha[active])
         pending = np.arange(active.size)
-        for _ in range(_MAX_HALVINGS):
+        for halvings in range(_MAX_HALVINGS + 1):
             bound = objective[pending] + _ARMIJO * step[pending] * slope[pending] + slack[pending]
             pending = pending[new_objective[pending] > bound]
-            if pending.size == 0:
+            if pending.size == 0 or halvings == _MAX_HALVINGS:
                 break
             step[pending] *= 0.5
             new_coef[pending] = (coef[active[pending]]
@@ -456,7 +457,7 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             )
             new_objective[pending] = _objective(trial_fit, new_coef[pending],
                                                 alpha[active[pending]])
-        else:
+        if pending.size:
             # No decrease along a descent direction even for a tiny step:
             # rounding dominates.  These experts keep their point and stop.
             step[pending] = 0.0

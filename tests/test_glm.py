@@ -304,6 +304,25 @@ def test_max_iter_warns():
     assert np.all(n_iter == 1)
 
 
+def test_line_search_failure_stops_only_that_expert(monkeypatch):
+    """From a mean far below the data, Newton's full step overshoots and must be halved."""
+    X, y, weights = _problem(1.0)
+    start = np.zeros((3, 4)), np.array([-10.0, 0.3, -10.0])
+    reference = fit_log_link_glms(X, y, weights, 1.0, 0.01)
+    coef, intercept, n_iter = fit_log_link_glms(X, y, weights, 1.0, 0.01, *start)
+    np.testing.assert_allclose(coef, reference[0], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(intercept, reference[1], rtol=0, atol=1e-7)
+    # Without halvings experts 0 and 2 stop where they are; expert 1 goes on.
+    monkeypatch.setattr(_glm, "_MAX_HALVINGS", 0)
+    with pytest.warns(ConvergenceWarning, match=r"expert 0 \(line search failed\), "
+                                                r"expert 2 \(line search failed\)"):
+        coef, intercept, n_iter = fit_log_link_glms(X, y, weights, 1.0, 0.01, *start)
+    np.testing.assert_array_equal(coef[[0, 2]], 0.0)
+    np.testing.assert_array_equal(intercept[[0, 2]], -10.0)
+    np.testing.assert_array_equal(n_iter[[0, 2]], 1)
+    np.testing.assert_allclose(coef[1], reference[0][1], rtol=0, atol=1e-7)
+
+
 def test_zero_targets_column():
     """All the targets an expert sees are zero: its mean goes to zero, without warnings."""
     X, y, weights = _problem(1.0, n=200)
