@@ -703,9 +703,8 @@ def _parser():
     chatter.add_argument("-q", "--quiet", action="store_true",
                          help="print nothing but results and errors")
     chatter.add_argument("-v", "--verbose", action="store_true",
-                         help="report progress even when stderr is not a terminal, and every "
-                              "EM iteration (by default progress goes to stderr only when it "
-                              "is a terminal)")
+                         help="report progress on stderr even when it is not a terminal "
+                              "(by default only when it is), and every EM iteration of a fit")
 
     training = argparse.ArgumentParser(add_help=False)
     training.add_argument("data", help="training table: .csv, .tsv (optionally compressed: "
@@ -833,7 +832,7 @@ def _parser():
     evaluate.set_defaults(run=_evaluate)
 
     inspect = commands.add_parser(
-        "inspect", parents=[output], formatter_class=formatter,
+        "inspect", formatter_class=formatter,
         help="print a saved model's columns, experts and gate",
         description=_wrap(
             "Print what a model saved by 'skmoe fit' is made of: its columns and "
