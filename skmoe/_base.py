@@ -928,7 +928,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if batch is None or data.X.expert_array is None:
             state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
         else:
-            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter)
+            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter,
+                                              gate_tol)
         if state.logits is None:
             state.logits = state.gate._logits(data.X.gate)
         # A latent-scale family gets its precisions back: its weights hold them.
@@ -984,14 +985,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return _as_index(weights > 0)
         return train
 
-    def _refit_batch(self, data, state, batch, weights, train, n_iter):
-        """Refit all experts in one call of their batch class; return their outputs."""
+    def _refit_batch(self, data, state, batch, weights, train, n_iter, tol):
+        """Refit all experts in one call of their batch fitter; return their outputs.
+
+        ``tol`` is EM's latest change, as precise as an iterative refit need be.
+        """
         refit = [k for k, rows in enumerate(train) if rows is not None]
         if len(refit) < len(train):
             weights = np.ascontiguousarray(weights[:, refit])
         try:
             fitted = batch._fit_many(
-                [state.experts[k] for k in refit], data.X.expert_array, data.y_fit, weights
+                [state.experts[k] for k in refit], data.X.expert_array, data.y_fit, weights,
+                tol=None if np.isinf(tol) else tol,
             )
         except Exception as error:
             raise ExpertFitError(

@@ -5,9 +5,12 @@ joblib task (see :mod:`skmoe._experts`).  Experts that share a class with a
 *batch fitter* are refitted in one call instead, by a solver that reads
 ``X`` once for all K of them:
 
-* ``fitter._fit_many(experts, X, y, weights)`` fits ``experts[k]`` with sample
-  weights ``weights[:, k]`` (an (n, K) array in which a zero weight means the
-  row is absent) and returns the fitted experts;
+* ``fitter._fit_many(experts, X, y, weights, tol=None)`` fits ``experts[k]``
+  with sample weights ``weights[:, k]`` (an (n, K) array in which a zero
+  weight means the row is absent) and returns the fitted experts; ``tol`` is
+  EM's latest change in mean log-likelihood, which an iterative solver may
+  use to stop early (as the softmax gate does: see
+  :func:`skmoe.gates._softmax._inner_tol`), None to solve to its own ``tol``;
 * ``fitter._predict_many(experts, X)`` returns their (n, K) predictions
   (regressors), ``fitter._predict_proba_many(experts, X)`` their (n, K,
   n_classes) probabilities (classifiers, every expert on the same classes).
@@ -38,6 +41,7 @@ from ._multinomial import (
     set_logistic_regression_attributes,
 )
 from .experts import fit_least_squares_many
+from .gates._softmax import _inner_tol
 
 # The Newton tolerance of batch GLM refits (sklearn's own default, 1e-4, is
 # for a single fit; EM's convergence test needs its refits precise).
@@ -71,7 +75,7 @@ class _RidgeBatch:
         return not expert.positive and np.ndim(getattr(expert, "alpha", 0.0)) == 0
 
     @staticmethod
-    def _fit_many(experts, X, y, weights):
+    def _fit_many(experts, X, y, weights, tol=None):
         coef, intercept, gram = fit_least_squares_many(
             X, y, weights, [getattr(expert, "alpha", 0.0) for expert in experts],
             [expert.fit_intercept for expert in experts],
@@ -127,7 +131,8 @@ class _GLMBatch:
         return True
 
     @classmethod
-    def _fit_many(cls, experts, X, y, weights):
+    def _fit_many(cls, experts, X, y, weights, tol=None):
+        # Newton converges quadratically: stopping it early saves little.
         powers = {cls._power(expert) for expert in experts}
         if len(powers) > 1:
             return [expert.fit(X, y, sample_weight=weights[:, k])
@@ -165,7 +170,7 @@ class _LogisticRegressionBatch:
         return logistic_regression_settings(expert, 3) is not None
 
     @staticmethod
-    def _fit_many(experts, X, y, weights):
+    def _fit_many(experts, X, y, weights, tol=None):
         classes, codes = np.unique(y, return_inverse=True)
         n_classes, n_features = classes.shape[0], X.shape[1]
         settings = [logistic_regression_settings(expert, n_classes) for expert in experts]
@@ -183,12 +188,12 @@ class _LogisticRegressionBatch:
             X, codes.astype(np.intp), n_classes, weights,
             C=np.array([s["C"] for s in settings]),
             coef=coef, intercept=intercept,
-            tol=min(s["tol"] for s in settings),
-            max_iter=max(s["max_iter"] for s in settings),
-            fit_intercept=settings[0]["fit_intercept"],
+            tol=[_inner_tol(s["tol"], tol) for s in settings],
+            max_iter=[s["max_iter"] for s in settings],
+            fit_intercept=[s["fit_intercept"] for s in settings],
         )
         for k, expert in enumerate(experts):
-            set_logistic_regression_attributes(expert, classes, coef[k], intercept[k], n_iter)
+            set_logistic_regression_attributes(expert, classes, coef[k], intercept[k], n_iter[k])
         return experts
 
     @staticmethod

@@ -21,7 +21,7 @@ from ._kernels import weighted_gram
 from ._multinomial import fit_multinomial_logits
 from ._stats import weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
-from .gates._softmax import SoftmaxGate
+from .gates._softmax import SoftmaxGate, _inner_tol
 
 
 class WeightedLeastSquares(RegressorMixin, BaseEstimator):
@@ -105,15 +105,15 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         self._fit_many([self], X, y, sample_weight[:, None])
         return self
 
-    # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
-    # all its experts with one pass over X, and evaluates them with one GEMM.
+    # The mixture's batch protocol (see skmoe._batch): EM refits all its
+    # experts with one pass over X, and evaluates them with one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights):
+    def _fit_many(experts, X, y, weights, tol=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         ``X`` (C-ordered float64) and ``y`` are validated; every column of
-        ``weights`` has a positive sum.
+        ``weights`` has a positive sum. ``tol`` is unused: the solve is direct.
         """
         coef, intercept, _ = fit_least_squares_many(
             X, y, weights, [expert.alpha for expert in experts],
@@ -279,12 +279,12 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_ = solver.n_iter_
         return self
 
-    # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
-    # all its experts with one pass over X per L-BFGS step, and evaluates
-    # them with one GEMM.
+    # The mixture's batch protocol (see skmoe._batch): EM refits all its
+    # experts with one pass over X per L-BFGS step, and evaluates them with
+    # one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights):
+    def _fit_many(experts, X, y, weights, tol=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         Every expert gets the classes of the whole ``y``, ``np.unique(y)``,
@@ -311,6 +311,11 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
             Class labels of all rows, at least two classes.
         weights : ndarray of shape (n_samples, K)
             Non-negative row weights; every column has a positive sum.
+        tol : float, default=None
+            EM's latest change in mean log-likelihood: each L-BFGS stops at a
+            tenth of it (at most 1e-2, at least the expert's own ``tol``), as
+            the softmax gate's M-step does, so that early EM iterations, which
+            move the weights a lot, do not solve each refit to the end.
 
         Returns
         -------
@@ -344,7 +349,7 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
                 coef[k], intercept[k] = old_coef, expert.intercept_
         coef, intercept, n_iter = fit_multinomial_logits(
             X, codes.reshape(-1), n_classes, weights, [expert.C for expert in experts],
-            mean, scale, coef, intercept, tol=[expert.tol for expert in experts],
+            mean, scale, coef, intercept, tol=[_inner_tol(expert.tol, tol) for expert in experts],
             max_iter=[expert.max_iter for expert in experts], precondition=False,
         )
         for k, expert in enumerate(experts):
