@@ -260,6 +260,11 @@ def _normalised_weights(weights):
     return weights / _column_sums(weights)
 
 
+def _starting_intercepts(y, weights):
+    """The default start: each expert's log weighted mean of ``y``, floored."""
+    return np.log(np.maximum((y @ weights) / _column_sums(weights), _MEAN_FLOOR))
+
+
 def _at_point(X, y, weights, power, coef, intercept):
     v = _normalised_weights(weights)
     vy = v * y[:, None] if power == 1 else None
@@ -352,25 +357,27 @@ def fit_log_link_glms(X, y, weights, power, alpha, coef=None, intercept=None, to
     if power < 1:
         raise ValueError(f"power must be at least 1, got {power}.")
     n_experts = weights.shape[1]
-    if np.any(weights < 0) or not np.all(_column_sums(weights) > 0):
-        raise ValueError("weights must be non-negative with a positive sum in every column.")
     _check_targets(y, power)
     power = float(power)
     alpha = _per_expert(alpha, n_experts, np.float64, "alpha")
     tol = _per_expert(tol, n_experts, np.float64, "tol")
     max_iter = _per_expert(max_iter, n_experts, np.intp, "max_iter")
-
-    v = _normalised_weights(weights)  # each expert's objective averages over its own weights
     coef = np.zeros((n_experts, n_features)) if coef is None else np.array(coef, dtype=float)
-    if intercept is None:
-        intercept = np.log(np.maximum(y @ v, _MEAN_FLOOR))
-    else:
-        intercept = np.array(intercept, dtype=np.float64)
-    # BLAS is held to one thread: its products here are tall and thin ((n, d)
-    # by (d, K)), where a thread team gains little and, on a busy machine,
-    # loses much (n=200,000, d=5, K=3: 0.9 ms on one thread, 2.4 ms on two,
-    # with outliers of 50 ms).  The Hessians' kernel has its own threads.
+    # BLAS is held to one thread throughout: its products here are tall and
+    # thin ((n, d) by (d, K), or (n, K) by (n,)), where a thread team gains
+    # little and, on a busy machine, loses much; its threads keep spinning
+    # after each call, taking a core from the work that follows (n=200,000,
+    # d=5, K=3 on 2 busy cores: 175 ms per fit with two BLAS threads, 55 ms
+    # with one).  The Hessians' kernel has its own threads.
     with single_threaded_blas():
+        totals = _column_sums(weights)
+        if np.any(weights < 0) or not np.all(totals > 0):
+            raise ValueError("weights must be non-negative with a positive sum in every column.")
+        v = weights / totals  # each expert's objective averages over its own weights
+        if intercept is None:
+            intercept = _starting_intercepts(y, v)
+        else:
+            intercept = np.array(intercept, dtype=np.float64)
         n_iter, failed = _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter)
     if failed:
         warnings.warn(
@@ -609,7 +616,8 @@ class WeightedTweedieRegressor(RegressorMixin, BaseEstimator):
             )
         n_features = X.shape[1]
         coef = np.zeros((len(experts), n_features))
-        intercept = np.log(np.maximum((y @ weights) / _column_sums(weights), _MEAN_FLOOR))
+        with single_threaded_blas():  # see fit_log_link_glms
+            intercept = _starting_intercepts(y, weights)
         for k, expert in enumerate(experts):
             previous = getattr(expert, "coef_", None)
             if expert.warm_start and previous is not None and previous.shape == (n_features,):
