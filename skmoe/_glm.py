@@ -593,20 +593,23 @@ class WeightedTweedieRegressor(RegressorMixin, BaseEstimator):
         )
         if sample_weight.sum() <= 0:
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
-        self._fit_many([self], X, y, sample_weight[:, None])
+        self._fit_many([self], X, y, np.ascontiguousarray(sample_weight[:, None]))
         return self
 
-    # The mixture's batch protocol (see skmoe._experts.batch_class): EM refits
-    # all its experts together, and evaluates them with one GEMM.
+    # The mixture's batch protocol (see skmoe._batch): EM refits all its
+    # experts together, and evaluates them with one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights):
+    def _fit_many(experts, X, y, weights, tol=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         ``X`` (C-ordered float64) and ``y`` are validated; every column of
         ``weights`` has a positive sum.  The experts must share ``power``;
         ``alpha``, ``tol`` and ``max_iter`` may differ.  Experts with
-        ``warm_start=True`` start from their previous solution.
+        ``warm_start=True`` start from their previous solution.  ``tol``
+        (EM's latest change) is unused: each expert solves to its own
+        ``tol``, as Newton converges quadratically and stopping it early
+        saves little.
         """
         powers = {float(expert.power) for expert in experts}
         if len(powers) > 1:
