@@ -24,6 +24,7 @@ Subclasses provide the expert likelihood, target encoding and ``predict``.
 """
 
 import copy
+import functools
 import math
 import time
 import warnings
@@ -121,6 +122,27 @@ def _keep(expert):
 def _as_index(mask):
     """A boolean row mask as an index; all rows become a slice (a view, no copy)."""
     return slice(None) if mask.all() else mask
+
+
+def _on_dask(X):
+    """Whether ``X`` is a Dask collection (checked without importing Dask)."""
+    return type(X).__module__.partition(".")[0] == "dask"
+
+
+def _blockwise(method):
+    """Run ``method`` partition by partition when ``X`` is a Dask collection.
+
+    The result is then a Dask collection too (see :mod:`skmoe._dask`).
+    """
+    @functools.wraps(method)
+    def wrapper(self, X, *args, **kwargs):
+        if _on_dask(X):
+            from ._dask import map_partitions
+
+            return map_partitions(self, method, X, *args, **kwargs)
+        return method(self, X, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -405,6 +427,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         previous = dict(self.__dict__)
         try:
+            if _on_dask(X):
+                from ._dask import fit_dask  # EM by map-reduce over the partitions
+
+                return fit_dask(self, X, y, sample_weight)
             return self._fit(X, y, sample_weight)
         except BaseException as error:  # KeyboardInterrupt included
             self.__dict__.clear()
@@ -1155,6 +1181,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return routed, weights, None
         return routed, weights, evaluate_routes(routed, likelihood, experts, X.expert)
 
+    @_blockwise
     def predict_gate(self, X):
         """Gate probability of each expert for each row.
 
@@ -1174,6 +1201,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         experts, weights, _ = self._predict_parts(self._check_X(X), with_outputs=False)
         return scatter_routes(experts, weights, self.n_experts, 0.0)
 
+    @_blockwise
     def predict_experts(self, X):
         """Each expert's output for each row.
 
@@ -1192,6 +1220,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         all_experts, _ = routes(np.zeros((X.expert.shape[0], self.n_experts)), None)
         return evaluate_routes(all_experts, self._likelihood, self.experts_, X.expert)
 
+    @_blockwise
     def log_likelihood(self, X, y):
         """Log-likelihood ``log p(y | x)`` of each row under the mixture.
 
@@ -1209,6 +1238,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         return self._posterior(*self._check_X_y(X, y))[1]
 
+    @_blockwise
     def predict_responsibilities(self, X, y):
         """Posterior probability of each expert given the input and the target.
 

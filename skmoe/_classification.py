@@ -5,7 +5,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from ._base import BaseMixtureOfExperts
+from ._base import BaseMixtureOfExperts, _blockwise
 from ._docstrings import fill
 from .likelihoods import CategoricalLikelihood
 from .experts import WeightedLogisticRegression
@@ -87,6 +87,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             raise ValueError(f"y has labels not seen during fit: {unknown.tolist()}.")
         return np.searchsorted(self.classes_, y)
 
+    @_blockwise
     def predict_proba(self, X):
         """Class probabilities of the mixture.
 
@@ -107,6 +108,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
+    @_blockwise
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
 
@@ -123,6 +125,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
+    @_blockwise
     def predict(self, X):
         """Most probable class under the mixture.
 

@@ -8,7 +8,7 @@ from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegres
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
-from ._base import BaseMixtureOfExperts
+from ._base import BaseMixtureOfExperts, _blockwise
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from .likelihoods import (
@@ -231,6 +231,7 @@ BaseLikelihood, default="gaussian"
         else:  # a refit with another family must not leave the old variances behind
             self.__dict__.pop("noise_variance_", None)
 
+    @_blockwise
     def predict(self, X, return_std=False):
         """Predict the mixture's mean, and optionally its standard deviation.
 
@@ -279,6 +280,7 @@ BaseLikelihood, default="gaussian"
             self._likelihood, self.n_experts,
         )
 
+    @_blockwise
     def predict_interval(self, X, confidence=0.9):
         """Central prediction intervals of the mixture's predictive distribution.
 
@@ -299,6 +301,7 @@ BaseLikelihood, default="gaussian"
         """
         return self.predict_distribution(X).interval(confidence)
 
+    @_blockwise
     def predict_quantiles(self, X, q):
         """Quantiles of the mixture's predictive distribution.
 
