@@ -149,7 +149,7 @@ def is_linear_expert(expert):
     subclasses): what EM's accelerator extrapolates and BIC counts.
     """
     return (
-        any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts"))
+        any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts", "skmoe._glm"))
             for cls in type(expert).__mro__[:-1])
         and isinstance(getattr(expert, "coef_", None), np.ndarray)
         and getattr(expert, "intercept_", None) is not None

@@ -29,7 +29,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._kernels import weighted_gram
 from ._threads import kernel_threads, single_threaded_blas
-from .experts import _solve_normal_equations
+from ._linalg import solve_normal_equations
 
 # Exponents are capped here before exp: exp(500) ~ 1e217 leaves room for sums
 # over any number of rows without overflow, and no fitted mean comes near it.
@@ -247,13 +247,13 @@ def _newton_direction(hessian, fisher, gradient):
     a descent direction.
     """
     if fisher is None:
-        return _solve_normal_equations(hessian, -gradient)
+        return solve_normal_equations(hessian, -gradient)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", linalg.LinAlgWarning)
             return linalg.solve(hessian, -gradient, assume_a="pos", check_finite=False)
     except (linalg.LinAlgError, linalg.LinAlgWarning):
-        return _solve_normal_equations(fisher, -gradient)
+        return solve_normal_equations(fisher, -gradient)
 
 
 def _normalised_weights(weights):

@@ -6,22 +6,25 @@ every expert at every iteration with new weights, though, so an expert whose
 the mixture. The estimators here are made for that loop.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from scipy import linalg
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._glm import WeightedTweedieRegressor
 from ._kernels import weighted_gram
+from ._linalg import solve_normal_equations
 from ._multinomial import fit_multinomial_logits
 from ._stats import weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 from .gates._softmax import SoftmaxGate, _inner_tol
+
+# WeightedTweedieRegressor lives with its solver in skmoe._glm.
+__all__ = ["WeightedLeastSquares", "WeightedLogisticRegression", "WeightedTweedieRegressor"]
 
 
 class WeightedLeastSquares(RegressorMixin, BaseEstimator):
@@ -503,23 +506,6 @@ def fit_least_squares_many(X, y, weights, alpha, fit_intercept):
     for k in range(n_experts):
         normal = system[k, :n_features, :n_features]
         normal[np.diag_indices_from(normal)] += alpha[k]
-        coef[k] = _solve_normal_equations(normal, system[k, :n_features, n_features])
+        coef[k] = solve_normal_equations(normal, system[k, :n_features, n_features])
     intercept = centre[:, n_features] - np.einsum("kd,kd->k", centre[:, :n_features], coef)
     return coef, intercept, gram
-
-
-def _solve_normal_equations(gram, moment):
-    """``gram^-1 moment`` by Cholesky; the minimum-norm solution if ``gram`` is singular.
-
-    The minimum-norm solution is what ``LinearRegression`` returns for
-    rank-deficient data (fewer rows than features, a constant column).
-    """
-    if gram.shape[0] == 0:
-        return np.zeros(0)
-    try:
-        with warnings.catch_warnings():
-            # Ill-conditioned (numerically singular) is handled like singular.
-            warnings.simplefilter("error", linalg.LinAlgWarning)
-            return linalg.solve(gram, moment, assume_a="pos", check_finite=False)
-    except (linalg.LinAlgError, linalg.LinAlgWarning):
-        return linalg.lstsq(gram, moment, check_finite=False)[0]
