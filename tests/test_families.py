@@ -43,15 +43,17 @@ def gated_glm_mixture(family, n_samples, seed):
 
 @pytest.mark.parametrize("family", ["poisson", "gamma"])
 def test_known_truth_is_recovered(family):
-    X, y, _, coef = gated_glm_mixture(family, 10_000, seed=0)
+    # The setting: d = 5, n = 20,000; coefficients within 0.05, held-out
+    # log-likelihood within 1% (measured: 0.027 / 0.022 and 8e-5 / 1.7e-4).
+    X, y, _, coef = gated_glm_mixture(family, 20_000, seed=0)
     X_test, y_test, true_test, _ = gated_glm_mixture(family, 5_000, seed=1)
     model = MixtureOfExpertsRegressor(3, likelihood=family, n_init=3, random_state=0).fit(X, y)
     expected = PoissonRegressor if family == "poisson" else GammaRegressor
     assert all(isinstance(expert, expected) for expert in model.experts_)
     order = np.argsort([expert.intercept_ for expert in model.experts_])
     fitted = np.array([model.experts_[k].coef_ for k in order])
-    assert_allclose([model.experts_[k].intercept_ for k in order], TRUE_INTERCEPTS, atol=0.08)
-    assert np.abs(fitted - coef).max() < 0.08
+    assert_allclose([model.experts_[k].intercept_ for k in order], TRUE_INTERCEPTS, atol=0.05)
+    assert np.abs(fitted - coef).max() < 0.05
     held_out = model.log_likelihood(X_test, y_test).mean()
     assert abs(held_out - true_test.mean()) < 0.01 * abs(true_test.mean())
     if family == "gamma":
