@@ -441,6 +441,21 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                                f"is left as it was before ({kept}).")
             raise
 
+    def _partial_fit(self, X, y, sample_weight, classes):
+        """One step of online EM on a chunk of rows, all or nothing (see skmoe._online)."""
+        previous = copy.deepcopy(self.__dict__)  # the step updates fitted objects in place
+        try:
+            from ._online import partial_fit_step
+
+            return partial_fit_step(self, X, y, sample_weight, classes)
+        except BaseException as error:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            if hasattr(error, "add_note"):
+                error.add_note(f"{type(self).__name__}.partial_fit did not finish; the "
+                               "estimator is left as it was before this chunk.")
+            raise
+
     def _fit(self, X, y, sample_weight):
         warm = self.warm_start and hasattr(self, "converged_")
         # A warm start continues the fitted model, so X must have its columns.

@@ -67,6 +67,35 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     _y_numeric = False
     _expert_method = "predict_proba"
 
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Update the mixture with one chunk of rows, by stepwise online EM.
+
+        For data that arrive in chunks or do not fit in memory: each call
+        runs an E-step on the chunk and moves the model towards the chunk's
+        M-step (see :mod:`skmoe._online` for the method, its step sizes and
+        the experts and gates it supports). The first call starts the model
+        from that chunk.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            A chunk of training data.
+        y : array-like of shape (n_samples,)
+            Its class labels.
+        classes : array-like of shape (n_classes,), default=None
+            All the classes, required on the first call (a chunk may lack
+            some), as in scikit-learn's ``partial_fit``; ignored afterwards
+            unless it differs from ``classes_``, which is an error.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._partial_fit(X, y, sample_weight, classes)
+
     def _default_expert(self):
         return WeightedLogisticRegression(warm_start=True)
 

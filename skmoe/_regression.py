@@ -175,6 +175,31 @@ BaseLikelihood, default="gaussian"
         self.noise_variance_floor = noise_variance_floor
         self.likelihood = likelihood
 
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the mixture with one chunk of rows, by stepwise online EM.
+
+        For data that arrive in chunks or do not fit in memory: each call
+        runs an E-step on the chunk and moves the model's running
+        statistics towards the chunk's (see :mod:`skmoe._online` for the
+        method, its step sizes and the experts and gates it supports). The
+        first call starts the model from that chunk.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            A chunk of training data.
+        y : array-like of shape (n_samples,)
+            Its targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._partial_fit(X, y, sample_weight, classes=None)
+
     def _default_expert(self):
         # Unpenalised in effect, as classical mixtures of GLMs: alpha=1e-8 only
         # keeps Newton's Hessian invertible where an expert's rows leave a
