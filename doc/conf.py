@@ -6,7 +6,14 @@ the source tree, which has no compiled core.
 """
 
 import re
+import socket
+import threading
+import time
 from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from docutils import nodes
 
 import skmoe
 
@@ -25,6 +32,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
+    # MathJax, not imgmath: imgmath needs LaTeX and dvipng at build time (a
+    # build machine rarely has them); MathJax needs nothing to build, and the
+    # browser renders the formulas from its script (loaded from a CDN).
+    "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -43,17 +54,89 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 # -- intersphinx -------------------------------------------------------------
-# The inventories are fetched at build time; offline, Sphinx only warns that
-# it could not reach them and the cross-references render as plain text.
+# Links to the documentation of the libraries skmoe builds on. An inventory is
+# read from doc/_inventories/<name>.inv when that file exists (to build with
+# links but without network), else fetched from the site when the site answers
+# a connection within a second or two, else left out: an offline build then
+# renders those references as plain text instead of failing on the fetch.
 
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable/", None),
-    "scipy": ("https://docs.scipy.org/doc/scipy/", None),
-    "sklearn": ("https://scikit-learn.org/stable/", None),
-    "joblib": ("https://joblib.readthedocs.io/en/stable/", None),
+INTERSPHINX_SITES = {
+    "python": "https://docs.python.org/3/",
+    "numpy": "https://numpy.org/doc/stable/",
+    "scipy": "https://docs.scipy.org/doc/scipy/",
+    "sklearn": "https://scikit-learn.org/stable/",
+    "joblib": "https://joblib.readthedocs.io/en/stable/",
 }
+_INVENTORIES = Path(__file__).parent / "_inventories"
+
+
+def _reachable(urls, timeout=2.0):
+    """The URLs whose host accepts a TCP connection within ``timeout`` seconds.
+
+    The hosts are probed in parallel, in daemon threads that are abandoned
+    after ``timeout``, since a name lookup offline can hang longer.
+    """
+    answered = set()
+
+    def probe(url):
+        parts = urlsplit(url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
+                answered.add(url)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=probe, args=(url,), daemon=True) for url in urls]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return set(answered)
+
+
+def _intersphinx_mapping():
+    local = {name: _INVENTORIES / f"{name}.inv" for name in INTERSPHINX_SITES}
+    online = _reachable([url for name, url in INTERSPHINX_SITES.items()
+                         if not local[name].is_file()])
+    mapping = {}
+    for name, url in INTERSPHINX_SITES.items():
+        if local[name].is_file():
+            mapping[name] = (url, str(local[name]))
+        elif url in online:
+            mapping[name] = (url, None)
+    return mapping
+
+
+intersphinx_mapping = _intersphinx_mapping()
 intersphinx_timeout = 10
+
+# Labels of scikit-learn's documentation cited by the docstrings our estimators
+# inherit from it (``score``, ``get_metadata_routing``, ``set_fit_request``...).
+# With scikit-learn's inventory intersphinx resolves them; without it (offline)
+# they link to the pages here, rather than failing as undefined labels.
+SKLEARN_LABELS = {
+    ("ref", "metadata_routing"): "metadata_routing.html",
+    ("ref", "accuracy_score"): "modules/model_evaluation.html#accuracy-score",
+    ("ref", "r2_score"): "modules/model_evaluation.html#r2-score",
+    ("term", "meta-estimator"): "glossary.html#term-meta-estimator",
+}
+
+
+def _sklearn_label(app, env, node, contnode):
+    """Resolve a scikit-learn label that intersphinx could not (see SKLEARN_LABELS)."""
+    if node.get("refdomain") != "std":
+        return None
+    target = node.get("reftarget", "")
+    page = SKLEARN_LABELS.get((node.get("reftype"), target.lower()))
+    if page is None:
+        return None
+    reference = nodes.reference("", "", internal=False,
+                                refuri=INTERSPHINX_SITES["sklearn"] + page,
+                                reftitle="(in scikit-learn)")
+    reference += contnode
+    return reference
+
 
 # -- sphinx-gallery ----------------------------------------------------------
 
@@ -81,3 +164,12 @@ html_theme_options = {
 }
 html_static_path = []
 html_title = f"skmoe {release}"
+
+
+# -- Extension hooks ---------------------------------------------------------
+
+
+def setup(app):
+    # After intersphinx's own handler (priority 500), which wins when it has
+    # scikit-learn's inventory.
+    app.connect("missing-reference", _sklearn_label, priority=900)
