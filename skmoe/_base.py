@@ -317,11 +317,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """The expert used when ``estimator`` is None."""
 
     @abstractmethod
-    def _prepare_target(self, y, sample_weight):
+    def _prepare_target(self, y, sample_weight, **target):
         """Validate ``y`` at fit; set target-dependent fitted attributes.
 
-        Returns ``(y_fit, y_code, likelihood)``: the target for the experts,
-        the target for the likelihood, and the likelihood object.
+        ``target`` holds per-row companions of ``y`` that ``fit`` takes
+        (the regressor's ``exposure``). Returns ``(y_fit, y_code,
+        likelihood)``: the target for the experts, the target for the
+        likelihood, and the likelihood object.
         """
 
     @abstractmethod
@@ -425,13 +427,21 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self : object
             The fitted estimator.
         """
+        return self._fit_all_or_nothing(X, y, sample_weight)
+
+    def _fit_all_or_nothing(self, X, y, sample_weight, **target):
+        """``_fit``, or on error the state from before; ``target``: see ``_prepare_target``."""
         previous = dict(self.__dict__)
         try:
             if _on_dask(X):
                 from ._dask import fit_dask  # EM by map-reduce over the partitions
 
+                given = [name for name, value in target.items() if value is not None]
+                if given:
+                    raise ValueError(f"{given[0]} is not supported on Dask collections; fit "
+                                     "in memory, or model the rate without it.")
                 return fit_dask(self, X, y, sample_weight)
-            return self._fit(X, y, sample_weight)
+            return self._fit(X, y, sample_weight, **target)
         except BaseException as error:  # KeyboardInterrupt included
             self.__dict__.clear()
             self.__dict__.update(previous)
@@ -456,7 +466,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                                "estimator is left as it was before this chunk.")
             raise
 
-    def _fit(self, X, y, sample_weight):
+    def _fit(self, X, y, sample_weight, **target):
         warm = self.warm_start and hasattr(self, "converged_")
         # A warm start continues the fitted model, so X must have its columns.
         X_given, X_array = validate_X(self, X, reset=not warm)
@@ -474,7 +484,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
         if sample_weight.sum() <= 0:  # scikit-learn >= 1.7 raises this itself
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
-        y_fit, y_code, likelihood = self._prepare_target(y, sample_weight)
+        y_fit, y_code, likelihood = self._prepare_target(y, sample_weight, **target)
 
         named_experts = check_experts(
             self.estimator, self.n_experts, self._default_expert(), self._expert_method

@@ -3,10 +3,10 @@
 from numbers import Real
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import BaseMixtureOfExperts, _blockwise
 from ._distribution import MixtureDistribution
@@ -175,6 +175,37 @@ BaseLikelihood, default="gaussian"
         self.noise_variance_floor = noise_variance_floor
         self.likelihood = likelihood
 
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None, exposure=None):
+        """Fit the mixture of experts by EM.
+
+        A fit is all or nothing: if it raises (or is interrupted), the
+        estimator keeps the fitted state it had before, or stays unfitted.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training data. Missing values, sparse matrices and pandas
+            categorical columns reach each expert as they are, if it takes
+            them; the gate gets a numeric view (see the user guide).
+        y : array-like of shape (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; EM maximises the weighted log-likelihood.
+        exposure : array-like of shape (n_samples,), default=None
+            With ``likelihood="poisson"``: each row's positive exposure ``e``
+            (time at risk, area, policy years), so that ``y ~ Poisson(e
+            mu(x))`` and the experts model the rate ``mu`` (a GLM's offset
+            ``log e``). Pass the same ``exposure`` to ``predict`` for counts,
+            or leave it out there for rates.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit_all_or_nothing(X, y, sample_weight, exposure=exposure)
+
     def partial_fit(self, X, y, sample_weight=None):
         """Update the mixture with one chunk of rows, by stepwise online EM.
 
@@ -215,7 +246,7 @@ BaseLikelihood, default="gaussian"
                                     solver="newton-cholesky")
         return WeightedLeastSquares()
 
-    def _prepare_target(self, y, sample_weight):
+    def _prepare_target(self, y, sample_weight, exposure=None):
         y = np.ascontiguousarray(y, dtype=np.float64)
         family, power = self.likelihood, None
         if family in ("auto", "tweedie"):
@@ -234,7 +265,38 @@ BaseLikelihood, default="gaussian"
         else:
             likelihood = check_likelihood(self.likelihood)
         likelihood.check_target(y)
-        return y, y, likelihood
+        if exposure is None:
+            return y, y, likelihood
+        exposure = self._check_exposure(exposure, y.shape[0], likelihood)
+        # The experts fit rates; the likelihood scores counts over exposures.
+        return y / exposure, np.column_stack([y, exposure]), likelihood
+
+    @staticmethod
+    def _check_exposure(exposure, n_samples, likelihood):
+        if not isinstance(likelihood, PoissonLikelihood):
+            raise ValueError(
+                f"exposure is for likelihood='poisson' (counts over an exposure); this model's "
+                f"likelihood is {type(likelihood).__name__}. Leave exposure out, or use "
+                "likelihood='poisson'."
+            )
+        exposure = check_array(exposure, ensure_2d=False, dtype=np.float64,
+                               input_name="exposure").reshape(-1)
+        if exposure.shape[0] != n_samples:
+            raise ValueError(f"exposure has {exposure.shape[0]} values but y has {n_samples}.")
+        if not np.all(exposure > 0):
+            raise ValueError(
+                f"exposure must be positive, but it has {np.count_nonzero(~(exposure > 0))} "
+                "values <= 0; drop those rows (they carry no information)."
+            )
+        return exposure
+
+    def _check_X_y(self, X, y, exposure=None):
+        X, y_code = super()._check_X_y(X, y)
+        if exposure is None:
+            return X, y_code
+        check_is_fitted(self)
+        exposure = self._check_exposure(exposure, y_code.shape[0], self._likelihood)
+        return X, np.column_stack([y_code, exposure])
 
     def _variance_floor(self, y, sample_weight):
         """``noise_variance_floor`` relative to the weighted variance of ``y``."""
@@ -247,6 +309,8 @@ BaseLikelihood, default="gaussian"
         return np.ascontiguousarray(y.reshape(-1))  # a column slice is strided
 
     def _init_target_columns(self, y_code):
+        if y_code.ndim == 2:  # counts and exposures: cluster on the rates
+            return (y_code[:, 0] / y_code[:, 1])[:, None]
         return y_code[:, None]
 
     def _store_likelihood_params(self, params):
@@ -257,7 +321,51 @@ BaseLikelihood, default="gaussian"
             self.__dict__.pop("noise_variance_", None)
 
     @_blockwise
-    def predict(self, X, return_std=False):
+    def log_likelihood(self, X, y, exposure=None):
+        """Log-likelihood ``log p(y | x)`` of each row under the mixture.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,)
+            Targets.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure (``likelihood="poisson"``): ``y`` counts over it.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+            ``log sum_k g_k(x) p_k(y | x)`` for each row.
+        """
+        return self._posterior(*self._check_X_y(X, y, exposure))[1]
+
+    @_blockwise
+    def predict_responsibilities(self, X, y, exposure=None):
+        """Posterior probability of each expert given the input and the target.
+
+        ``p(expert k | x, y) = g_k(x) p_k(y | x) / p(y | x)``, what EM used
+        as the rows' soft assignments: unlike :meth:`predict_gate`, which sees
+        ``x`` only, it says which regime a row with a known target belongs to.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,)
+            Targets.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure (``likelihood="poisson"``): ``y`` counts over it.
+
+        Returns
+        -------
+        responsibilities : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
+        return self._posterior(*self._check_X_y(X, y, exposure))[0]
+
+    @_blockwise
+    def predict(self, X, return_std=False, exposure=None):
         """Predict the mixture's mean, and optionally its standard deviation.
 
         Parameters
@@ -267,6 +375,10 @@ BaseLikelihood, default="gaussian"
         return_std : bool, default=False
             Also return the standard deviation of ``p(y | x)``, which combines
             the experts' noise and their disagreement.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure, for a model fitted with
+            ``likelihood="poisson"``: the prediction is then for counts over
+            that exposure, not for the rate (exposure 1).
 
         Returns
         -------
@@ -275,12 +387,12 @@ BaseLikelihood, default="gaussian"
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        distribution = self.predict_distribution(X)
+        distribution = self.predict_distribution(X, exposure)
         if not return_std:
             return distribution.mean()
         return distribution.mean(), distribution.std()
 
-    def predict_distribution(self, X):
+    def predict_distribution(self, X, exposure=None):
         """The predictive distribution ``p(y | x)`` of every row, as one object.
 
         A mixture of the experts' distributions weighted by the gate (after
@@ -293,20 +405,29 @@ BaseLikelihood, default="gaussian"
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Input data.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure, for a model fitted with
+            ``likelihood="poisson"``: the prediction is then for counts over
+            that exposure, not for the rate (exposure 1).
 
         Returns
         -------
         distribution : MixtureDistribution
             The ``n_samples`` distributions.
         """
-        experts, gate, outputs = self._predict_parts(self._check_X(X))
+        X = self._check_X(X)
+        experts, gate, outputs = self._predict_parts(X)
+        if exposure is not None:
+            check_is_fitted(self)
+            exposure = self._check_exposure(exposure, X.given.shape[0], self._likelihood)
+            outputs = outputs * exposure[:, None]
         return MixtureDistribution(
             np.ascontiguousarray(experts), gate, outputs, self._likelihood_params,
             self._likelihood, self.n_experts,
         )
 
     @_blockwise
-    def predict_interval(self, X, confidence=0.9):
+    def predict_interval(self, X, confidence=0.9, exposure=None):
         """Central prediction intervals of the mixture's predictive distribution.
 
         Exact quantiles of the mixture (not a Gaussian around its mean), so
@@ -318,16 +439,20 @@ BaseLikelihood, default="gaussian"
             Input data.
         confidence : float in (0, 1), default=0.9
             Probability between the bounds.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure, for a model fitted with
+            ``likelihood="poisson"``: the prediction is then for counts over
+            that exposure, not for the rate (exposure 1).
 
         Returns
         -------
         bounds : ndarray of shape (n_samples, 2)
             Lower and upper bounds.
         """
-        return self.predict_distribution(X).interval(confidence)
+        return self.predict_distribution(X, exposure).interval(confidence)
 
     @_blockwise
-    def predict_quantiles(self, X, q):
+    def predict_quantiles(self, X, q, exposure=None):
         """Quantiles of the mixture's predictive distribution.
 
         Parameters
@@ -336,13 +461,17 @@ BaseLikelihood, default="gaussian"
             Input data.
         q : float or array-like of shape (n_quantiles,)
             Probabilities in [0, 1].
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure, for a model fitted with
+            ``likelihood="poisson"``: the prediction is then for counts over
+            that exposure, not for the rate (exposure 1).
 
         Returns
         -------
         quantiles : ndarray of shape (n_samples, n_quantiles)
             One column per probability in ``q``.
         """
-        distribution = self.predict_distribution(X)
+        distribution = self.predict_distribution(X, exposure)
         levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if levels.ndim != 1:
             raise ValueError(f"q must be a probability or a 1-D array of them, got shape "

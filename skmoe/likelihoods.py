@@ -363,17 +363,43 @@ class StudentTLikelihood(RegressionLikelihood):
 
 
 class PoissonLikelihood(RegressionLikelihood):
-    """``y | x, expert k  ~  Poisson(mu_k(x))``: counts; ``mu_k`` is the expert's ``predict``.
+    """``y | x, expert k  ~  Poisson(e mu_k(x))``: counts over an exposure ``e``.
 
-    Take experts that predict a positive mean, such as
+    ``mu_k`` is the expert's ``predict``, a rate per unit of exposure. Take
+    experts that predict a positive mean, such as
     :class:`~sklearn.linear_model.PoissonRegressor` (log link) or
     ``HistGradientBoostingRegressor(loss="poisson")``; a prediction of 0 or
     less is floored at 1e-10. Targets must be non-negative (counts; other
     non-negative values are scored by the same formula, as a quasi-likelihood).
+
+    The target is the counts (exposure 1), or an (n, 2) array of counts and
+    exposures (hours observed, policy years: the offset ``log e`` of a GLM).
+    With an exposure the experts are refitted on the rates ``y / e`` with
+    their weights multiplied by ``e`` (``refit_scale``), which for a
+    Poisson GLM is the same fit as the offset; the responsibilities and the
+    log-likelihood are those of the counts.
     """
 
     discrete = True
     positive_mean = True
+
+    @staticmethod
+    def _counts(y):
+        """Counts, and exposures (None for a target of counts only)."""
+        return (y[:, 0], y[:, 1]) if y.ndim == 2 else (y, None)
+
+    def e_step(self, y, outputs, params, gate_logits, n_threads):
+        counts, exposure = self._counts(y)
+        if exposure is not None:
+            outputs = self._floor(outputs) * exposure[:, None]
+        return super().e_step(counts, outputs, params, gate_logits, n_threads)
+
+    def residual(self, y, output):
+        counts, exposure = self._counts(y)
+        return (counts if exposure is None else counts / exposure) - output
+
+    def refit_scale(self, y, outputs, params):
+        return None if y.ndim == 1 else y[:, 1:2]  # each row's exposure
 
     def check_target(self, y):
         if np.any(y < 0):
@@ -383,7 +409,7 @@ class PoissonLikelihood(RegressionLikelihood):
                 "Use likelihood='gaussian' for signed targets."
             )
 
-    def fit_params(self, y, outputs, weights, n_threads):
+    def fit_params(self, y, outputs, weights, n_threads, precision=None):
         return {}  # the variance is the mean
 
     def variance(self, outputs, params):

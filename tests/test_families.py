@@ -321,3 +321,69 @@ def test_tweedie_mixture_recovers_the_truth():
     assert_allclose(model.likelihood_params_["dispersion"][order], [1.0, 0.5], rtol=0.1)
     bounds = model.predict_interval(X[:200], 0.9)
     assert np.all(bounds[:, 0] >= 0) and np.any(bounds[:, 0] == 0)  # the mass at zero
+
+
+def counts_over_exposures(n_samples, seed):
+    """Two log-linear rate regimes (switched by x0); counts over uniform exposures."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, 3))
+    rate = np.exp(np.where(X[:, 0] > 0, 0.5 * X[:, 1] + 0.5, -0.5 * X[:, 2] - 0.5))
+    exposure = rng.uniform(0.1, 5.0, size=n_samples)
+    return X, rng.poisson(exposure * rate).astype(float), exposure, rate
+
+
+def test_poisson_exposure_is_the_offset_of_the_counts():
+    X, y, exposure, _ = counts_over_exposures(20_000, seed=0)
+    model = MixtureOfExpertsRegressor(2, likelihood="poisson", random_state=0)
+    model.fit(X, y, exposure=exposure)
+    order = np.argsort([-expert.intercept_ for expert in model.experts_])
+    coef = np.array([model.experts_[k].coef_ for k in order])
+    assert_allclose(coef, [[0, 0.5, 0], [0, 0, -0.5]], atol=0.03)
+    assert_allclose([model.experts_[k].intercept_ for k in order], [0.5, -0.5], atol=0.03)
+    # The log-likelihood is the counts' under means exposure * rate.
+    gate, rates = model.predict_gate(X[:100]), model.predict_experts(X[:100])
+    reference = np.log(np.sum(gate * poisson.pmf(y[:100, None], exposure[:100, None] * rates),
+                              axis=1))
+    assert_allclose(model.log_likelihood(X[:100], y[:100], exposure=exposure[:100]), reference,
+                    rtol=1e-10)
+    assert_allclose(model.log_likelihood_, model.log_likelihood(X, y, exposure=exposure).mean())
+    assert_allclose(model.predict(X[:50], exposure=exposure[:50]),
+                    exposure[:50] * model.predict(X[:50]))
+    bounds = model.predict_interval(X[:50], exposure=exposure[:50])
+    assert np.all(bounds == np.round(bounds)) and np.all(bounds[:, 0] <= bounds[:, 1])
+    # Ignoring the exposure fits the counts far worse.
+    plain = MixtureOfExpertsRegressor(2, likelihood="poisson", random_state=0).fit(X, y)
+    assert model.log_likelihood_ > plain.log_likelihood_ + 0.1
+
+
+def test_one_expert_with_exposure_is_the_poisson_glm_with_offset():
+    # scikit-learn's way to an offset: rates y / e with sample_weight e.
+    X, y, exposure, _ = counts_over_exposures(3_000, seed=1)
+    model = MixtureOfExpertsRegressor(1, likelihood="poisson", tol=1e-10).fit(
+        X, y, exposure=exposure)
+    reference = PoissonRegressor(alpha=1e-8, solver="newton-cholesky", tol=1e-12).fit(
+        X, y / exposure, sample_weight=exposure)
+    assert_allclose(model.experts_[0].coef_, reference.coef_, atol=1e-7)
+
+
+def test_exposure_is_checked():
+    X, y, exposure, _ = counts_over_exposures(500, seed=2)
+    with pytest.raises(ValueError, match=r"exposure is for likelihood='poisson' \(counts over an "
+                                         r"exposure\); this model's likelihood is "
+                                         r"GaussianLikelihood"):
+        MixtureOfExpertsRegressor(2).fit(X, y, exposure=exposure)
+    with pytest.raises(ValueError, match=r"exposure must be positive, but it has 1 values <= 0"):
+        MixtureOfExpertsRegressor(2, likelihood="poisson").fit(
+            X, y, exposure=np.r_[0.0, exposure[1:]])
+    with pytest.raises(ValueError, match=r"exposure has 499 values but y has 500"):
+        MixtureOfExpertsRegressor(2, likelihood="poisson").fit(X, y, exposure=exposure[1:])
+
+
+def test_exposure_is_split_with_the_rows_by_grid_search():
+    from sklearn.model_selection import GridSearchCV
+
+    X, y, exposure, _ = counts_over_exposures(1_500, seed=3)
+    search = GridSearchCV(MixtureOfExpertsRegressor(likelihood="poisson", random_state=0),
+                          {"n_experts": [1, 2]}, cv=3)
+    search.fit(X, y, exposure=exposure)
+    assert search.best_params_ == {"n_experts": 2}
