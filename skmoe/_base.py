@@ -67,6 +67,7 @@ from ._kernels import responsibility_weights
 from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
 from ._stats import weighted_mean_scale
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
+from ._warnings import warn
 from .exceptions import ExpertCollapseWarning, ExpertFitError
 from .gates import GATES, BaseGate, make_gate
 
@@ -536,7 +537,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
         best = max(runs, key=lambda run: run.log_likelihood)
         if not best.converged:
-            warnings.warn(
+            warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (best of "
                 f"{len(runs)} start(s); last change in mean log-likelihood "
                 f"{best.history[-1] - best.history[-2]:.3g}, tol={self.tol}, or more still "
@@ -1149,7 +1150,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             rows = worst[rank * n_rows : (rank + 1) * n_rows]
             resp[rows] = 0.0
             resp[rows, k] = 1.0
-            warnings.warn(
+            warn(
                 f"Expert {k} collapsed (responsibility mass {mass_in_samples[k]:.2g} "
                 f"samples, below {threshold:.2g}) at EM iteration {n_iter}; re-seeded on "
                 f"the {rows.size} worst-explained samples. Consider fewer experts.",

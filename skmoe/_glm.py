@@ -29,6 +29,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._kernels import weighted_gram
 from ._threads import kernel_threads, single_threaded_blas
+from ._warnings import warn
 from ._linalg import solve_normal_equations
 
 # Exponents are capped here before exp: exp(500) ~ 1e217 leaves room for sums
@@ -380,14 +381,13 @@ def fit_log_link_glms(X, y, weights, power, alpha, coef=None, intercept=None, to
             intercept = np.array(intercept, dtype=np.float64)
         n_iter, failed = _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter)
     if failed:
-        warnings.warn(
+        warn(
             "The Newton solver of the log-link GLMs did not converge for "
             + ", ".join(f"expert {k} ({reason})" for k, reason in sorted(failed))
             + f" (power={power}). Increase max_iter for experts that reached it; a failed "
             "line search points to features collinear on the expert's rows (increase "
             "alpha) or to a start far from the optimum.",
             ConvergenceWarning,
-            stacklevel=2,
         )
     return coef, intercept, n_iter
 

@@ -1,5 +1,7 @@
 """EM that reaches its optimum: the starts, the accelerator and the stopping rule."""
 
+import sys
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -121,3 +123,18 @@ def test_residual_starts_work_for_classification(init):
     moe = MixtureOfExpertsClassifier(2, init=init, random_state=0).fit(X, y)
     assert moe.init_methods_[0] == init
     assert moe.score(X, y) > 0.85
+
+
+def test_warnings_point_at_the_users_call():
+    # EM warns deep inside fit; the warning names this file and line.
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = X[:, 0] + rng.normal(size=300)
+    model = MixtureOfExpertsRegressor(3, max_iter=2, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        model.fit(X, y)
+    assert caught and {(w.filename, w.lineno) for w in caught} == {(__file__, line)}
