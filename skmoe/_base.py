@@ -47,7 +47,6 @@ from sklearn.utils.validation import (
 )
 
 from ._batch import batch_class
-from ._cluster import ship_once
 from ._complexity import n_parameters
 from ._experts import (
     check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
@@ -63,6 +62,7 @@ from ._inputs import (
     has_missing,
     gate_view, validate_X,
 )
+from ._joblib_dask import ship_once
 from ._kernels import responsibility_weights
 from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
 from ._stats import weighted_mean_scale
@@ -1191,7 +1191,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
 
     def _predict_parts(self, X, with_outputs=True):
-        """Routes ``(experts, weights)`` and the routed expert outputs for checked ``X``.
+        """Routes ``(expert_ids, route_weights)`` and the routed outputs for checked ``X``.
 
         Each expert is evaluated only on the rows routed to it, so with
         ``top_k`` prediction costs grow with top_k, not n_experts.
@@ -1202,10 +1202,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
 
     def _routed_outputs(self, gate, experts, likelihood, X, with_outputs=True):
-        routed, weights = gate._routes(X.gate, self.top_k)
+        expert_ids, route_weights = gate._routes(X.gate, self.top_k)
         if not with_outputs:
-            return routed, weights, None
-        return routed, weights, evaluate_routes(routed, likelihood, experts, X.expert)
+            return expert_ids, route_weights, None
+        return expert_ids, route_weights, evaluate_routes(expert_ids, likelihood, experts,
+                                                          X.expert)
 
     @_blockwise
     def predict_gate(self, X):
@@ -1224,8 +1225,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         proba : ndarray of shape (n_samples, n_experts)
             Rows sum to one.
         """
-        experts, weights, _ = self._predict_parts(self._check_X(X), with_outputs=False)
-        return scatter_routes(experts, weights, self.n_experts, 0.0)
+        expert_ids, route_weights, _ = self._predict_parts(self._check_X(X), with_outputs=False)
+        return scatter_routes(expert_ids, route_weights, self.n_experts, 0.0)
 
     @_blockwise
     def predict_experts(self, X):

@@ -130,8 +130,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         proba : ndarray of shape (n_samples, n_classes)
             ``sum_k g_k(x) p_k(c | x)``, columns in the order of ``classes_``.
         """
-        _, gate, outputs = self._predict_parts(self._check_X(X))
-        proba = np.einsum("nk,nkc->nc", gate, outputs)
+        _, route_weights, outputs = self._predict_parts(self._check_X(X))
+        proba = np.einsum("nk,nkc->nc", route_weights, outputs)
         # The gate's rows sum to one only up to rounding: renormalise, so that
         # no probability exceeds 1.
         proba /= proba.sum(axis=1, keepdims=True)

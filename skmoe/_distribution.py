@@ -40,11 +40,11 @@ class MixtureDistribution:
         Each expert's standard deviation for each row (0 where not routed).
     """
 
-    def __init__(self, experts, weights, outputs, params, likelihood, n_experts):
-        self._experts = experts  # (n, k): each row's routed experts
-        self._weights = weights  # (n, k): their gate weights, summing to one per row
+    def __init__(self, expert_ids, route_weights, outputs, params, likelihood, n_experts):
+        self._expert_ids = expert_ids  # (n, k): the numbers of each row's routed experts
+        self._weights = route_weights  # (n, k): their gate weights, summing to one per row
         self._outputs = outputs  # (n, k): their outputs
-        self._params = likelihood.gather_params(params, experts)  # per route
+        self._params = likelihood.gather_params(params, expert_ids)  # per route
         self._likelihood = likelihood
         self._n_experts = n_experts
 
@@ -52,7 +52,7 @@ class MixtureDistribution:
         return self._weights.shape[0]
 
     def _dense(self, values):
-        return scatter_routes(self._experts, values, self._n_experts, 0.0)
+        return scatter_routes(self._expert_ids, values, self._n_experts, 0.0)
 
     @property
     def weights(self):

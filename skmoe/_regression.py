@@ -416,13 +416,13 @@ BaseLikelihood, default="gaussian"
             The ``n_samples`` distributions.
         """
         X = self._check_X(X)
-        experts, gate, outputs = self._predict_parts(X)
+        expert_ids, route_weights, outputs = self._predict_parts(X)
         if exposure is not None:
             check_is_fitted(self)
             exposure = self._check_exposure(exposure, X.given.shape[0], self._likelihood)
             outputs = outputs * exposure[:, None]
         return MixtureDistribution(
-            np.ascontiguousarray(experts), gate, outputs, self._likelihood_params,
+            np.ascontiguousarray(expert_ids), route_weights, outputs, self._likelihood_params,
             self._likelihood, self.n_experts,
         )
 

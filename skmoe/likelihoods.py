@@ -169,9 +169,9 @@ class RegressionLikelihood(BaseLikelihood):
                log_lik, n_threads)
         return resp, log_lik
 
-    def gather_params(self, params, experts):
-        """The parameters of each row's routed ``experts`` (an (n, k) index array)."""
-        return {name: value[experts] for name, value in params.items()}
+    def gather_params(self, params, expert_ids):
+        """The parameters of each row's routed experts (``expert_ids``, (n, k) indices)."""
+        return {name: value[expert_ids] for name, value in params.items()}
 
     def mean(self, outputs, params):
         return outputs
