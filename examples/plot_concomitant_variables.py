@@ -153,7 +153,7 @@ for k, expert in enumerate(moe.experts_):
     )
     for promo, style in [(0.0, "-"), (1.0, "--")]:
         lines = pd.DataFrame({"price": price_grid, "promo": promo})
-        ax_sales.plot(price_grid, expert.predict(lines.to_numpy()), color=colors[k], ls=style)
+        ax_sales.plot(price_grid, expert.predict(lines), color=colors[k], ls=style)
 ax_sales.set_xlabel("price")
 ax_sales.set_ylabel("sales")
 ax_sales.set_title("Each expert's law (solid: no promotion, dashed: promotion)")

@@ -1287,7 +1287,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         return self._posterior(*self._check_X_y(X, y))[0]
 
-    def bic(self, X, y):
+    def bic(self, X, y, **target):
         """Bayesian information criterion of the fitted model on ``(X, y)``; lower is better.
 
         ``-2 sum_i log p(y_i | x_i) + k log(n)``, with ``k`` the model's free
@@ -1302,15 +1302,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             Input data, usually the training data.
         y : array-like of shape (n_samples,)
             Targets.
+        **target : dict
+            What :meth:`log_likelihood` takes besides ``X`` and ``y`` (the
+            regressor's ``exposure``).
 
         Returns
         -------
         bic : float
         """
-        log_lik = self.log_likelihood(X, y)
+        log_lik = self.log_likelihood(X, y, **target)
         return float(-2 * log_lik.sum() + n_parameters(self) * np.log(log_lik.shape[0]))
 
-    def aic(self, X, y):
+    def aic(self, X, y, **target):
         """Akaike information criterion of the fitted model on ``(X, y)``; lower is better.
 
         ``-2 sum_i log p(y_i | x_i) + 2 k``; see :meth:`bic` for ``k``.
@@ -1321,12 +1324,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             Input data, usually the training data.
         y : array-like of shape (n_samples,)
             Targets.
+        **target : dict
+            What :meth:`log_likelihood` takes besides ``X`` and ``y`` (the
+            regressor's ``exposure``).
 
         Returns
         -------
         aic : float
         """
-        return float(-2 * self.log_likelihood(X, y).sum() + 2 * n_parameters(self))
+        return float(-2 * self.log_likelihood(X, y, **target).sum() + 2 * n_parameters(self))
 
     def _check_X_y(self, X, y):
         """``X`` as each part sees it and ``y`` as the likelihood scores it, at prediction."""

@@ -536,7 +536,7 @@ class WeightedTweedieRegressor(RegressorMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skmoe._glm import WeightedTweedieRegressor
+    >>> from skmoe.experts import WeightedTweedieRegressor
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
     >>> y = np.array([1.0, 2.0, 4.0, 100.0])
     >>> model = WeightedTweedieRegressor(power=1.0, alpha=0.0)

@@ -5,6 +5,7 @@ from numbers import Real
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
+from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -21,10 +22,12 @@ from .experts import WeightedLeastSquares
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """Mixture of experts regressor trained by EM.
 
-    ``p(y | x) = sum_k g_k(x) N(y; mu_k(x), s2_k)``: a gate ``g`` chooses
-    between experts, each any scikit-learn regressor ``mu_k`` with its own
-    noise variance ``s2_k``. EM alternates responsibilities (compiled E-step)
-    with responsibility-weighted refits of the experts and the gate.
+    ``p(y | x) = sum_k g_k(x) f(y; mu_k(x), theta_k)``: a gate ``g`` chooses
+    between experts, each any scikit-learn regressor ``mu_k`` (the mean of
+    ``y``) with its own parameters ``theta_k`` of the family ``f`` (by
+    default Gaussian with a noise variance ``s2_k``; see ``likelihood``). EM
+    alternates responsibilities (compiled E-step) with responsibility-weighted
+    refits of the experts and the gate.
 
     Parameters
     ----------
@@ -364,6 +367,27 @@ BaseLikelihood, default="gaussian"
         """
         return self._posterior(*self._check_X_y(X, y, exposure))[0]
 
+    def score(self, X, y, sample_weight=None, exposure=None):
+        """Coefficient of determination R2 of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,)
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        exposure : array-like of shape (n_samples,), default=None
+            Each row's exposure (``likelihood="poisson"``): ``y`` counts over it.
+
+        Returns
+        -------
+        score : float
+            R2 of ``self.predict(X, exposure=exposure)``.
+        """
+        return r2_score(y, self.predict(X, exposure=exposure), sample_weight=sample_weight)
+
     @_blockwise
     def predict(self, X, return_std=False, exposure=None):
         """Predict the mixture's mean, and optionally its standard deviation.
@@ -488,9 +512,9 @@ def _declared_family(estimator):
 
     ``("gaussian", None)`` unless all experts declare the same other family.
     A scikit-learn GLM says it by its class (``PoissonRegressor``,
-    ``GammaRegressor``) or its ``power`` (``TweedieRegressor``: 1 Poisson,
-    2 gamma, between them Tweedie), gradient boosting by its ``loss``; a
-    pipeline by its final step.
+    ``GammaRegressor``) or its ``power`` (``TweedieRegressor`` and skmoe's
+    ``WeightedTweedieRegressor``: 1 Poisson, 2 gamma, between them Tweedie),
+    gradient boosting by its ``loss``; a pipeline by its final step.
     """
     experts = [expert for _, expert in estimator] if isinstance(estimator, list) else [estimator]
     families = set()
@@ -499,7 +523,8 @@ def _declared_family(estimator):
             expert = expert.steps[-1][1]
         name = type(expert).__name__
         params = expert.get_params() if hasattr(expert, "get_params") else {}
-        power = params.get("power") if name == "TweedieRegressor" else None
+        tweedie = name in ("TweedieRegressor", "WeightedTweedieRegressor")
+        power = params.get("power") if tweedie else None
         if name == "PoissonRegressor" or params.get("loss") == "poisson" or power == 1:
             families.add(("poisson", None))
         elif name == "GammaRegressor" or params.get("loss") == "gamma" or power == 2:

@@ -103,7 +103,7 @@ class BaseLikelihood(metaclass=ABCMeta):
         return None
 
     def batch_outputs(self, batch, experts, X):
-        """All experts' outputs from a batch class (see :mod:`skmoe._experts`)."""
+        """All experts' outputs from a batch fitter (see :mod:`skmoe._batch`)."""
         raise NotImplementedError(f"{type(self).__name__} has no batch outputs.")
 
 

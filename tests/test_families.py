@@ -349,6 +349,10 @@ def test_poisson_exposure_is_the_offset_of_the_counts():
     assert_allclose(model.log_likelihood_, model.log_likelihood(X, y, exposure=exposure).mean())
     assert_allclose(model.predict(X[:50], exposure=exposure[:50]),
                     exposure[:50] * model.predict(X[:50]))
+    # 2 experts x 3 coefficients and an intercept, a gate of 1 x 4.
+    assert_allclose(model.bic(X, y, exposure=exposure),
+                    -2 * model.log_likelihood(X, y, exposure=exposure).sum() + 12 * np.log(20_000))
+    assert model.score(X, y, exposure=exposure) > model.score(X, y) + 0.1
     bounds = model.predict_interval(X[:50], exposure=exposure[:50])
     assert np.all(bounds == np.round(bounds)) and np.all(bounds[:, 0] <= bounds[:, 1])
     # Ignoring the exposure fits the counts far worse.
