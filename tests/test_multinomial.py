@@ -5,11 +5,16 @@
   thread counts, with rows of zero weight, without features, and against
   finite differences;
 * the K objectives behind ``fit_multinomial_logits`` (standardisation,
-  penalty, per-sample scale) against their definition and finite differences;
-* ``fit_multinomial_logits`` against separate fits: each problem alone, K
+  penalty, per-sample scale) against their definition and finite differences,
+  and their Hessians against finite differences of the gradients;
+* ``fit_multinomial_logits`` against separate fits, by each of its solvers
+  (Newton's method and L-BFGS): each problem alone, K
   ``WeightedLogisticRegression`` fits, and scikit-learn's ``LogisticRegression``
   (multiclass and binary, with or without penalty and intercept) through the
-  attribute helpers; its lockstep L-BFGS's per-problem stopping;
+  attribute helpers; the lockstep solvers' per-problem stopping;
+* Newton's method against L-BFGS (binary to five classes, absent classes,
+  no or strong penalty, collinear features), its warm starts' few iterations,
+  its convention for the sums over classes, and its determinism;
 * ``WeightedLogisticRegression``'s batch protocol (``_fit_many``,
   ``_predict_proba_many``); sparse ``X`` against dense.
 """
@@ -23,9 +28,10 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp, softmax
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
+from skmoe import _multinomial
 from skmoe._kernels import grouped_softmax_objective, use_simd
-from skmoe._stats import weighted_mean_scale
 from skmoe._multinomial import (
     _GroupedProblem,
     _sparse_grouped_objective,
@@ -34,6 +40,7 @@ from skmoe._multinomial import (
     logistic_regression_start,
     set_logistic_regression_attributes,
 )
+from skmoe._stats import weighted_mean_scale
 from skmoe.experts import WeightedLogisticRegression
 
 RTOL = 1e-10
@@ -46,6 +53,15 @@ def exp_path(request):
     use_simd(request.param == "avx2")
     yield request.param
     use_simd(True)
+
+
+@pytest.fixture(params=["newton", "lbfgs"])
+def solver(request, monkeypatch):
+    """``fit_multinomial_logits`` by each of its solvers: no problem is small enough
+    for Newton's method when its threshold is 0."""
+    if request.param == "lbfgs":
+        monkeypatch.setattr(_multinomial, "_NEWTON_MAX_PARAMETERS", 0)
+    return request.param
 
 
 # --------------------------------------------------------------------------
@@ -293,13 +309,49 @@ def test_objectives_and_their_gradients(precondition):
     assert_allclose(problem.pack(coef, intercept), theta, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("precondition", [True, False])
+@pytest.mark.parametrize("n_classes, K", [(2, 1), (3, 3), (5, 2)])
+def test_hessians_are_the_derivatives_of_the_gradients(n_classes, K, precondition):
+    """Against central differences of the gradients; with one Gram per problem (binary)
+    and with many, both ways of summing them are taken."""
+    X, y, weights = raw_problems(24, n_classes=n_classes, K=K)
+    C = np.array([0.5, np.inf, 20.0])[:K]
+    penalty_scale = np.array([[1.0, 2.0, 0.5, 3.0], [1.0] * 4, [0.2, 1.0, 1.0, 4.0]])[:K]
+    problem = _GroupedProblem(X, y, n_classes, weights, C, None, penalty_scale, True,
+                              precondition)
+    # Logits of moderate size: probabilities far from 0 and 1, curvature everywhere.
+    theta = 0.3 * np.random.RandomState(1).randn(*problem.pack(None, None).shape)
+    hessians = problem.hessians(theta, np.arange(K))
+    assert hessians.shape == (K, theta.shape[1], theta.shape[1])
+    for k in range(K):
+        assert_allclose(hessians[k], hessians[k].T, rtol=0, atol=1e-15)
+        numerical = np.empty_like(hessians[k])
+        for j in range(theta.shape[1]):
+            step = np.zeros(theta.shape[1])
+            step[j] = 1e-3
+            gradient = [problem.objective((theta[k] + m * step)[None], np.array([k]))[1][0]
+                        for m in (-2, -1, 1, 2)]
+            numerical[:, j] = (gradient[0] - 8 * gradient[1] + 8 * gradient[2]
+                               - gradient[3]) / 12e-3
+        # The gradients' rounding (features of mean 50 unscaled) over the step
+        # makes most of the error.
+        assert np.abs(hessians[k] - numerical).max() < 1e-6 * np.abs(numerical).max()
+    # A subset of the problems, in any order, and a sparse X give the same.
+    some = np.arange(K)[::-1]
+    assert_allclose(problem.hessians(theta[some], some), hessians[some], rtol=1e-12,
+                    atol=1e-15)
+    sparse = _GroupedProblem(sp.csr_matrix(X), y, n_classes, weights, C, None, penalty_scale,
+                             True, precondition)
+    assert_allclose(sparse.hessians(theta, np.arange(K)), hessians, rtol=1e-10, atol=1e-14)
+
+
 # --------------------------------------------------------------------------
 # fit_multinomial_logits against separate fits
 # --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("precondition", [True, False])
-def test_fit_equals_separate_weighted_logistic_regressions(precondition):
+def test_fit_equals_separate_weighted_logistic_regressions(precondition, solver):
     """Penalties on each expert's own standardisation (weighted mean and scale), each its C.
 
     The statistics are given (``precondition=False``, as ``_fit_many`` does),
@@ -320,8 +372,8 @@ def test_fit_equals_separate_weighted_logistic_regressions(precondition):
         assert_allclose(intercept[k], alone.intercept_, atol=1e-6)
 
 
-def test_each_problem_is_solved_as_if_alone():
-    """Each problem has its own L-BFGS: its own iterations, tol and max_iter."""
+def test_each_problem_is_solved_as_if_alone(solver):
+    """Each problem has its own solver: its own iterations, tol and max_iter."""
     X, y, weights = raw_problems(22)
     C, tol, max_iter = [0.1, 10.0, np.inf], [1e-8, 1e-4, 1e-8], [100, 100, 3]
     together = fit_multinomial_logits(X, y, 3, weights, C, tol=tol, max_iter=max_iter)
@@ -341,7 +393,7 @@ def test_each_problem_is_solved_as_if_alone():
     assert start[2][0] == 0 and start[2][2] > 0
 
 
-def test_zero_tol_stops_where_rounding_leaves_no_progress():
+def test_zero_tol_stops_where_rounding_leaves_no_progress(solver):
     """tol=0 is never met: the line search ends the fit, at a gradient of rounding size."""
     X, y, weights = raw_problems(23)
     coef, intercept, n_iter = fit_multinomial_logits(X, y, 3, weights, 1.0, tol=0.0,
@@ -380,7 +432,7 @@ def fit_like_sklearn(template, X, labels, weights):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("C", [0.05, 1.0, np.inf])
 @pytest.mark.parametrize("n_classes", [3, 2])
-def test_fit_equals_sklearn_logistic_regression(n_classes, C, fit_intercept):
+def test_fit_equals_sklearn_logistic_regression(n_classes, C, fit_intercept, solver):
     X, labels, weights = sklearn_problems(10 + n_classes, n_classes)
     template = LogisticRegression(C=C, tol=1e-10, max_iter=10_000, fit_intercept=fit_intercept)
     ours = fit_like_sklearn(template, X, labels, weights)
@@ -398,7 +450,7 @@ def test_fit_equals_sklearn_logistic_regression(n_classes, C, fit_intercept):
         assert_array_equal(model.predict(X), theirs.predict(X))
 
 
-def test_infinite_C_is_no_penalty():
+def test_infinite_C_is_no_penalty(solver):
     """C = inf solves the unpenalised problem: its solution is C's limit."""
     X, labels, weights = sklearn_problems(12, 3)
     codes = np.unique(labels, return_inverse=True)[1]
@@ -410,7 +462,7 @@ def test_infinite_C_is_no_penalty():
     assert_allclose(free[1].sum(axis=1), 0.0, atol=1e-12)
 
 
-def test_sparse_X_equals_dense():
+def test_sparse_X_equals_dense(solver):
     X, labels, weights = sklearn_problems(13, 3)
     X[np.abs(X) < 0.8] = 0.0
     codes = np.unique(labels, return_inverse=True)[1]
@@ -418,12 +470,12 @@ def test_sparse_X_equals_dense():
                                    max_iter=1000)
     sparse = fit_multinomial_logits(sp.csr_matrix(X), codes, 3, weights, [0.3, 1.0, np.inf],
                                     tol=1e-10, max_iter=1000)
-    # The same objective up to rounding; L-BFGS's last steps at tol=1e-10 amplify that.
+    # The same objective up to rounding; the last steps at tol=1e-10 amplify that.
     assert_allclose(sparse[0], dense[0], atol=1e-7)
     assert_allclose(sparse[1], dense[1], atol=1e-7)
 
 
-def test_warm_start_takes_fewer_iterations():
+def test_warm_start_takes_fewer_iterations(solver):
     X, y, weights = raw_problems(14)
     cold = fit_multinomial_logits(X, y, 3, weights, 1.0, tol=1e-8, max_iter=1000)
     # Started at its solution, a problem is solved at once ...
@@ -476,6 +528,128 @@ def test_logistic_regression_start_keeps_the_probabilities(n_classes):
     assert logistic_regression_start(LogisticRegression(), fitted.classes_, 4) is None
     fitted.warm_start = True
     assert logistic_regression_start(fitted, fitted.classes_, 5) is None
+
+
+# --------------------------------------------------------------------------
+# Newton's method against L-BFGS
+# --------------------------------------------------------------------------
+
+
+def both_solvers(monkeypatch, *args, **kwargs):
+    """``fit_multinomial_logits`` by Newton's method, then by L-BFGS."""
+    newton = fit_multinomial_logits(*args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(_multinomial, "_NEWTON_MAX_PARAMETERS", 0)
+        lbfgs = fit_multinomial_logits(*args, **kwargs)
+    return newton, lbfgs
+
+
+def probabilities(X, coef, intercept):
+    """(K, n, C) class probabilities of each problem."""
+    return softmax(np.einsum("nd,kcd->knc", X, coef) + intercept[:, None, :], axis=2)
+
+
+@pytest.mark.parametrize("case", ["binary", "three classes", "five classes", "absent class",
+                                  "no penalty", "strong penalty"])
+def test_newton_and_lbfgs_find_the_same_solution(monkeypatch, case):
+    n_classes = {"binary": 2, "five classes": 5}.get(case, 3)
+    X, y, weights = raw_problems(25, n=400, n_classes=n_classes)
+    C = {"no penalty": np.inf, "strong penalty": 1e-3}.get(case, [0.5, 1e4, np.inf])
+    if case == "absent class":
+        # Problem 1 has no row of class 2: its intercept drifts down until
+        # the gradient is below tol, a point that depends on the path.
+        # Where the penalty is weak, the solution's coefficients are as poorly
+        # determined as the absent class's probabilities: a penalty of 1.
+        weights[y == 2, 1] = 0.0
+        C = [1.0, 1.0, 20.0]
+    newton, lbfgs = both_solvers(monkeypatch, X, y, n_classes, weights, C, tol=1e-10,
+                                 max_iter=1000)
+    assert_allclose(probabilities(X, *newton[:2]), probabilities(X, *lbfgs[:2]), atol=1e-8)
+    assert_allclose(newton[0], lbfgs[0], atol=1e-7)
+    if case == "absent class":
+        # The intercepts' differences between the classes present are identified.
+        assert_allclose(np.diff(newton[1][:, :2]), np.diff(lbfgs[1][:, :2]), atol=1e-7)
+        assert weights[:, 1] @ probabilities(X, *newton[:2])[1, :, 2] < 1e-9 * weights[:, 1].sum()
+    else:
+        assert_allclose(newton[1], lbfgs[1], atol=1e-7)
+    assert np.all(newton[2] < lbfgs[2])
+
+
+def test_newton_warm_starts_converge_in_few_iterations():
+    """EM's refits: a start near the solution is 1 to 3 Newton steps from it."""
+    X, y, weights = raw_problems(26, n=2000)
+    C = [1.0, 1e4, np.inf]
+    cold = fit_multinomial_logits(X, y, 3, weights, C, tol=1e-8, max_iter=1000)
+    assert np.all(cold[2] <= 10)
+    rng = np.random.RandomState(0)
+    for spread in (0.01, 0.1):
+        nudged = weights * rng.uniform(1 - spread, 1 + spread, size=weights.shape)
+        for tol in (1e-4, 1e-8, 1e-10):
+            warm = fit_multinomial_logits(X, y, 3, nudged, C, coef=cold[0], intercept=cold[1],
+                                          tol=tol, max_iter=1000)
+            assert np.all(warm[2] <= 3), (spread, tol, warm[2])
+
+
+def test_newton_keeps_the_sums_the_penalty_leaves_free():
+    """From a start whose rows do not sum to zero (and far from the solution), a finite C
+    takes the coefficients' sums over classes to zero (Newton's step along them is exact;
+    L-BFGS stops when their small gradient is below tol); without penalty they and the
+    intercepts' sums are kept."""
+    X, y, weights = raw_problems(27)
+    rng = np.random.RandomState(1)
+    coef, intercept = rng.randn(3, 3, 4), rng.randn(3, 3)
+    fitted = fit_multinomial_logits(X, y, 3, weights, [1.0, 1e4, np.inf], coef=coef,
+                                    intercept=intercept, tol=1e-10, max_iter=1000)
+    assert_allclose(fitted[0][:2].sum(axis=1), 0.0, atol=1e-9)
+    assert_allclose(fitted[0][2].sum(axis=0), coef[2].sum(axis=0), atol=1e-10)
+    assert_allclose(fitted[1][2].sum(), intercept[2].sum(), atol=1e-10)
+    # With the sums removed from the start, the same solution.
+    centred = fit_multinomial_logits(
+        X, y, 3, weights, [1.0, 1e4, np.inf], coef=coef - coef.mean(axis=1, keepdims=True),
+        intercept=intercept - intercept.mean(axis=1, keepdims=True), tol=1e-10, max_iter=1000)
+    assert_allclose(probabilities(X, *fitted[:2]), probabilities(X, *centred[:2]), atol=1e-10)
+
+
+def test_newton_with_collinear_features():
+    """Without penalty a duplicated feature makes the Hessian singular: the step is then
+    the pseudo-inverse's, and the model the one without the duplicate."""
+    X, y, weights = raw_problems(28)
+    doubled = np.hstack([X, X[:, :1]])
+    alone = fit_multinomial_logits(X, y, 3, weights, np.inf, tol=1e-10, max_iter=1000)
+    twice = fit_multinomial_logits(doubled, y, 3, weights, np.inf, tol=1e-9, max_iter=1000)
+    assert np.all(twice[2] < 20)
+    assert_allclose(probabilities(doubled, *twice[:2]), probabilities(X, *alone[:2]),
+                    atol=1e-8)
+
+
+def test_newton_never_ends_above_its_start(solver):
+    """Started at the solution with tol=0, rounding may only move it down."""
+    X, y, weights = raw_problems(29)
+    problem = _GroupedProblem(X, y, 3, weights, 1.0, None, None, True, True)
+    solution = fit_multinomial_logits(X, y, 3, weights, 1.0, tol=1e-12, max_iter=1000)
+    start = problem.objective(problem.pack(*solution[:2]), np.arange(3))[0]
+    again = fit_multinomial_logits(X, y, 3, weights, 1.0, coef=solution[0],
+                                   intercept=solution[1], tol=0.0, max_iter=1000)
+    assert np.all(problem.objective(problem.pack(*again[:2]), np.arange(3))[0] <= start)
+
+
+def test_newton_is_deterministic_whatever_the_thread_count():
+    """The Hessians' blocks are summed in block order, whatever the threads: the
+    same Hessians to the last bit; and each thread count's fit repeats exactly."""
+    X, y, weights = raw_problems(30, n=20_000)
+    problem = _GroupedProblem(X, y, 3, weights, 1.0, None, None, True, True)
+    theta = 0.3 * np.random.RandomState(2).randn(*problem.pack(None, None).shape)
+    fits = {}
+    hessians = {}
+    for n_threads in (1, 2):
+        with threadpool_limits(limits=n_threads, user_api="openmp"):
+            hessians[n_threads] = problem.hessians(theta, np.arange(3))
+            fits[n_threads] = [fit_multinomial_logits(X, y, 3, weights, 1.0, tol=1e-8)
+                               for _ in range(2)]
+        for a, b in zip(*fits[n_threads], strict=True):
+            assert_array_equal(a, b)
+    assert_array_equal(hessians[1], hessians[2])
+    assert_allclose(fits[1][0][0], fits[2][0][0], atol=1e-8)
 
 
 # --------------------------------------------------------------------------
@@ -532,7 +706,7 @@ def test_fit_many_warm_starts_each_expert():
     assert experts[0].n_iter_ > 1
 
 
-def test_fit_many_sparse_equals_dense():
+def test_fit_many_sparse_equals_dense(solver):
     X, y, weights = raw_problems(20)
     X[np.abs(X - X.mean(axis=0)) < 0.5 * X.std(axis=0)] = 0.0
     dense = WeightedLogisticRegression._fit_many(
