@@ -575,6 +575,21 @@ def test_newton_and_lbfgs_find_the_same_solution(monkeypatch, case):
     assert np.all(newton[2] < lbfgs[2])
 
 
+def test_large_problems_take_lbfgs(monkeypatch):
+    """Newton's method up to _NEWTON_MAX_PARAMETERS parameters C (d + 1) per problem."""
+    def refuse(*args):
+        raise AssertionError("Newton's method was used")
+
+    monkeypatch.setattr(_multinomial, "_lockstep_newton", refuse)
+    rng = np.random.RandomState(3)
+    n_features = _multinomial._NEWTON_MAX_PARAMETERS // 3  # 3 (d + 1) > the threshold
+    X = rng.randn(200, n_features)
+    fitted = fit_multinomial_logits(X, rng.randint(0, 3, 200), 3, np.ones((200, 2)), 1.0)
+    assert np.all(fitted[2] > 0)
+    with pytest.raises(AssertionError, match="Newton"):
+        fit_multinomial_logits(X[:, :2], rng.randint(0, 3, 200), 3, np.ones((200, 2)), 1.0)
+
+
 def test_newton_warm_starts_converge_in_few_iterations():
     """EM's refits: a start near the solution is 1 to 3 Newton steps from it."""
     X, y, weights = raw_problems(26, n=2000)
