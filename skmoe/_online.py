@@ -110,7 +110,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight, _check_y, _get_feature_names, check_array, check_consistent_length,
+    _check_sample_weight,
+    _check_y,
+    _get_feature_names,
+    check_array,
+    check_consistent_length,
 )
 
 from ._batch import _Warm, batch_class
@@ -120,7 +124,9 @@ from ._inputs import gate_input, validate_X
 from ._kernels import responsibility_weights, weighted_gram
 from ._linalg import solve_normal_equations
 from ._multinomial import (
-    _GroupedProblem, logistic_regression_settings, logistic_regression_start,
+    _GroupedProblem,
+    logistic_regression_settings,
+    logistic_regression_start,
     set_logistic_regression_attributes,
 )
 from ._routing import evaluate_routes, routes
@@ -305,7 +311,7 @@ def _check_fitted_model(estimator):
 
 
 def _check_classes(estimator, classes, fitted):
-    """The classifier's classes, as scikit-learn's ``partial_fit`` takes them; None for a regressor."""
+    """The classifier's classes, as scikit-learn's ``partial_fit`` takes them (regressor: None)."""
     if estimator._y_numeric:
         return None
     if classes is None:
@@ -603,7 +609,7 @@ class _Quadratic:
 
 
 def _refit_weights(estimator, chunk, resp):
-    """The experts' refit weights ``w_i r_ik`` (0 at or below ``min_responsibility``), as in fit."""
+    """The experts' refit weights ``w_i r_ik``, 0 up to ``min_responsibility`` (as in fit)."""
     weights = np.empty_like(resp)
     counts = np.empty(resp.shape[1], dtype=np.intp)
     responsibility_weights(np.ascontiguousarray(resp), chunk.sample_weight,

@@ -177,7 +177,7 @@ def test_stream_is_deterministic(regression_stream):
     second = stream(MixtureOfExpertsRegressor(3, random_state=0), parts)
     assert_array_equal(first.gate_.coef_, second.gate_.coef_)
     assert_array_equal(first.gate_.intercept_, second.gate_.intercept_)
-    for one, other in zip(first.experts_, second.experts_):
+    for one, other in zip(first.experts_, second.experts_, strict=True):
         assert_array_equal(one.coef_, other.coef_)
         assert one.intercept_ == other.intercept_
     assert_array_equal(first.noise_variance_, second.noise_variance_)
