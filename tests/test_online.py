@@ -140,10 +140,7 @@ def test_chunks_may_lack_classes():
 def test_linear_experts_of_scikit_learn_and_feature_names(regression_stream):
     truth, parts, X_test, y_test = regression_stream
     columns = [f"x{j}" for j in range(5)]
-    # A first chunk of 5000 rows: the experts' random states shift k-means' draws,
-    # and a start on 1000 rows may then find a poorer basin (see skmoe._online).
-    first = (np.vstack([X for X, _ in parts[:5]]), np.concatenate([y for _, y in parts[:5]]))
-    frames = [(pd.DataFrame(X, columns=columns), y) for X, y in [first] + parts[5:30]]
+    frames = [(pd.DataFrame(X, columns=columns), y) for X, y in parts[:30]]
     reference = stream(MixtureOfExpertsRegressor(3, random_state=0), frames)
     test_frame = pd.DataFrame(X_test, columns=columns)
     reference_ll = reference.log_likelihood(test_frame, y_test).mean()
@@ -155,6 +152,20 @@ def test_linear_experts_of_scikit_learn_and_feature_names(regression_stream):
             assert_array_equal(expert.feature_names_in_, columns)
             assert expert.coef_.shape == (5,)
     assert model.experts_[1].rank_ == 5
+
+
+def test_gate_and_expert_features(regression_stream):
+    """The gate on 3 of the 5 columns (the truth's gate uses 4): as the batch fit does."""
+    truth, parts, X_test, y_test = regression_stream
+    params = {"gate_features": [0, 1, 2], "expert_features": [0, 1, 2, 3, 4], "random_state": 0}
+    online = stream(MixtureOfExpertsRegressor(3, **params), parts[:30])
+    batch = MixtureOfExpertsRegressor(3, **params).fit(
+        np.vstack([X for X, _ in parts[:30]]), np.concatenate([y for _, y in parts[:30]])
+    )
+    assert_array_equal(online.gate_features_, [0, 1, 2])
+    assert online.gate_.coef_.shape == (3, 3)
+    batch_ll = batch.log_likelihood(X_test, y_test).mean()
+    assert abs(online.log_likelihood(X_test, y_test).mean() - batch_ll) <= 0.01 * abs(batch_ll)
 
 
 def test_logistic_regression_experts():
