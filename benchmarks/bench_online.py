@@ -1,7 +1,7 @@
 """Online EM (``partial_fit``) against the batch fit on the same rows.
 
 A softmax-gated mixture of 4 linear-Gaussian experts (d = 10, the truth of
-``_data.make_truth``) arrives as 100 chunks, 1e6 rows in all (quick: 2e5).
+``_data.make_truth``) arrives as 100 chunks, 1e6 rows in all (quick: 5e5).
 Each chunk is generated when its turn comes, from its own seed, so the
 stream never holds more than one; the batch fit regenerates the same rows
 and fits them all at once (they fit in memory: 88 MB for 1e6 rows).
@@ -81,7 +81,7 @@ def _traced_stream(truth, size):
 
 def run(quick=False):
     """Print the table; return the target verdict lines."""
-    n_rows = 200_000 if quick else 1_000_000
+    n_rows = 500_000 if quick else 1_000_000
     size = n_rows // N_CHUNKS
     truth = make_truth(N_FEATURES, N_EXPERTS, seed=SEED)
     X_test, y_test = truth.sample_regression(100_000, np.random.default_rng((SEED, N_CHUNKS)))
