@@ -46,9 +46,10 @@ import copy
 import inspect
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
+import dask
 import dask.array as da
 import numpy as np
 from sklearn.base import clone
@@ -77,6 +78,10 @@ from .likelihoods import GaussianLikelihood
 # about this many rows (all rows when there are fewer).
 _SAMPLE_ROWS = 50_000
 
+# The responsibilities stay on the workers while two copies of them take at
+# most this fraction of the memory Dask computes in (see _keeps_responsibilities).
+_KEEP_FRACTION = 0.5
+
 # Experts whose refits are least squares: their sufficient statistics add up.
 _LINEAR_EXPERTS = (WeightedLeastSquares, Ridge, LinearRegression)
 
@@ -91,7 +96,7 @@ _IN_MEMORY = "or fit in memory (on a sample of the rows if need be)"
 def _check_supported(estimator):
     """Refuse the configurations whose EM does not reduce to sums over partitions.
 
-    Returns the named experts and the unfitted gate.
+    Returns the named experts.
     """
     if not isinstance(estimator, MixtureOfExpertsRegressor):
         raise TypeError(
@@ -153,7 +158,7 @@ def _check_supported(estimator):
             f"rows in one place; use min_expert_share=0, {_IN_MEMORY}."
         )
     estimator._check_top_k(fitting=True)
-    return named, gate
+    return named
 
 
 # ----------------------------------------------------------------------
@@ -185,8 +190,6 @@ def _as_dask_array(X, name, lengths=None):
             )
         if frame:
             columns = X.columns
-        if lengths is not None and X.npartitions != len(lengths):
-            lengths = None
         X = X.to_dask_array(lengths=True if lengths is None else list(lengths))
     if not isinstance(X, da.Array):
         raise TypeError(f"{name} must be a Dask array or DataFrame, got {type(X).__name__}.")
@@ -205,14 +208,18 @@ def _as_dask_array(X, name, lengths=None):
     return X, columns
 
 
-def _row_aligned(value, X, name):
-    """A per-row companion of ``X`` (Dask or NumPy) as an (n, 1) Dask array with X's row chunks.
+def _row_aligned(value, X, name, frame=None):
+    """A per-row companion of ``X`` (Dask or NumPy) as an (n, m) Dask array with X's row chunks.
 
     Two-dimensional, so that ``map_blocks`` pairs its blocks with ``X``'s.
+    ``frame`` is the DataFrame ``X`` came from, if any: a Series or
+    DataFrame with its divisions has its partitions' lengths, known already.
     """
     rows = X.chunks[0]
     if _is_dask(value):
-        value, _ = _as_dask_array(value, name, lengths=rows)
+        same = (frame is not None and getattr(value, "known_divisions", False)
+                and frame.known_divisions and value.divisions == frame.divisions)
+        value, _ = _as_dask_array(value, name, lengths=rows if same else None)
     else:
         value = da.from_array(np.asarray(value), chunks=rows[0] if rows else 1)
     if value.ndim == 1:
@@ -384,47 +391,66 @@ def _gate_terms(gate, theta, X_gate, resp, w):
     return np.concatenate([[loss], grad])
 
 
-def _e_step_block(X, y, sample_weight, *, model):
-    """E-step of one partition, fused with everything the next M-step reads.
-
-    Returns the responsibilities (kept on the worker) and a summary of
-    ``O(K d^2)`` numbers: the log-likelihood sum, the experts' moments, the
-    gate's loss and gradient at its current parameters.
-    """
-    X, y, w = _block_inputs(X, y, sample_weight)
+def _posterior(X, y, model):
+    """Responsibilities and row log-likelihoods of the model's parameters on one partition."""
     logits = routed_logits(model.gate._logits(_columns(X, model.gate_columns)), model.top_k)
     outputs = _columns(X, model.expert_columns) @ model.coef.T
     outputs += model.intercept
-    resp, row_log_lik = model.likelihood.e_step(y, outputs, model.params, logits, 1)
-    summary = _responsibility_summary(X, y, w, resp, model)
-    summary["log_likelihood"] = w @ row_log_lik
-    return resp, summary
+    return model.likelihood.e_step(y, outputs, model.params, logits, 1)
 
 
-def _given_block(X, y, sample_weight, init, *, model):
-    """Starting responsibilities of one partition from ``init``, rows renormalised."""
-    X, y, w = _block_inputs(X, y, sample_weight)
+def _given(init):
+    """A partition of ``init`` with its rows renormalised, and the rows that cannot be."""
     resp = np.ascontiguousarray(init, dtype=np.float64)
     totals = resp.sum(axis=1)
     bad = ~np.isfinite(totals) | (totals <= 0) | np.any(resp < 0, axis=1)
     resp = resp / np.where(bad, 1.0, totals)[:, None]
-    resp[bad] = 1.0 / resp.shape[1]  # refused on the driver; any valid rows meanwhile
-    summary = _responsibility_summary(X, y, w, resp, model)
-    summary["bad_rows"] = np.count_nonzero(bad)
-    return resp, summary
+    resp[bad] = 1.0 / resp.shape[1]  # refused on the driver; valid meanwhile
+    return resp, bad
 
 
-def _refit_moments_block(X, y, sample_weight, state, *, centre, columns, threshold, uniform):
-    """The experts' moments from the responsibilities kept on the worker, other thresholds."""
+def _e_step_block(X, y, sample_weight, init, *, model, keep):
+    """E-step of one partition (at a start: ``init``), fused with all the next M-step reads.
+
+    Returns the responsibilities if ``keep`` (they stay on the worker; else
+    None, and later passes recompute them) and a summary of ``O(K d^2)``
+    numbers: the log-likelihood sum, the experts' moments, the gate's loss
+    and gradient at its current parameters.
+    """
     X, y, w = _block_inputs(X, y, sample_weight)
-    return _expert_moments(_columns(X, columns), y, w, state[0, 0][0], centre, threshold,
-                           uniform)
+    if init is None:
+        resp, row_log_lik = _posterior(X, y, model)
+        extra = {"log_likelihood": w @ row_log_lik}
+    else:
+        resp, bad = _given(init)
+        extra = {"bad_rows": np.count_nonzero(bad)}
+    summary = _responsibility_summary(X, y, w, resp, model)
+    summary.update(extra)
+    return (resp if keep else None), summary
 
 
-def _gate_block(X, sample_weight, state, *, gate, theta, columns):
+def _responsibilities_of(X, y, source, model):
+    """A partition's responsibilities: kept on its worker, the start's, or recomputed."""
+    if source is None:
+        return _posterior(X, y, model)[0]
+    if source.dtype == object:
+        return source[0, 0][0]
+    return _given(source)[0]
+
+
+def _refit_moments_block(X, y, sample_weight, source, *, model, threshold, uniform):
+    """The experts' moments from a partition's responsibilities, at other thresholds."""
+    X, y, w = _block_inputs(X, y, sample_weight)
+    resp = _responsibilities_of(X, y, source, model)
+    return _expert_moments(_columns(X, model.expert_columns), y, w, resp, model.centre,
+                           threshold, uniform)
+
+
+def _gate_block(X, y, sample_weight, source, *, model, gate, theta):
     """The gate's unpenalised loss and gradient on one partition at ``theta``."""
-    X, _, w = _block_inputs(X, None, sample_weight)
-    return _gate_terms(gate, theta, _columns(X, columns), state[0, 0][0], w)
+    X, y, w = _block_inputs(X, y, sample_weight)
+    resp = _responsibilities_of(X, y, source, model)
+    return _gate_terms(gate, theta, _columns(X, model.gate_columns), resp, w)
 
 
 # ----------------------------------------------------------------------
@@ -451,11 +477,17 @@ class _Model:
 
 @dataclass
 class _Responsibilities:
-    """An E-step: responsibilities persisted on the workers, their summary on the driver."""
+    """An E-step: its summary on the driver; the responsibilities where the partitions are.
 
-    blocks: object  # (P, 1) persisted Dask array: (responsibilities, summary) per partition
+    ``source`` is what a later pass reads them from: a (P, 1) persisted Dask
+    array of ``(responsibilities, summary)`` per partition (kept on the
+    workers), the start's ``init`` array, or None (recomputed from ``X`` with
+    ``model``, the parameters of the E-step).
+    """
+
+    source: object
+    model: _Model
     summary: dict  # the partitions' summaries, added up
-    gate_theta: np.ndarray  # the gate parameters its "gate" loss and gradient belong to
 
 
 @dataclass
@@ -475,8 +507,8 @@ class _DaskData:
     units: tuple  # (x_scale, y_scale) of the experts' columns and y, for SQUAREM
     likelihood: GaussianLikelihood
     feature_names: np.ndarray  # of the experts' columns, or None
+    keep: bool  # responsibilities kept on the workers (else recomputed by each pass)
     validation: object = None  # no early stopping on Dask
-    passes: list = field(default_factory=list)  # what each pass was for, in order
 
 
 def _all_or(columns, n_features):
@@ -564,20 +596,23 @@ class _DaskEM:
                                        dtype=np.float64)
         return model
 
-    def _persist(self, data, func, *arrays, model, purpose):
-        """A pass that keeps each partition's responsibilities on its worker."""
-        blocks = _per_block(func, data.X, data.y, data.sample_weight, *arrays,
-                            model=model).persist()
+    def _e_step_pass(self, data, model, init=None):
+        """The fused E-step pass; responsibilities kept on the workers if ``data.keep``."""
+        blocks = _per_block(_e_step_block, data.X, data.y, data.sample_weight, init,
+                            model=model, keep=data.keep)
+        if not data.keep:
+            summary = _sum([summary for _, summary in _gather(blocks)])
+            return _Responsibilities(source=init, model=model, summary=summary)
+        blocks = blocks.persist()
         summary = _sum(_gather(_per_block(_summary_of, blocks)))
-        data.passes.append(purpose)
-        return _Responsibilities(blocks=blocks, summary=summary, gate_theta=model.gate_theta)
+        return _Responsibilities(source=blocks, model=model, summary=summary)
 
     def _evaluate(self, data, state):
         """Nothing to do ahead of the E-step: its fused pass evaluates the parameters."""
 
     def _e_step(self, data, state, record=True):
         model = self._model(data, state.gate, state.experts, state.params)
-        state.resp = self._persist(data, _e_step_block, model=model, purpose="e-step")
+        state.resp = self._e_step_pass(data, model)
         total = state.resp.summary["log_likelihood"] / data.total_weight
         if not np.isfinite(total):
             raise FloatingPointError(
@@ -647,14 +682,13 @@ class _DaskEM:
         start_values = []
 
         def objective(theta):
-            if np.array_equal(theta, resp.gate_theta):
+            if np.array_equal(theta, resp.model.gate_theta):
                 terms = resp.summary["gate"]
             else:
                 terms = sum(_gather(_per_block(
-                    _gate_block, data.X, data.sample_weight, resp.blocks, gate=shipped,
-                    theta=theta, columns=data.gate_columns,
+                    _gate_block, data.X, data.y, data.sample_weight, resp.source,
+                    model=resp.model, gate=shipped, theta=theta,
                 )))
-                data.passes.append("gate")
             penalty, penalty_grad = gate._objective(theta, *empty, 1.0, 1)
             value = (terms[0] + penalty) / data.total_weight
             if not start_values:
@@ -688,11 +722,9 @@ class _DaskEM:
         for k in np.flatnonzero(short & (summary["positive"] == 0) & (not fresh)):
             train[k] = None
         moments = _sum(_gather(_per_block(
-            _refit_moments_block, data.X, data.y, data.sample_weight, resp.blocks,
-            centre=data.centre, columns=data.expert_columns, threshold=thresholds,
-            uniform=uniform,
+            _refit_moments_block, data.X, data.y, data.sample_weight, resp.source,
+            model=resp.model, threshold=thresholds, uniform=uniform,
         )))
-        data.passes.append("refit weights")
         return moments, train
 
     def _initial_gate(self, data, gate):
@@ -705,8 +737,7 @@ class _DaskEM:
         state.gate._initialize(np.zeros((1, data.gate_mean.shape[0])), self.n_experts,
                                np.ones(1))
         self._initial_gate(data, state.gate)
-        state.resp = self._persist(data, _given_block, init,
-                                   model=self._model(data, state.gate), purpose="start")
+        state.resp = self._e_step_pass(data, self._model(data, state.gate), init)
         if state.resp.summary["bad_rows"]:
             raise ValueError(
                 "init must be non-negative with a positive sum in every row "
@@ -792,7 +823,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
     estimator : MixtureOfExpertsRegressor
         The fitted estimator.
     """
-    named_experts, _ = _check_supported(estimator)
+    named_experts = _check_supported(estimator)
     warm = estimator.warm_start and hasattr(estimator, "converged_")
     if warm:
         _check_resumable(estimator)
@@ -811,11 +842,12 @@ def fit_dask(estimator, X, y, sample_weight=None):
             f"n_experts={estimator.n_experts} is larger than n_samples={n_samples}; "
             "use at most one expert per sample (in practice far fewer)."
         )
-    y = _row_aligned(y, X, "y")
+    frame = X_given if columns is not None else None
+    y = _row_aligned(y, X, "y", frame)
     if y.shape[1] != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}.")
     if sample_weight is not None:
-        sample_weight = _row_aligned(sample_weight, X, "sample_weight")
+        sample_weight = _row_aligned(sample_weight, X, "sample_weight", frame)
     names = getattr(estimator, "feature_names_in_", None)
     gate_features = resolve_columns(estimator.gate_features, n_features, names, "gate_features")
     expert_features = resolve_columns(
@@ -832,11 +864,14 @@ def fit_dask(estimator, X, y, sample_weight=None):
                 f"init has shape {np.shape(init)}, but starting responsibilities need shape "
                 f"(n_samples, n_experts) = {expected}."
             )
-        init = _row_aligned(init, X, "init")
+        init = _row_aligned(init, X, "init", frame)
     sampled = not warm and not given
     random_state = check_random_state(estimator.random_state)
-    seeds = da.from_array(random_state.randint(np.iinfo(np.int32).max, size=(X.numblocks[0], 1)),
-                          chunks=1)
+    seeds = None
+    if sampled:
+        seeds = da.from_array(
+            random_state.randint(np.iinfo(np.int32).max, size=(X.numblocks[0], 1)), chunks=1
+        )
 
     # Every kernel call in a task uses one thread: Dask runs the partitions in parallel.
     with single_threaded_blas():
@@ -944,7 +979,32 @@ def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_
         units=(scale[expert_features], scale[-1]), likelihood=likelihood,
         feature_names=None if names is None else np.asarray(names[expert_features],
                                                             dtype=object),
+        keep=_keeps_responsibilities(n_samples * estimator.n_experts * 8),
     )
+
+
+def _keeps_responsibilities(n_bytes):
+    """Whether the responsibilities (``n_bytes``) may stay in the memory Dask computes in.
+
+    Kept, the gate's passes read them; otherwise each pass recomputes them
+    from ``X`` and the E-step's parameters (about twice the arithmetic of a
+    gate pass, no memory). Two copies can be alive (SQUAREM's trial point),
+    and the partitions being computed need room too: kept if both copies
+    take at most ``_KEEP_FRACTION`` of the workers' memory limits (or, with
+    a local scheduler, of the machine's memory).
+    """
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    if client is not None and hasattr(client, "scheduler_info"):
+        limits = [worker.get("memory_limit") or 0
+                  for worker in client.scheduler_info()["workers"].values()]
+        memory = sum(limits) if limits and all(limits) else None  # 0: no limit
+    else:
+        try:
+            import psutil
+        except ImportError:
+            return True
+        memory = psutil.virtual_memory().total
+    return memory is None or 2 * n_bytes <= _KEEP_FRACTION * memory
 
 
 def _fit_sample(estimator, samples, columns, weighted, random_state):
@@ -1046,6 +1106,7 @@ def map_partitions(estimator, method, X, *args, **kwargs):
         ``X``; ``predict(X, return_std=True)`` gives two arrays.
     """
     check_is_fitted(estimator)
+    X_given = X
     X, columns = _as_dask_array(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X must be two-dimensional, got shape {X.shape}.")
@@ -1056,7 +1117,8 @@ def map_partitions(estimator, method, X, *args, **kwargs):
     def template(value):
         if not _is_dask(value):
             return value
-        rows.append(_row_aligned(value, X, "a per-row argument"))
+        rows.append(_row_aligned(value, X, "a per-row argument",
+                                 X_given if columns is not None else None))
         return _RowArgument(index=len(rows) - 1, flat=value.ndim == 1)
 
     if not isinstance(estimator.init, str):  # a fit's starting point need not travel

@@ -260,14 +260,17 @@ def test_only_small_results_travel_and_responsibilities_stay(default_fits):
     assert len(received) / default_fits["dask"].n_iter_ < 12
 
 
-def test_local_scheduler_without_client(data):
+@pytest.mark.parametrize("keep", [True, False])
+def test_local_scheduler_without_client(data, keep, monkeypatch):
+    """Responsibilities kept in memory, or recomputed by every pass: the same fit."""
+    monkeypatch.setattr(_dask, "_keeps_responsibilities", lambda n_bytes: keep)
     X, y, start = (part[:3_000] for part in data)
     memory_fit = MixtureOfExpertsRegressor(K, init=start, tol=1e-10, max_iter=300,
                                            random_state=0).fit(X, y)
-    X_dask, y_dask = da.from_array(X, chunks=(1_000, D)), da.from_array(y, chunks=1_000)
+    X_dask = da.from_array(X, chunks=(1_000, D))
     with dask.config.set(scheduler="threads"):
         dask_fit = MixtureOfExpertsRegressor(K, init=start, tol=1e-10, max_iter=300,
-                                             random_state=0).fit(X_dask, y_dask)
+                                             random_state=0).fit(X_dask, y)  # y in memory
         predicted = dask_fit.predict(X_dask).compute()
     _assert_same_fit(dask_fit, memory_fit)
     np.testing.assert_allclose(predicted, dask_fit.predict(X), rtol=1e-12)
