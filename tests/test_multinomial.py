@@ -649,8 +649,9 @@ def test_newton_never_ends_above_its_start(solver):
 
 
 def test_newton_is_deterministic_whatever_the_thread_count():
-    """The Hessians' blocks are summed in block order, whatever the threads: the
-    same Hessians to the last bit; and each thread count's fit repeats exactly."""
+    """The Hessians do not depend on the thread count, to the last bit (the kernel's
+    threads then round the gradients differently); each thread count's fit repeats
+    exactly."""
     X, y, weights = raw_problems(30, n=20_000)
     problem = _GroupedProblem(X, y, 3, weights, 1.0, None, None, True, True)
     theta = 0.3 * np.random.RandomState(2).randn(*problem.pack(None, None).shape)
