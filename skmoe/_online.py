@@ -43,14 +43,14 @@ What is averaged
   ``eta_t`` into the model's, and one Newton step on the model (a
   stochastic Newton, or online IRLS, step; backtracked until the averaged
   objective, the old quadratic part plus the chunk's exact loss, goes
-  down) gives the next parameters. Losses, gradients and Hessians are the
-  package's own: the gate's compiled loss, and the classifier experts'
-  batch problem (:class:`skmoe._multinomial._GroupedProblem`), whose
-  Hessian serves the gate too (soft targets that sum to one have the
-  curvature of hard ones). Penalties count against all the rows seen so
-  far, as in a batch fit on them. The redundant directions of a softmax (one vector added to
-  every class's parameters changes no probability) are fixed by adding
-  their projector to the Hessian.
+  down) gives the next parameters. The losses and gradients are the
+  package's own (the gate's compiled loss, and the classifier experts'
+  batch problem, :class:`skmoe._multinomial._GroupedProblem`); the
+  Hessians are summed here over small blocks of rows, so that their
+  temporaries do not grow with the chunk. Penalties count against all the
+  rows seen so far, as in a batch fit on them. The redundant directions of
+  a softmax (one vector added to every class's parameters changes no
+  probability) are fixed by adding their projector to the Hessian.
 
 The first chunk
 ---------------
@@ -153,6 +153,10 @@ START_N_INIT = 4
 # predicted one) and the most halvings before the step is dropped.
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 30
+
+# Rows per block of the Hessians' sums: their temporaries stay small (a
+# block of 50 columns is 400 KB) whatever the chunk's size.
+_HESSIAN_BLOCK_ROWS = 1024
 
 # The batch fit's records of its starts and iterations, which a stream does not keep.
 _BATCH_ONLY = ("validation_log_likelihood_history_", "init_log_likelihoods_", "init_methods_")
@@ -460,13 +464,15 @@ class _Stream:
         self.seen_weight += chunk.weight
         self.n_chunks += 1
         with single_threaded_blas():  # the kernels thread themselves
-            resp, row_log_lik = _e_step(estimator, chunk)
+            resp, row_log_lik, logits, outputs = _e_step(estimator, chunk)
             weights = chunk.sample_weight
             self.log_likelihood += eta * (weights @ row_log_lik / chunk.weight
                                           - self.log_likelihood)
             self.share += eta * (weights @ resp / chunk.weight - self.share)
-            params = self.experts.update(estimator, chunk, resp, eta, self.seen_weight)
-            self._update_gate(chunk, resp, eta)
+            params = self.experts.update(estimator, chunk, resp, outputs, eta,
+                                         self.seen_weight)
+            del outputs  # freed before the gate's update
+            self._update_gate(chunk, resp, logits, eta)
         estimator._likelihood_params = params
         estimator._store_likelihood_params(params)
         estimator.n_iter_ = self.n_chunks
@@ -478,8 +484,11 @@ class _Stream:
         estimator.expert_share_ = self.share.copy()
         estimator._stream = self
 
-    def _update_gate(self, chunk, resp, eta):
-        """One Newton step of the gate's running objective (see the module docstring)."""
+    def _update_gate(self, chunk, resp, logits, eta):
+        """One Newton step of the gate's running objective (see the module docstring).
+
+        ``logits``, the gate's on the chunk, become its probabilities in place.
+        """
         gate = self.gate
         n_coef = gate.coef_.size
         inverse_C = 1.0 / (gate.C * self.seen_weight) if np.isfinite(gate.C) else 0.0
@@ -495,23 +504,21 @@ class _Stream:
             gradient[:n_coef] += inverse_C * coef
             return np.array([value]), gradient[None, :]
 
-        # The soft targets' Hessian is that of hard ones weighted by the targets'
-        # row sums (the responsibilities': 1), whatever the classes: the
-        # classifier experts' problem, in the gate's own layout, computes it.
-        curvature = _GroupedProblem(
-            chunk.gate, np.zeros(resp.shape[0], dtype=np.intp), resp.shape[1],
-            (chunk.sample_weight * resp.sum(axis=1))[:, None], np.inf, gate._mean, gate._scale,
-            True, precondition=False,
-        )
-        hessian = curvature.hessians(self.gate_model.theta, np.array([0]))
-        hessian *= curvature.totals[0] / chunk.weight
-        hessian[0][np.diag_indices(n_coef)] += inverse_C
-        self.gate_model.newton_step(eta, objective, hessian, gate.n_experts_)
+        proba = logits
+        proba -= proba.max(axis=1, keepdims=True)
+        np.exp(proba, out=proba)
+        proba /= proba.sum(axis=1, keepdims=True)
+        # Soft targets have the curvature of hard ones weighted by their row sums (1).
+        row_weights = chunk.sample_weight * resp.sum(axis=1)
+        hessian = _softmax_hessian(chunk.gate, gate._mean, gate._scale, proba, row_weights)
+        hessian /= chunk.weight
+        hessian[np.diag_indices(n_coef)] += inverse_C
+        self.gate_model.newton_step(eta, objective, hessian[None], gate.n_experts_)
         gate._set_parameter_vector(self.gate_model.theta[0])
 
 
 def _e_step(estimator, chunk):
-    """Responsibilities and row log-likelihoods of the current model on the chunk."""
+    """Responsibilities, row log-likelihoods, gate logits and expert outputs on the chunk."""
     gate, experts, likelihood = estimator.gate_, estimator.experts_, estimator._likelihood
     logits = gate._logits(chunk.gate)
     batch = batch_class(experts)
@@ -527,7 +534,7 @@ def _e_step(estimator, chunk):
             "The chunk has rows of zero probability under every expert (a non-finite "
             "log-likelihood). Check the targets and features for infinite or extreme values."
         )
-    return resp, row_log_lik
+    return resp, row_log_lik, logits, outputs
 
 
 # ----------------------------------------------------------------------
@@ -611,6 +618,39 @@ class _Quadratic:
         self.hessian = hessian
 
 
+def _softmax_hessian(X, mean, scale, proba, row_weights):
+    """Hessian of ``sum_i w_i CE(softmax([z_i, 1] W))`` in ``W`` (d + 1, C), flattened row-major.
+
+    ``z_i = (x_i - mean) / scale``; ``proba`` (n, C) holds the softmax at
+    ``W``. The Hessian is ``sum_i w_i ([z_i, 1] [z_i, 1]^T) kron (diag(p_i) -
+    p_i p_i^T)``: block ``(c, c')`` of the classes is ``Z1^T diag(w
+    (delta_cc' p_c - p_c p_c')) Z1``, with ``Z1 = [Z, 1]``, summed over
+    blocks of rows so that no temporary grows with the chunk.
+    """
+    n_samples, n_features = X.shape
+    n_classes = proba.shape[1]
+    hessian = np.zeros((n_features + 1, n_classes, n_features + 1, n_classes))
+    for start in range(0, n_samples, _HESSIAN_BLOCK_ROWS):
+        rows = slice(start, start + _HESSIAN_BLOCK_ROWS)
+        Z1 = np.empty((X[rows].shape[0], n_features + 1))
+        np.subtract(X[rows], mean, out=Z1[:, :n_features])
+        Z1[:, :n_features] /= scale
+        Z1[:, n_features] = 1.0
+        p, w = proba[rows], row_weights[rows]
+        for c in range(n_classes):
+            for other in range(c, n_classes):
+                curvature = -p[:, c] * p[:, other]
+                if other == c:
+                    curvature += p[:, c]
+                curvature *= w
+                block = (Z1 * curvature[:, None]).T @ Z1
+                hessian[:, c, :, other] += block
+                if other != c:
+                    hessian[:, other, :, c] += block
+    size = (n_features + 1) * n_classes
+    return hessian.reshape(size, size)
+
+
 # ----------------------------------------------------------------------
 # The experts
 # ----------------------------------------------------------------------
@@ -636,8 +676,11 @@ class _LinearGaussianExperts:
         self.sums = np.zeros((n_experts, width))  # sum_i w_i r_ik (z_i - centre)
         self.products = np.zeros((n_experts, width, width))  # ... (z_i - centre)(z_i - centre)^T
 
-    def update(self, estimator, chunk, resp, eta, seen_weight):
-        """Average in the chunk's statistics; refit the experts; return the noise variances."""
+    def update(self, estimator, chunk, resp, outputs, eta, seen_weight):
+        """Average in the chunk's statistics; refit the experts; return the noise variances.
+
+        ``outputs`` is unused: the statistics are the data's.
+        """
         X, y = chunk.expert_array, chunk.y_code
         weights = _refit_weights(estimator, chunk, resp)
         mass = weights.sum(axis=0)
@@ -746,8 +789,11 @@ class _LogisticExperts:
         intercept = theta[n_features * n_classes:] - coef @ self.mean[k]
         return np.ascontiguousarray(coef), intercept
 
-    def update(self, estimator, chunk, resp, eta, seen_weight):
-        """One Newton step of every expert's running objective; return the (no) parameters."""
+    def update(self, estimator, chunk, resp, outputs, eta, seen_weight):
+        """One Newton step of every expert's running objective; return the (no) parameters.
+
+        ``outputs`` (n, K, C) are the experts' class probabilities on the chunk.
+        """
         X, codes = chunk.expert_array, chunk.y_code
         n_classes = estimator.classes_.shape[0]
         n_coef = X.shape[1] * n_classes
@@ -778,10 +824,10 @@ class _LogisticExperts:
             return values, gradients
 
         hessians = np.zeros(self.model.hessian.shape)
-        if active.size:
-            hessians[active] = problem.hessians(self.model.theta[active],
-                                                np.arange(active.size))
-            hessians[active] *= (mass[active] / chunk.weight)[:, None, None]
+        for k in active:
+            hessians[k] = _softmax_hessian(X, self.mean[k], self.scale, outputs[:, k],
+                                           weights[:, k])
+        hessians /= chunk.weight
         for k in range(hessians.shape[0]):
             hessians[k][np.diag_indices(n_coef)] += penalty[k]
         self.model.newton_step(eta, objective, hessians, n_classes)
