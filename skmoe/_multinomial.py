@@ -70,10 +70,13 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
 
     Problems of at most ``_NEWTON_MAX_PARAMETERS`` parameters ``C (d + 1)``
     (``_lockstep_newton``) take Newton's steps, with a backtracking line
-    search: one more pass over ``X`` per iteration gives all their
-    Hessians (``_GroupedProblem.hessians``), and a warm start near the
-    solution, as EM's refits have, converges in one to three iterations,
-    where L-BFGS, which starts every fit without curvature, took about ten.
+    search (and damped where Newton's step is a poor one): one more pass
+    over ``X`` per iteration gives all their Hessians
+    (``_GroupedProblem.hessians``), and a warm start near the solution, as
+    EM's refits have, converges in one or two iterations, where L-BFGS,
+    which starts every fit without curvature, took seven (the means over
+    the refits of a 3-expert, 3-class EM fit on 20,000 rows: 1.4 and 7.4;
+    passes over ``X``, 351 plus 221 for the Hessians against 1,658).
     Larger problems take L-BFGS (``_lockstep_lbfgs``): their Hessian,
     ``(C (d + 1))^2 / 2`` sums over the rows, costs more passes than
     L-BFGS's extra iterations.
