@@ -609,8 +609,8 @@ def _lockstep_newton(problem, theta0, tol, max_iter):
     than ``_NEWTON_BACKTRACKS`` trials), the problem's step is damped by
     Böhning's bound instead (:class:`_NewtonSystem`, damping 1: its unit
     step lowers the objective by at least half the predicted decrease), and
-    the damping is divided by 10 at every unit step taken, back to Newton's
-    steps (0 below 1e-3).  Only a failed line search of the damped step
+    the damping is divided by 10 at every unit step taken (after 1e-3, 0:
+    Newton's steps again).  Only a failed line search of the damped step
     (the objective no longer decreases in floating point) stops the problem.
 
     Returns the (K, p) solutions and the (K,) iteration counts.

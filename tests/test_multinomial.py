@@ -625,6 +625,28 @@ def test_newton_keeps_the_sums_the_penalty_leaves_free():
     assert_allclose(probabilities(X, *fitted[:2]), probabilities(X, *centred[:2]), atol=1e-10)
 
 
+def test_newton_from_a_saturated_start(monkeypatch):
+    """From coefficients 100 times too large the probabilities are all near 0 or 1, the
+    Hessian near 0 where the objective is near linear, and Newton's step huge: the
+    damped steps (Böhning's bound) get the problems to their solutions."""
+    X, y, weights = raw_problems(31)
+    C = [1.0, 1e4, np.inf]
+    solution = fit_multinomial_logits(X, y, 3, weights, C, tol=1e-10, max_iter=1000)
+    damped = []
+    direction = _multinomial._NewtonSystem.direction
+
+    def recorded(system, damping=0.0):
+        damped.append(damping)
+        return direction(system, damping)
+
+    monkeypatch.setattr(_multinomial._NewtonSystem, "direction", recorded)
+    far = fit_multinomial_logits(X, y, 3, weights, C, coef=100 * solution[0],
+                                 intercept=100 * solution[1], tol=1e-10, max_iter=1000)
+    assert max(damped) == 1.0
+    assert np.all(far[2] < 40)
+    assert_allclose(probabilities(X, *far[:2]), probabilities(X, *solution[:2]), atol=1e-8)
+
+
 def test_newton_with_collinear_features():
     """Without penalty a duplicated feature makes the Hessian singular: the step is then
     the pseudo-inverse's, and the model the one without the duplicate."""
