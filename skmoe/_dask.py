@@ -22,12 +22,14 @@ So one EM iteration is a *fused pass* (each partition: E-step with the
 current parameters, its log-likelihood sum, the experts' moments and the
 gate's loss and gradient at its current parameters), solves on the driver,
 and one pass per further L-BFGS evaluation of the gate. Each partition sends
-back ``O(K d^2)`` numbers per pass; the responsibilities stay on the workers
+back ``O(K d^2)`` numbers per pass. The responsibilities stay on the workers
 (a persisted array of ``K`` floats per row, freed when the next E-step
-replaces them); ``X`` is read from its source on every pass, so it need not
-fit in the cluster's memory (persist it first if it does). Results are
-summed on the driver in partition order, so a fit does not depend on where
-tasks ran.
+replaces them) while two copies of them take at most half the workers'
+memory; beyond that every pass recomputes them from ``X`` and the E-step's
+parameters, and nothing per row outlives its task. ``X`` is read from its
+source on every pass, so it need not fit in the cluster's memory (persist it
+first if it does). Results are summed on the driver in partition order, so
+a fit does not depend on where tasks ran.
 
 The iteration itself is the in-memory engine's: its loop, stopping rule,
 slow-tail detection, gate precision schedule and SQUAREM acceleration
@@ -173,7 +175,8 @@ def _is_dask(value):
 def _as_dask_array(X, name, lengths=None):
     """``X`` as a Dask array of known chunk sizes; a DataFrame's numeric values.
 
-    ``lengths`` are the row counts of a DataFrame's partitions, when known.
+    ``lengths`` are the row counts of a DataFrame's partitions, when known
+    (else they are counted, as are an array's unknown chunk sizes: a pass).
     Returns the array and the column names (None for an array).
     """
     columns = None
@@ -196,7 +199,7 @@ def _as_dask_array(X, name, lengths=None):
     if not isinstance(X._meta, np.ndarray):
         raise TypeError(
             f"{name}'s chunks are {type(X._meta).__module__}.{type(X._meta).__name__}, not "
-            "NumPy arrays; skmoe takes Dense NumPy chunks from Dask (convert them with "
+            "NumPy arrays; skmoe takes dense NumPy chunks from Dask (convert them with "
             f"{name}.map_blocks(np.asarray))."
         )
     if X.dtype.kind not in "biuf":
@@ -581,9 +584,11 @@ class _DaskEM:
             setattr(self, name, getattr(estimator, name))
 
     def _units(self, data):
+        """The experts' columns' and y's spreads, from the fit's first pass."""
         return data.units
 
     def _model(self, data, gate, experts=None, params=None):
+        """The parameters a pass ships: the gate without its penalty, experts as arrays."""
         shipped = copy.copy(gate)
         shipped.C = np.inf
         model = _Model(gate=shipped, gate_theta=gate._pack(), gate_columns=data.gate_columns,
@@ -611,6 +616,7 @@ class _DaskEM:
         """Nothing to do ahead of the E-step: its fused pass evaluates the parameters."""
 
     def _e_step(self, data, state, record=True):
+        """Responsibilities, their summary and the log-likelihood, by the fused pass."""
         model = self._model(data, state.gate, state.experts, state.params)
         state.resp = self._e_step_pass(data, model)
         total = state.resp.summary["log_likelihood"] / data.total_weight
