@@ -4,9 +4,11 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
+from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts, _blockwise
 from ._docstrings import fill
+from ._online import check_partial_fit
 from .likelihoods import CategoricalLikelihood
 from .experts import WeightedLogisticRegression
 
@@ -67,6 +69,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     _y_numeric = False
     _expert_method = "predict_proba"
 
+    @available_if(check_partial_fit)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Update the mixture with one chunk of rows, by stepwise online EM.
 

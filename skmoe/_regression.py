@@ -8,10 +8,12 @@ from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegres
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts, _blockwise
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
+from ._online import check_partial_fit
 from .likelihoods import (
     BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, StudentTLikelihood,
     TweedieLikelihood, check_likelihood,
@@ -209,6 +211,7 @@ BaseLikelihood, default="gaussian"
         """
         return self._fit_all_or_nothing(X, y, sample_weight, exposure=exposure)
 
+    @available_if(check_partial_fit)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the mixture with one chunk of rows, by stepwise online EM.
 
