@@ -25,6 +25,7 @@ import bench_fits
 import bench_gate_mstep
 import bench_optimum
 import bench_kernels
+import bench_online
 import bench_refits
 import bench_scaling
 import bench_tables
@@ -40,6 +41,7 @@ SECTIONS = {
     "scaling": bench_scaling,
     "refits": bench_refits,
     "topk": bench_topk,
+    "online": bench_online,
     "optimum": bench_optimum,
     "tables": bench_tables,
 }
