@@ -35,7 +35,7 @@ def _mixture(n, seed):
     regime = np.minimum((gate.cumsum(axis=1) < rng.uniform(size=(n, 1))).sum(axis=1), K - 1)
     y = (X * coef[regime]).sum(axis=1) + intercept[regime] + 0.3 * rng.normal(size=n)
     X += 3.0  # an offset the experts' moments must not suffer from
-    # A start near the truth, blurred: both fits take many steps from it.
+    # A start near the truth, blurred: EM still takes a dozen steps or more.
     start = 0.6 * np.eye(K)[regime] + 0.4 * rng.dirichlet(np.ones(K), size=n)
     return X, y, start
 
