@@ -20,6 +20,7 @@ import sklearn
 from threadpoolctl import threadpool_info
 
 import bench_convergence
+import bench_dask
 import bench_families
 import bench_fits
 import bench_gate_mstep
@@ -42,12 +43,14 @@ SECTIONS = {
     "refits": bench_refits,
     "topk": bench_topk,
     "online": bench_online,
+    "dask": bench_dask,
     "optimum": bench_optimum,
     "tables": bench_tables,
 }
 # Long: hundreds of tightly converged starts (optimum); data from outside the
-# repository (tables). Run them with --sections.
-DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ("optimum", "tables")]
+# repository (tables); a LocalCluster with data on disk (dask, which needs
+# the distributed extra). Run them with --sections.
+DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ("optimum", "tables", "dask")]
 
 
 def _load():

@@ -197,8 +197,8 @@ class MixtureDistribution:
             )
             low[active] = np.where(cdf < 0, xa, low[active])
             high[active] = np.where(cdf > 0, xa, high[active])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = xa - cdf / density
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                step = xa - cdf / density  # a vanishing density: bisect instead
             inside = (step > low[active]) & (step < high[active]) & np.isfinite(step)
             x[active] = np.where(inside, step, 0.5 * (low[active] + high[active]))
             width = high[active] - low[active]
