@@ -4,6 +4,7 @@ OpenMP threads the kernels' row loops where the compiler supports it; where it
 does not (say Apple clang without libomp) the extension builds without it and
 the kernels run on one thread.
 """
+
 import os
 import sys
 import tempfile

@@ -72,8 +72,9 @@ def unavailable():
     return None
 
 
-def fit_flexmix(X, y, n_components, X_test=None, y_test=None, start=None, nrep=10,
-                family="gaussian", tol=1e-6):
+def fit_flexmix(
+    X, y, n_components, X_test=None, y_test=None, start=None, nrep=10, family="gaussian", tol=1e-6
+):
     """Fit flexmix; return a dict of its results, or a string saying why it did not run.
 
     ``start`` (0-based component per training row) gives one fit from that
@@ -91,21 +92,38 @@ def fit_flexmix(X, y, n_components, X_test=None, y_test=None, start=None, nrep=1
         paths = {name: os.path.join(tmp, f"{name}.csv") for name in ("train", "test")}
         header = ",".join([f"x{j}" for j in range(X.shape[1])] + ["y", "start"])
         first = np.ones_like(y) if start is None else start + 1
-        for name, (A, b, c) in [("train", (X, y, first)),
-                                ("test", (X_test, y_test, np.ones_like(y_test)))]:
-            np.savetxt(paths[name], np.column_stack([A, b, c]), delimiter=",", header=header,
-                       comments="")
+        for name, (A, b, c) in [
+            ("train", (X, y, first)),
+            ("test", (X_test, y_test, np.ones_like(y_test))),
+        ]:
+            np.savetxt(
+                paths[name], np.column_stack([A, b, c]), delimiter=",", header=header, comments=""
+            )
         script = os.path.join(tmp, "fit.R")
         with open(script, "w") as f:
             f.write(_SCRIPT)
         out = subprocess.run(
-            ["Rscript", script, paths["train"], paths["test"], str(n_components),
-             "0" if start is not None else str(nrep), family, repr(tol)],
-            capture_output=True, text=True,
+            [
+                "Rscript",
+                script,
+                paths["train"],
+                paths["test"],
+                str(n_components),
+                "0" if start is not None else str(nrep),
+                family,
+                repr(tol),
+            ],
+            capture_output=True,
+            text=True,
         )
     if out.returncode != 0:
         return f"failed: {out.stderr.strip().splitlines()[-1:]}"
     seconds, iters, kept, r2, ll, train_ll = out.stdout.split()
-    return dict(seconds=float(seconds), n_iter=int(iters), kept=int(kept), r2=float(r2),
-                test_log_lik=np.nan if ll == "NA" else float(ll),
-                train_log_lik=float(train_ll))
+    return dict(
+        seconds=float(seconds),
+        n_iter=int(iters),
+        kept=int(kept),
+        r2=float(r2),
+        test_log_lik=np.nan if ll == "NA" else float(ll),
+        train_log_lik=float(train_ll),
+    )

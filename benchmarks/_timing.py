@@ -71,7 +71,7 @@ def time_interleaved(candidates, repeats, min_time=0.0, warmup=True):
         numbers = dict.fromkeys(names, 1)
     samples = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             func, number = candidates[name], numbers[name]
             start = time.perf_counter()
             for _ in range(number):
@@ -97,9 +97,11 @@ def time_thread_limits(func, repeats):
 
 def print_thread_table(title, times):
     """Table of ``time_thread_limits`` results, relative to the default."""
-    print_table(title, ["thread pools", "seconds", "x default"], [
-        [name, f"{t:.3f}", f"{t / times['default']:.2f}"] for name, t in times.items()
-    ])
+    print_table(
+        title,
+        ["thread pools", "seconds", "x default"],
+        [[name, f"{t:.3f}", f"{t / times['default']:.2f}"] for name, t in times.items()],
+    )
 
 
 def verdict(description, met):

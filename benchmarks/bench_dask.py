@@ -45,9 +45,10 @@ from distributed import Client, LocalCluster
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 
+from skmoe import MixtureOfExpertsRegressor, _dask
+
 from _data import make_truth
 from _timing import print_table, verdict
-from skmoe import MixtureOfExpertsRegressor, _dask
 
 N_FEATURES, N_EXPERTS = 20, 8
 CHUNK_ROWS = 100_000
@@ -69,9 +70,15 @@ def lazy_data(n, truth, seed=0):
     n_chunks = -(-n // CHUNK_ROWS)
     rows = (CHUNK_ROWS,) * (n // CHUNK_ROWS) + ((n % CHUNK_ROWS,) if n % CHUNK_ROWS else ())
     chunk_ids = da.from_array(np.arange(n_chunks).reshape(-1, 1), chunks=1)
-    return da.map_blocks(_chunk, chunk_ids, truth=truth, seed=seed,
-                         chunks=(rows, (N_FEATURES + 1,)), dtype=np.float64,
-                         meta=np.empty((0, 0)))
+    return da.map_blocks(
+        _chunk,
+        chunk_ids,
+        truth=truth,
+        seed=seed,
+        chunks=(rows, (N_FEATURES + 1,)),
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+    )
 
 
 def on_disk(n, truth, directory):
@@ -152,9 +159,11 @@ def _fit_moe(client, X, y, max_iter):
 
     _dask._gather, _dask._DaskEM._run = counting_gather, timed_run
     try:
-        model = MixtureOfExpertsRegressor(N_EXPERTS, random_state=0).fit(
-            X[:SAMPLE_ROWS].compute(), y[:SAMPLE_ROWS].compute()
-        ).set_params(warm_start=True, max_iter=max_iter, tol=0)
+        model = (
+            MixtureOfExpertsRegressor(N_EXPERTS, random_state=0)
+            .fit(X[:SAMPLE_ROWS].compute(), y[:SAMPLE_ROWS].compute())
+            .set_params(warm_start=True, max_iter=max_iter, tol=0)
+        )
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # tol=0: a fixed budget
@@ -164,10 +173,15 @@ def _fit_moe(client, X, y, max_iter):
         _dask._gather, _dask._DaskEM._run = gather, run
     n_iter = model.n_iter_
     return model, {
-        "fit": seconds, "per_iter": em_time["seconds"] / n_iter, "n_iter": n_iter,
-        "passes": em_time["passes"] / n_iter, "driver": em_time["bytes"] / n_iter,
-        "moved": em_time["moved"] / n_iter, "keep": em_time["keep"],
-        "peak": _peak_worker_bytes(client), "baseline": baseline,
+        "fit": seconds,
+        "per_iter": em_time["seconds"] / n_iter,
+        "n_iter": n_iter,
+        "passes": em_time["passes"] / n_iter,
+        "driver": em_time["bytes"] / n_iter,
+        "moved": em_time["moved"] / n_iter,
+        "keep": em_time["keep"],
+        "peak": _peak_worker_bytes(client),
+        "baseline": baseline,
         "partitions": X.numblocks[0],
     }
 
@@ -192,9 +206,14 @@ def _fit_lightgbm(client, X, y):
 
 
 def _cluster(memory_limit):
-    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                        memory_limit=memory_limit, dashboard_address=None,
-                        silence_logs=logging.ERROR)
+    return LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
 
 
 def run(quick=False):
@@ -223,43 +242,76 @@ def run(quick=False):
     for n in [10**6, 5 * 10**6, 2 * 10**7]:
         data_bytes = n * (N_FEATURES + 1) * 8
         if n not in moe:
-            rows.append([f"{n:.0e}", "", f"{data_bytes / 1e6:.0f}",
-                         f"{data_bytes / memory_limit:.1f}"] + ["not run (quick)"] + [""] * 10)
+            rows.append(
+                [f"{n:.0e}", "", f"{data_bytes / 1e6:.0f}", f"{data_bytes / memory_limit:.1f}"]
+                + ["not run (quick)"]
+                + [""] * 10
+            )
             continue
         fit = moe[n]
-        rows.append([
-            f"{n:.0e}", fit["partitions"], f"{data_bytes / 1e6:.0f}",
-            f"{data_bytes / memory_limit:.1f}", "kept" if fit["keep"] else "recomputed",
-            fit["n_iter"], f"{fit['per_iter']:.2f}", f"{fit['passes']:.1f}",
-            f"{fit['driver'] / 1e3:.0f}", f"{fit['moved'] / 1e6:.2f}",
-            f"{fit['peak'] / 1e6:.0f}", f"{fit['fit']:.1f}", f"{fit['r2']:.4f}",
-            f"{lgb[n]['fit']:.1f}" if n in lgb else "not run",
-            f"{lgb[n]['r2']:.4f}" if n in lgb else "",
-        ])
+        rows.append(
+            [
+                f"{n:.0e}",
+                fit["partitions"],
+                f"{data_bytes / 1e6:.0f}",
+                f"{data_bytes / memory_limit:.1f}",
+                "kept" if fit["keep"] else "recomputed",
+                fit["n_iter"],
+                f"{fit['per_iter']:.2f}",
+                f"{fit['passes']:.1f}",
+                f"{fit['driver'] / 1e3:.0f}",
+                f"{fit['moved'] / 1e6:.2f}",
+                f"{fit['peak'] / 1e6:.0f}",
+                f"{fit['fit']:.1f}",
+                f"{fit['r2']:.4f}",
+                f"{lgb[n]['fit']:.1f}" if n in lgb else "not run",
+                f"{lgb[n]['r2']:.4f}" if n in lgb else "",
+            ]
+        )
     ns = sorted(moe)
     slope = np.polyfit(np.log(ns), np.log([moe[n]["per_iter"] for n in ns]), 1)[0]
     largest = ns[-1] * (N_FEATURES + 1) * 8
     peak = moe[ns[-1]]["peak"]
-    per_partition = max(moe[n]["driver"] / (moe[n]["passes"] * moe[n]["partitions"])
-                        for n in ns)
+    per_partition = max(moe[n]["driver"] / (moe[n]["passes"] * moe[n]["partitions"]) for n in ns)
     moments = 8 * N_EXPERTS * (N_FEATURES + 2) ** 2
     targets = [
-        verdict(f"slope of seconds per EM iteration vs n <= {TARGET_SLOPE} "
-                f"(measured {slope:.2f})", slope <= TARGET_SLOPE),
-        verdict(f"peak worker memory < data size at n={ns[-1]:.0e} (measured "
-                f"{peak / 1e6:.0f} MB per worker vs {largest / 1e6:.0f} MB)", peak < largest),
-        verdict(f"bytes to the driver per partition and pass <= 2 x the experts' moments "
-                f"({2 * moments / 1e3:.0f} KB; measured {per_partition / 1e3:.1f} KB)",
-                per_partition <= 2 * moments),
+        verdict(
+            f"slope of seconds per EM iteration vs n <= {TARGET_SLOPE} (measured {slope:.2f})",
+            slope <= TARGET_SLOPE,
+        ),
+        verdict(
+            f"peak worker memory < data size at n={ns[-1]:.0e} (measured "
+            f"{peak / 1e6:.0f} MB per worker vs {largest / 1e6:.0f} MB)",
+            peak < largest,
+        ),
+        verdict(
+            f"bytes to the driver per partition and pass <= 2 x the experts' moments "
+            f"({2 * moments / 1e3:.0f} KB; measured {per_partition / 1e3:.1f} KB)",
+            per_partition <= 2 * moments,
+        ),
     ]
     print_table(
         f"dask. EM on a LocalCluster (2 workers x 1 thread, {WORKER_MEMORY / 1e6:.0f} MB "
         f"each): MoE({N_EXPERTS} x WeightedLeastSquares), d={N_FEATURES}, chunks of "
         f"{CHUNK_ROWS} rows read from disk, {max_iter} EM iterations (tol=0) from an "
         f"in-memory fit on {SAMPLE_ROWS} rows; DaskLGBMRegressor() beside it",
-        ["n", "parts", "data MB", "data/limit", "resp.", "iter", "s/iter", "passes/iter",
-         "KB to driver/iter", "MB moved/iter", "peak worker MB", "MoE fit s", "MoE R2",
-         "LGBM fit s", "LGBM R2"],
+        [
+            "n",
+            "parts",
+            "data MB",
+            "data/limit",
+            "resp.",
+            "iter",
+            "s/iter",
+            "passes/iter",
+            "KB to driver/iter",
+            "MB moved/iter",
+            "peak worker MB",
+            "MoE fit s",
+            "MoE R2",
+            "LGBM fit s",
+            "LGBM R2",
+        ],
         rows,
         notes=[
             f"log-log slope of s/iter vs n: {slope:.2f}",

@@ -31,13 +31,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import r2_score
 
+from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from skmoe.experts import WeightedLeastSquares
+
 from _data import make_truth
 from _flexmix import fit_flexmix
 from _timing import (
-    print_table, print_thread_table, time_interleaved, time_thread_limits, verdict,
+    print_table,
+    print_thread_table,
+    time_interleaved,
+    time_thread_limits,
+    verdict,
 )
-from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
-from skmoe.experts import WeightedLeastSquares
 
 N_EXPERTS = 3
 
@@ -62,7 +67,8 @@ def _time_models(models, X, y, X_test, repeats):
             {name: (lambda m=m: m.fit(X, y)) for name, m in models.items()}, repeats, warmup=False
         )
     predict = time_interleaved(
-        {name: (lambda m=m: m.predict(X_test)) for name, m in models.items()}, repeats,
+        {name: (lambda m=m: m.predict(X_test)) for name, m in models.items()},
+        repeats,
         min_time=0.05,
     )
     return fit, predict
@@ -79,6 +85,7 @@ def _em_iters(model):
 # Optional peers
 # ---------------------------------------------------------------------------
 
+
 def _flexmix(X, y, X_test, y_test, start):
     """flexmix's peers-table row, seconds and training mean log-likelihood, or a skip reason.
 
@@ -87,9 +94,15 @@ def _flexmix(X, y, X_test, y_test, start):
     result = fit_flexmix(X, y, N_EXPERTS, X_test, y_test, start=start)
     if isinstance(result, str):
         return result
-    row = [f"flexmix FLXMRglm + FLXPmultinom ({result['kept']} kept)", X.shape[0],
-           f"{result['seconds']:.3f}", result["n_iter"], f"{result['r2']:.4f}",
-           f"{result['test_log_lik']:.4f}", f"{result['train_log_lik']:.6f}"]
+    row = [
+        f"flexmix FLXMRglm + FLXPmultinom ({result['kept']} kept)",
+        X.shape[0],
+        f"{result['seconds']:.3f}",
+        result["n_iter"],
+        f"{result['r2']:.4f}",
+        f"{result['test_log_lik']:.4f}",
+        f"{result['train_log_lik']:.6f}",
+    ]
     return row, result["seconds"], result["train_log_lik"]
 
 
@@ -102,7 +115,8 @@ def _cgmm(X, y, X_test, y_test):
     models = {
         "cgmm MixtureOfExpertsRegressor": CgmmMixture(n_components=N_EXPERTS, random_state=0),
         f"MoE({N_EXPERTS} x LinearRegression)": MixtureOfExpertsRegressor(
-            N_EXPERTS, estimator=LinearRegression(), random_state=0),
+            N_EXPERTS, estimator=LinearRegression(), random_state=0
+        ),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -113,10 +127,17 @@ def _cgmm(X, y, X_test, y_test):
     for name, model in models.items():
         # cgmm's score() is a log-likelihood, not R2; its log_prob() is per row.
         log_lik = model.log_prob if hasattr(model, "log_prob") else model.log_likelihood
-        rows.append([name, X.shape[0], f"{fit[name]:.3f}", model.n_iter_,
-                     f"{r2_score(y_test, model.predict(X_test)):.4f}",
-                     f"{np.mean(log_lik(X_test, y_test)):.4f}",
-                     f"{np.mean(log_lik(X, y)):.6f}"])
+        rows.append(
+            [
+                name,
+                X.shape[0],
+                f"{fit[name]:.3f}",
+                model.n_iter_,
+                f"{r2_score(y_test, model.predict(X_test)):.4f}",
+                f"{np.mean(log_lik(X_test, y_test)):.4f}",
+                f"{np.mean(log_lik(X, y)):.6f}",
+            ]
+        )
     return rows
 
 
@@ -145,12 +166,20 @@ def _peers(X, y, X_test, y_test, cgmm_rows, repeats):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         seconds = time_interleaved(
-            {name: (lambda m=m: m.fit(X, y)) for name, m in mixtures.items()}, repeats,
+            {name: (lambda m=m: m.fit(X, y)) for name, m in mixtures.items()},
+            repeats,
             warmup=False,
         )
     rows = [
-        [name, X.shape[0], f"{seconds[name]:.3f}", _em_iters(m), f"{m.score(X_test, y_test):.4f}",
-         f"{m.log_likelihood(X_test, y_test).mean():.4f}", f"{m.log_likelihood_:.6f}"]
+        [
+            name,
+            X.shape[0],
+            f"{seconds[name]:.3f}",
+            _em_iters(m),
+            f"{m.score(X_test, y_test):.4f}",
+            f"{m.log_likelihood(X_test, y_test).mean():.4f}",
+            f"{m.log_likelihood_:.6f}",
+        ]
         for name, m in mixtures.items()
     ]
     # The target is read on the fastest linear expert skmoe has.
@@ -163,18 +192,22 @@ def _peers(X, y, X_test, y_test, cgmm_rows, repeats):
         result = f"failed: {type(exc).__name__}: {exc}"
     if isinstance(result, str):
         notes.append(f"peer flexmix {result}")
-        targets.append(f"target: >= 50x faster than flexmix at the same log-likelihood -> "
-                       f"NOT MEASURED (flexmix {result})")
+        targets.append(
+            f"target: >= 50x faster than flexmix at the same log-likelihood -> "
+            f"NOT MEASURED (flexmix {result})"
+        )
     else:
         row, flexmix_seconds, flexmix_ll = result
         rows.append(row)
         speedup = flexmix_seconds / skmoe_seconds
         gap = abs(skmoe.log_likelihood_ - flexmix_ll) / abs(flexmix_ll)
-        targets.append(verdict(
-            f">= 50x faster than flexmix from the same start, training log-likelihood within "
-            f"1e-4 relative ({skmoe_name}: measured {speedup:.1f}x, {gap:.1e})",
-            speedup >= 50 and gap <= 1e-4,
-        ))
+        targets.append(
+            verdict(
+                f">= 50x faster than flexmix from the same start, training log-likelihood within "
+                f"1e-4 relative ({skmoe_name}: measured {speedup:.1f}x, {gap:.1e})",
+                speedup >= 50 and gap <= 1e-4,
+            )
+        )
     try:
         # cgmm's E-step loops over rows in Python: it gets a subsample, and so
         # does a second skmoe fit, for a like-for-like row.
@@ -188,9 +221,18 @@ def _peers(X, y, X_test, y_test, cgmm_rows, repeats):
     print_table(
         "c. optional peers on the same regression data (skmoe: median of "
         f"{repeats}; the others one fit each, flexmix timed by R)",
-        ["model", "train rows", "fit s", "EM iters", "held-out R2", "mean log-lik",
-         "train mean log-lik"],
-        rows, notes=notes, targets=targets,
+        [
+            "model",
+            "train rows",
+            "fit s",
+            "EM iters",
+            "held-out R2",
+            "mean log-lik",
+            "train mean log-lik",
+        ],
+        rows,
+        notes=notes,
+        targets=targets,
     )
     return targets
 
@@ -205,9 +247,11 @@ def _regression(n_train, n_test, repeats, cgmm_rows):
     X_test, y_test = truth.sample_regression(n_test, rng)
     models = {
         f"MoE({N_EXPERTS} x LinearRegression)": MixtureOfExpertsRegressor(
-            N_EXPERTS, estimator=LinearRegression(), random_state=0),
+            N_EXPERTS, estimator=LinearRegression(), random_state=0
+        ),
         f"MoE({N_EXPERTS} x Ridge)": MixtureOfExpertsRegressor(
-            N_EXPERTS, estimator=Ridge(), random_state=0),
+            N_EXPERTS, estimator=Ridge(), random_state=0
+        ),
         "LinearRegression": LinearRegression(),
         "Ridge": Ridge(),
         # random_state only fixes the early-stopping split, for reproducible scores.
@@ -220,24 +264,35 @@ def _regression(n_train, n_test, repeats, cgmm_rows):
             ll = model.log_likelihood(X_test, y_test).mean()
         else:
             ll = _gaussian_log_lik(model, X, y, X_test, y_test)
-        rows.append([name, f"{fit[name]:.3f}", f"{predict[name] * 1e3:.1f}", _em_iters(model),
-                     f"{model.score(X_test, y_test):.4f}", f"{ll:.4f}"])
+        rows.append(
+            [
+                name,
+                f"{fit[name]:.3f}",
+                f"{predict[name] * 1e3:.1f}",
+                _em_iters(model),
+                f"{model.score(X_test, y_test):.4f}",
+                f"{ll:.4f}",
+            ]
+        )
     print_table(
         f"c. regression fits: {n_train} train / {n_test} held-out rows, 5 features, "
         f"{N_EXPERTS} gated linear regimes (median of {repeats})",
         ["model", "fit s", "predict ms", "EM iters", "held-out R2", "mean log-lik"],
         rows,
-        notes=["* = stopped at max_iter without converging",
-               f"true noise std {truth.noise_std}: the best possible mean log-lik is about "
-               f"{-0.5 * np.log(2 * np.pi * np.e * truth.noise_std ** 2):.4f} "
-               "(if the gate were certain)"],
+        notes=[
+            "* = stopped at max_iter without converging",
+            f"true noise std {truth.noise_std}: the best possible mean log-lik is about "
+            f"{-0.5 * np.log(2 * np.pi * np.e * truth.noise_std**2):.4f} "
+            "(if the gate were certain)",
+        ],
     )
     mixture_name = next(iter(models))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         thread_times = time_thread_limits(lambda: models[mixture_name].fit(X, y), repeats)
-    print_thread_table(f"c. {mixture_name} fit under thread limits (median of {repeats})",
-                       thread_times)
+    print_thread_table(
+        f"c. {mixture_name} fit under thread limits (median of {repeats})", thread_times
+    )
     return _peers(X, y, X_test, y_test, cgmm_rows, repeats)
 
 
@@ -248,14 +303,21 @@ def _classification(n_train, n_test, repeats):
     X_test, y_test = truth.sample_classification(n_test, rng)
     models = {
         f"MoE({N_EXPERTS} x LogisticRegression)": MixtureOfExpertsClassifier(
-            N_EXPERTS, estimator=LogisticRegression(), random_state=0),
+            N_EXPERTS, estimator=LogisticRegression(), random_state=0
+        ),
         "LogisticRegression": LogisticRegression(),
         "HistGradientBoostingClassifier": HistGradientBoostingClassifier(random_state=0),
     }
     fit, predict = _time_models(models, X, y, X_test, repeats)
     rows = [
-        [name, f"{fit[name]:.3f}", f"{predict[name] * 1e3:.1f}", _em_iters(model),
-         f"{model.score(X_test, y_test):.4f}", f"{_class_log_lik(model, X_test, y_test):.4f}"]
+        [
+            name,
+            f"{fit[name]:.3f}",
+            f"{predict[name] * 1e3:.1f}",
+            _em_iters(model),
+            f"{model.score(X_test, y_test):.4f}",
+            f"{_class_log_lik(model, X_test, y_test):.4f}",
+        ]
         for name, model in models.items()
     ]
     print_table(

@@ -30,8 +30,9 @@ from scipy.special import logsumexp, softmax
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from _timing import print_table, time_interleaved, verdict
 from skmoe.gates import SoftmaxGate
+
+from _timing import print_table, time_interleaved, verdict
 
 C = 1.0
 REL_GAP = 1e-6
@@ -126,6 +127,7 @@ def run(quick):
         def call():
             with threadpool_limits(limits=1):
                 func()
+
         return call
 
     fits = {name: (lambda name=name: getattr(solvers, name)(chosen[name][0])) for name in chosen}
@@ -140,8 +142,14 @@ def run(quick):
         "logistic": f"LogisticRegression.fit ({n_experts}x stacked rows)",
     }
     rows = [
-        [labels[name], f"{tol:.0e}", solution[2], f"{(solvers.value(solution) / f_star - 1):.1e}",
-         f"{times[name]:.3f}", f"{times[name + ' 1t']:.3f}"]
+        [
+            labels[name],
+            f"{tol:.0e}",
+            solution[2],
+            f"{(solvers.value(solution) / f_star - 1):.1e}",
+            f"{times[name]:.3f}",
+            f"{times[name + ' 1t']:.3f}",
+        ]
         for name, (tol, solution) in chosen.items()
     ]
     rows.append(["stacking the data (np.tile etc.)", "", "", "", f"{times['stack']:.3f}", ""])
@@ -160,12 +168,14 @@ def run(quick):
         f"objective within {REL_GAP:g} of f* (median of {repeats})",
         ["solver", "tol", "iters", "f/f* - 1", "s default", "s 1 thread"],
         rows,
-        notes=[f"f* = {f_star:.10f}; tight solutions' coefficients differ by at most "
-               f"{coef_gap:.1e} (same objective, same optimum)",
-               "LogisticRegression / SoftmaxGate: "
-               + ", ".join(f"{r:.2f}x ({k})" for k, r in ratios.items())
-               + f"; {(times['logistic'] + times['stack']) / times['gate']:.2f}x "
-               "with stacking, default threads"],
+        notes=[
+            f"f* = {f_star:.10f}; tight solutions' coefficients differ by at most "
+            f"{coef_gap:.1e} (same objective, same optimum)",
+            "LogisticRegression / SoftmaxGate: "
+            + ", ".join(f"{r:.2f}x ({k})" for k, r in ratios.items())
+            + f"; {(times['logistic'] + times['stack']) / times['gate']:.2f}x "
+            "with stacking, default threads",
+        ],
         targets=[line],
     )
     return [line]

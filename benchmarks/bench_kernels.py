@@ -32,9 +32,10 @@ well (NumPy's ufuncs are single-threaded either way).
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from _timing import print_table, time_interleaved, verdict
 from skmoe._kernels import gaussian_e_step, softmax_gate_objective
 from skmoe._threads import kernel_threads
+
+from _timing import print_table, time_interleaved, verdict
 
 LOG_2PI = np.log(2.0 * np.pi)
 TARGET_N, TARGET_K = 10**6, 16
@@ -245,8 +246,10 @@ def run(quick):
     for n, n_experts in configs:
         auto = kernel_threads(n * n_experts)
         x = _inputs(n, n_experts, rng)
-        for name, make_candidates in [("gaussian_e_step", _e_step_candidates),
-                                      ("softmax_gate_objective", _objective_candidates)]:
+        for name, make_candidates in [
+            ("gaussian_e_step", _e_step_candidates),
+            ("softmax_gate_objective", _objective_candidates),
+        ]:
             # The textbook version is 3-4x slower than the others at every size;
             # --quick skips it where it costs the most.
             candidates = make_candidates(x, n, n_experts, with_scipy=not (quick and n >= 10**6))
@@ -257,28 +260,50 @@ def run(quick):
             ratio = numpy_best[0] / kernel_auto
             if (n, n_experts) == (TARGET_N, TARGET_K):
                 at_target[name] = ratio
-            rows[name].append([
-                f"{n:.0e}", n_experts,
-                f"{times['scipy'] * 1e3:.2f}" if "scipy" in times else "-",
-                f"{times['np-axis'] * 1e3:.2f}",
-                f"{times['np-cols'] * 1e3:.2f}", numpy_best[1],
-                f"{kernel_auto * 1e3:.2f}", auto, f"{ratio:.2f}",
-                f"{times['kernel 1t'] * 1e3:.2f}", f"{times['kernel 2t'] * 1e3:.2f}",
-                f"{times['kernel 1t'] / times['kernel 2t']:.2f}",
-            ])
-    header = ["n", "K", "scipy ms", "np-axis ms", "np-cols ms", "best np", "kernel ms",
-              "thr", "np/kernel", "1t ms", "2t ms", "1t/2t"]
+            rows[name].append(
+                [
+                    f"{n:.0e}",
+                    n_experts,
+                    f"{times['scipy'] * 1e3:.2f}" if "scipy" in times else "-",
+                    f"{times['np-axis'] * 1e3:.2f}",
+                    f"{times['np-cols'] * 1e3:.2f}",
+                    numpy_best[1],
+                    f"{kernel_auto * 1e3:.2f}",
+                    auto,
+                    f"{ratio:.2f}",
+                    f"{times['kernel 1t'] * 1e3:.2f}",
+                    f"{times['kernel 2t'] * 1e3:.2f}",
+                    f"{times['kernel 1t'] / times['kernel 2t']:.2f}",
+                ]
+            )
+    header = [
+        "n",
+        "K",
+        "scipy ms",
+        "np-axis ms",
+        "np-cols ms",
+        "best np",
+        "kernel ms",
+        "thr",
+        "np/kernel",
+        "1t ms",
+        "2t ms",
+        "1t/2t",
+    ]
     verdicts = []
     for name, minimum in TARGETS.items():
         ratio = at_target[name]
         line = verdict(
             f"{name} >= {minimum:g}x faster than the best NumPy at n=1e6, K=16 "
-            f"(measured {ratio:.2f}x)", ratio >= minimum,
+            f"(measured {ratio:.2f}x)",
+            ratio >= minimum,
         )
         print_table(
             f"a. {name}: kernel vs NumPy (median of {repeats}; ratio = best NumPy / kernel "
             "at auto threads)",
-            header, rows[name], targets=[line],
+            header,
+            rows[name],
+            targets=[line],
         )
         verdicts.append(line)
     return verdicts

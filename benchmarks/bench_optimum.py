@@ -63,10 +63,11 @@ import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from _flexmix import fit_flexmix, unavailable
-from _timing import print_table, verdict
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from skmoe.gates import SoftmaxGate
+
+from _flexmix import fit_flexmix, unavailable
+from _timing import print_table, verdict
 
 TARGET_REL_GAP = 1e-4
 TIGHT = dict(tol=1e-10, max_iter=5000)
@@ -75,6 +76,7 @@ TIGHT = dict(tol=1e-10, max_iter=5000)
 # ----------------------------------------------------------------------
 # Hard cases: each returns (X, y, true_labels) from a seed
 # ----------------------------------------------------------------------
+
 
 def parallel_lines(seed, n=400, n_lines=2):
     """Parallel lines ``y = 2x + offset_k``, one X distribution for every regime."""
@@ -157,20 +159,26 @@ def _experts(model_class, case):
         # drops x0 (its scale is 1e-7 of x1's); a ridge expert (the default was
         # WeightedLeastSquares(alpha=1) before 82e93df) shrinks its slope to ~0.
         # tol=0 keeps it.
-        return {"default": None, "LinearRegression": LinearRegression(),
-                "LinReg(tol=0)": LinearRegression(tol=0.0)}
+        return {
+            "default": None,
+            "LinearRegression": LinearRegression(),
+            "LinReg(tol=0)": LinearRegression(tol=0.0),
+        }
     if model_class is MixtureOfExpertsClassifier:
         # Newton's method is blind to the feature's scale; lbfgs on x in [0, 0.01]
         # stops at its max_iter=100 short of the optimum, so EM's refits are
         # inexact, its log-likelihood wanders by ~1e-5 and never meets tol=1e-10.
-        return {"default": None,
-                "LogReg(C=1e6)": LogisticRegression(C=1e6, solver="newton-cholesky")}
+        return {
+            "default": None,
+            "LogReg(C=1e6)": LogisticRegression(C=1e6, solver="newton-cholesky"),
+        }
     return {"default": None, "LinearRegression": LinearRegression()}
 
 
 # ----------------------------------------------------------------------
 # Fits
 # ----------------------------------------------------------------------
+
 
 def _fit(model_class, n_experts, estimator, X, y, **params):
     """One fit, warnings silenced; returns (model or None, seconds, error text)."""
@@ -191,16 +199,19 @@ def long_list(model_class, n_experts, estimator, X, y, labels, n_random, n_kmean
     Returns ``{kind: (best LL, label of the start that reached it)}`` for
     kinds "random", "kmeans" and "oracle", and the number of failed starts.
     """
-    starts = [("random", f"random#{s}", dict(init="random", random_state=s))
-              for s in range(n_random)]
-    starts += [("kmeans", f"kmeans#{s}", dict(init="kmeans", random_state=s))
-               for s in range(n_kmeans)]
+    starts = [
+        ("random", f"random#{s}", dict(init="random", random_state=s)) for s in range(n_random)
+    ]
+    starts += [
+        ("kmeans", f"kmeans#{s}", dict(init="kmeans", random_state=s)) for s in range(n_kmeans)
+    ]
     oracle = np.eye(n_experts)[labels]
     starts.append(("oracle", "oracle", dict(init=oracle, random_state=0)))
     best, failed = {}, 0
     for kind, label, params in starts:
-        model, _, error = _fit(model_class, n_experts, estimator, X, y, n_init=1,
-                               **TIGHT, **params)
+        model, _, error = _fit(
+            model_class, n_experts, estimator, X, y, n_init=1, **TIGHT, **params
+        )
         if model is None:
             failed += 1
             continue
@@ -221,40 +232,77 @@ def _compare(name, quick, seed):
     rows, kind_rows, gaps = [], [], []
     for expert_name, estimator in _experts(model_class, name).items():
         started = time.perf_counter()
-        kinds, failed = long_list(model_class, n_experts, estimator, X, y, labels,
-                                  n_random, n_kmeans)
+        kinds, failed = long_list(
+            model_class, n_experts, estimator, X, y, labels, n_random, n_kmeans
+        )
         list_seconds = time.perf_counter() - started
         reference = max(ll for ll, _ in kinds.values())
         # Every start that reached the best (to 1e-7 relative): which kinds find it.
-        found_by = ",".join(label for ll, label in kinds.values()
-                            if rel_gap(reference, ll) <= 1e-7)
-        kind_rows.append([
-            name, expert_name,
-            *(f"{kinds[k][0]:.6f}" if k in kinds else "failed"
-              for k in ("random", "kmeans", "oracle")),
-            found_by, str(failed), f"{list_seconds:.0f}",
-        ])
+        found_by = ",".join(
+            label for ll, label in kinds.values() if rel_gap(reference, ll) <= 1e-7
+        )
+        kind_rows.append(
+            [
+                name,
+                expert_name,
+                *(
+                    f"{kinds[k][0]:.6f}" if k in kinds else "failed"
+                    for k in ("random", "kmeans", "oracle")
+                ),
+                found_by,
+                str(failed),
+                f"{list_seconds:.0f}",
+            ]
+        )
         for tol_name, params in settings.items():
             model, seconds, error = _fit(
-                model_class, n_experts, estimator, X, y, init="auto", n_init=10,
-                random_state=0, **params,
+                model_class,
+                n_experts,
+                estimator,
+                X,
+                y,
+                init="auto",
+                n_init=10,
+                random_state=0,
+                **params,
             )
             if model is None:
-                rows.append([name, expert_name, tol_name, f"{reference:.6f}", found_by,
-                             "failed", "-", "-", "-", f"{seconds:.2f}", "NO"])
+                rows.append(
+                    [
+                        name,
+                        expert_name,
+                        tol_name,
+                        f"{reference:.6f}",
+                        found_by,
+                        "failed",
+                        "-",
+                        "-",
+                        "-",
+                        f"{seconds:.2f}",
+                        "NO",
+                    ]
+                )
                 gaps.append(np.inf)
                 print(f"  {name} / {expert_name} / tol {tol_name}: {error}")
                 continue
             gap = rel_gap(reference, model.log_likelihood_)
             gaps.append(gap)
-            rows.append([
-                name, expert_name, tol_name, f"{reference:.6f}", found_by,
-                f"{model.log_likelihood_:.6f}", f"{gap:.1e}",
-                f"{np.sum(rel_gap(reference, model.init_log_likelihoods_) <= TARGET_REL_GAP)}"
-                f"/{model.init_log_likelihoods_.size}",
-                f"{model.n_iter_}{'' if model.converged_ else '*'}", f"{seconds:.2f}",
-                "yes" if gap <= TARGET_REL_GAP else "NO",
-            ])
+            rows.append(
+                [
+                    name,
+                    expert_name,
+                    tol_name,
+                    f"{reference:.6f}",
+                    found_by,
+                    f"{model.log_likelihood_:.6f}",
+                    f"{gap:.1e}",
+                    f"{np.sum(rel_gap(reference, model.init_log_likelihoods_) <= TARGET_REL_GAP)}"
+                    f"/{model.init_log_likelihoods_.size}",
+                    f"{model.n_iter_}{'' if model.converged_ else '*'}",
+                    f"{seconds:.2f}",
+                    "yes" if gap <= TARGET_REL_GAP else "NO",
+                ]
+            )
     return rows, kind_rows, gaps
 
 
@@ -266,15 +314,30 @@ def _against_flexmix(name, seed):
     if isinstance(flexmix, str):
         return [name, flexmix] + [""] * 6
     model, seconds, error = _fit(
-        model_class, n_experts, LinearRegression(tol=0.0), X, y, gate=SoftmaxGate(C=np.inf),
-        init="auto", n_init=10, random_state=0, **TIGHT,
+        model_class,
+        n_experts,
+        LinearRegression(tol=0.0),
+        X,
+        y,
+        gate=SoftmaxGate(C=np.inf),
+        init="auto",
+        n_init=10,
+        random_state=0,
+        **TIGHT,
     )
     if model is None:
         return [name, f"{flexmix['train_log_lik']:.6f}", "skmoe failed: " + error] + [""] * 5
     gap = rel_gap(flexmix["train_log_lik"], model.log_likelihood_)
-    return [name, f"{flexmix['train_log_lik']:.6f}", f"{model.log_likelihood_:.6f}",
-            f"{gap:.1e}", flexmix["n_iter"], model.n_iter_, f"{flexmix['seconds']:.2f}",
-            f"{seconds:.2f}"]
+    return [
+        name,
+        f"{flexmix['train_log_lik']:.6f}",
+        f"{model.log_likelihood_:.6f}",
+        f"{gap:.1e}",
+        flexmix["n_iter"],
+        model.n_iter_,
+        f"{flexmix['seconds']:.2f}",
+        f"{seconds:.2f}",
+    ]
 
 
 def run(quick=False, cases=None, seed=0):
@@ -286,9 +349,11 @@ def run(quick=False, cases=None, seed=0):
         rows += case_rows
         kind_rows += case_kinds
         gaps += case_gaps
-        print(f"[{name}: {time.perf_counter() - started:.0f} s, load "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; rel gaps "
-              f"{' '.join(f'{g:.1e}' for g in case_gaps)}]")
+        print(
+            f"[{name}: {time.perf_counter() - started:.0f} s, load "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; rel gaps "
+            f"{' '.join(f'{g:.1e}' for g in case_gaps)}]"
+        )
     n_random, n_kmeans = (10, 4) if quick else (30, 10)
     met = all(gap <= TARGET_REL_GAP for gap in gaps)
     target = verdict(
@@ -300,21 +365,42 @@ def run(quick=False, cases=None, seed=0):
     print_table(
         f"Best optimum: init='auto', n_init=10, random_state=0 against a long list of "
         f"starts ({n_random} random, {n_kmeans} k-means, oracle; tol=1e-10, max_iter=5000)",
-        ["case", "expert", "tol", "long-list best", "found by", "n_init=10 LL", "rel gap",
-         "starts ok", "n_iter", "fit s", "ok"],
+        [
+            "case",
+            "expert",
+            "tol",
+            "long-list best",
+            "found by",
+            "n_init=10 LL",
+            "rel gap",
+            "starts ok",
+            "n_iter",
+            "fit s",
+            "ok",
+        ],
         rows,
-        notes=["tol: 'default' is the estimator's default tol/max_iter; '1e-10' is "
-               "tol=1e-10, max_iter=5000. starts ok: how many of the 10 starts ended "
-               "within 1e-4 of the best. n_iter: n_iter_ of the kept start "
-               "(*: stopped at max_iter).",
-               "rel gap = (best - LL) / |best| on the mean training log-likelihood; "
-               "ok: rel gap <= 1e-4."],
+        notes=[
+            "tol: 'default' is the estimator's default tol/max_iter; '1e-10' is "
+            "tol=1e-10, max_iter=5000. starts ok: how many of the 10 starts ended "
+            "within 1e-4 of the best. n_iter: n_iter_ of the kept start "
+            "(*: stopped at max_iter).",
+            "rel gap = (best - LL) / |best| on the mean training log-likelihood; "
+            "ok: rel gap <= 1e-4.",
+        ],
         targets=[target],
     )
     print_table(
         "Long list: best mean log-likelihood by kind of start (tol=1e-10, max_iter=5000)",
-        ["case", "expert", "best random", "best k-means", "oracle", "found by",
-         "failed", "list s"],
+        [
+            "case",
+            "expert",
+            "best random",
+            "best k-means",
+            "oracle",
+            "found by",
+            "failed",
+            "list s",
+        ],
         kind_rows,
     )
     regression = [name for name in cases or CASES if CASES[name][2] is MixtureOfExpertsRegressor]
@@ -326,22 +412,40 @@ def run(quick=False, cases=None, seed=0):
     print_table(
         "Against R's flexmix, the same model (unpenalised linear experts and gate), best of "
         "10 starts each, tol=1e-10",
-        ["case", "flexmix LL", "skmoe LL", "rel gap", "flexmix iters", "skmoe n_iter",
-         "flexmix s", "skmoe s"],
+        [
+            "case",
+            "flexmix LL",
+            "skmoe LL",
+            "rel gap",
+            "flexmix iters",
+            "skmoe n_iter",
+            "flexmix s",
+            "skmoe s",
+        ],
         flexmix_rows,
-        notes=["rel gap = (flexmix - skmoe) / |flexmix| (negative: skmoe found more); "
-               "flexmix: stepFlexmix(nrep=10), the best by log-likelihood; iterations of "
-               "its best start, skmoe's of its kept start; flexmix s is R's own timer."],
+        notes=[
+            "rel gap = (flexmix - skmoe) / |flexmix| (negative: skmoe found more); "
+            "flexmix: stepFlexmix(nrep=10), the best by log-likelihood; iterations of "
+            "its best start, skmoe's of its kept start; flexmix s is R's own timer."
+        ],
     )
     return [target]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a shorter list of starts (10 random, 4 k-means, oracle)")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=None,
-                        help="run only these cases (default: all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a shorter list of starts (10 random, 4 k-means, oracle)",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=list(CASES),
+        default=None,
+        help="run only these cases (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)

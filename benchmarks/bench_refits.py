@@ -28,9 +28,10 @@ from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.tree import DecisionTreeRegressor
 
+from skmoe import MixtureOfExpertsRegressor
+
 from _data import make_truth
 from _timing import print_table, time_interleaved, verdict
-from skmoe import MixtureOfExpertsRegressor
 
 THRESHOLDS = (0.0, 1e-3, 1e-2)
 N_EXPERTS, N_FEATURES = 8, 20
@@ -51,8 +52,12 @@ def _compare(label, estimator, n, max_iter, repeats, rng):
     X, y = make_truth(N_FEATURES, N_EXPERTS, seed=3).sample_regression(n, rng)
     models = {
         threshold: MixtureOfExpertsRegressor(
-            N_EXPERTS, estimator=estimator, min_responsibility=threshold,
-            max_iter=max_iter, tol=1e-6, random_state=0,
+            N_EXPERTS,
+            estimator=estimator,
+            min_responsibility=threshold,
+            max_iter=max_iter,
+            tol=1e-6,
+            random_state=0,
         )
         for threshold in THRESHOLDS
     }
@@ -66,12 +71,19 @@ def _compare(label, estimator, n, max_iter, repeats, rng):
     for threshold, model in models.items():
         resp = _responsibilities(model, X, y)
         changes[threshold] = abs(model.log_likelihood_ - exact) / abs(exact)
-        rows.append([
-            label, f"{n:,}", f"{threshold:g}", f"{seconds[threshold]:.2f}",
-            f"{seconds[threshold] / seconds[0.0]:.2f}", model.n_iter_,
-            f"{np.mean(resp > threshold):.3f}", f"{model.log_likelihood_:.6f}",
-            f"{changes[threshold]:.1e}",
-        ])
+        rows.append(
+            [
+                label,
+                f"{n:,}",
+                f"{threshold:g}",
+                f"{seconds[threshold]:.2f}",
+                f"{seconds[threshold] / seconds[0.0]:.2f}",
+                model.n_iter_,
+                f"{np.mean(resp > threshold):.3f}",
+                f"{model.log_likelihood_:.6f}",
+                f"{changes[threshold]:.1e}",
+            ]
+        )
     return rows, changes
 
 
@@ -79,12 +91,20 @@ def run(quick=False):
     """Print the table; return the target verdict lines."""
     rng = np.random.default_rng(0)
     linear_rows, linear_changes = _compare(
-        "8 x WeightedLeastSquares", None, 20_000 if quick else 200_000, 300,
-        1 if quick else 3, rng,
+        "8 x WeightedLeastSquares",
+        None,
+        20_000 if quick else 200_000,
+        300,
+        1 if quick else 3,
+        rng,
     )
     tree_rows, _ = _compare(
-        "8 x DecisionTree(depth 6)", DecisionTreeRegressor(max_depth=6),
-        2_000 if quick else 10_000, 100, 1 if quick else 3, rng,
+        "8 x DecisionTree(depth 6)",
+        DecisionTreeRegressor(max_depth=6),
+        2_000 if quick else 10_000,
+        100,
+        1 if quick else 3,
+        rng,
     )
     change = linear_changes[1e-3]
     target = verdict(
@@ -95,11 +115,22 @@ def run(quick=False):
     print_table(
         "Thresholded refits: min_responsibility against exact EM (same start, to "
         "convergence at tol=1e-6, median of repeats)",
-        ["experts", "train rows", "threshold", "fit s", "x exact", "EM iters", "rows/refit",
-         "train mean log-lik", "log-lik vs exact"],
+        [
+            "experts",
+            "train rows",
+            "threshold",
+            "fit s",
+            "x exact",
+            "EM iters",
+            "rows/refit",
+            "train mean log-lik",
+            "log-lik vs exact",
+        ],
         linear_rows + tree_rows,
-        notes=["rows/refit: share of the rows each expert refits on (1.000 would be every "
-               "row for every expert; exact EM refits on all rows of positive responsibility)."],
+        notes=[
+            "rows/refit: share of the rows each expert refits on (1.000 would be every "
+            "row for every expert; exact EM refits on all rows of positive responsibility)."
+        ],
         targets=[target],
     )
     return [target]

@@ -33,9 +33,10 @@ import warnings
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from skmoe import MixtureOfExpertsRegressor
+
 from _data import make_truth
 from _timing import median, print_table, verdict
-from skmoe import MixtureOfExpertsRegressor
 
 N_FEATURES, N_EXPERTS, MAX_ITER = 20, 8, 20
 TARGET_SLOPE, TARGET_HGB_RATIO, TARGET_MEMORY = 1.15, 3.0, 3.0
@@ -82,7 +83,9 @@ def _child(name, x_path, y_path):
 def _fit_in_subprocess(name, x_path, y_path):
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--child", name, x_path, y_path],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -114,9 +117,13 @@ def run(quick):
             for n, name in order if r % 2 == 0 else order[::-1]:
                 runs[n, name].append(_fit_in_subprocess(name, *paths[n]))
     results = {
-        n: {name: (median([run["seconds"] for run in runs[n, name]]),
-                   median([run["extra_bytes"] for run in runs[n, name]]) / nbytes[n])
-            for name in ("moe", "hgb")}
+        n: {
+            name: (
+                median([run["seconds"] for run in runs[n, name]]),
+                median([run["extra_bytes"] for run in runs[n, name]]) / nbytes[n],
+            )
+            for name in ("moe", "hgb")
+        }
         for n in sizes
     }
     moe_t = [results[n]["moe"][0] for n in sizes]
@@ -124,29 +131,57 @@ def run(quick):
     rows = []
     for n in sizes:
         (moe, moe_mem), (hgb, hgb_mem) = results[n]["moe"], results[n]["hgb"]
-        rows.append([f"{n:.0e}", repeats[n], f"{moe:.2f}", f"{moe / n * 1e6 / MAX_ITER:.2f}",
-                     f"{hgb:.2f}", f"{moe / hgb:.2f}", f"{moe_mem:.2f}", f"{hgb_mem:.2f}"])
+        rows.append(
+            [
+                f"{n:.0e}",
+                repeats[n],
+                f"{moe:.2f}",
+                f"{moe / n * 1e6 / MAX_ITER:.2f}",
+                f"{hgb:.2f}",
+                f"{moe / hgb:.2f}",
+                f"{moe_mem:.2f}",
+                f"{hgb_mem:.2f}",
+            ]
+        )
     top, below = sizes[-1], sizes[-2]
     last_slope = _slope([below, top], [moe_t[-2], moe_t[-1]])
     ratio, memory = results[top]["moe"][0] / results[top]["hgb"][0], results[top]["moe"][1]
     targets = [
-        verdict(f"slope of MoE fit time vs n over {below:.0e}..{top:.0e} <= {TARGET_SLOPE} "
-                f"(measured {last_slope:.2f})", last_slope <= TARGET_SLOPE),
-        verdict(f"MoE fit time at n={top:.0e} <= {TARGET_HGB_RATIO:g}x HGB's "
-                f"(measured {ratio:.2f}x)", ratio <= TARGET_HGB_RATIO),
-        verdict(f"MoE peak memory beyond input at n={top:.0e} <= {TARGET_MEMORY:g}x X.nbytes "
-                f"(measured {memory:.2f}x)", memory <= TARGET_MEMORY),
+        verdict(
+            f"slope of MoE fit time vs n over {below:.0e}..{top:.0e} <= {TARGET_SLOPE} "
+            f"(measured {last_slope:.2f})",
+            last_slope <= TARGET_SLOPE,
+        ),
+        verdict(
+            f"MoE fit time at n={top:.0e} <= {TARGET_HGB_RATIO:g}x HGB's (measured {ratio:.2f}x)",
+            ratio <= TARGET_HGB_RATIO,
+        ),
+        verdict(
+            f"MoE peak memory beyond input at n={top:.0e} <= {TARGET_MEMORY:g}x X.nbytes "
+            f"(measured {memory:.2f}x)",
+            memory <= TARGET_MEMORY,
+        ),
     ]
     print_table(
         f"d. scaling: MoE({N_EXPERTS} x WeightedLeastSquares, max_iter={MAX_ITER}, tol=0) vs "
         f"HistGradientBoostingRegressor, d={N_FEATURES} (median of reps; one subprocess per fit)",
-        ["n", "reps", "MoE fit s", "MoE us/row/iter", "HGB fit s", "MoE/HGB",
-         "MoE mem/X", "HGB mem/X"],
+        [
+            "n",
+            "reps",
+            "MoE fit s",
+            "MoE us/row/iter",
+            "HGB fit s",
+            "MoE/HGB",
+            "MoE mem/X",
+            "HGB mem/X",
+        ],
         rows,
-        notes=[f"log-log slope of fit time vs n, all points: MoE {_slope(sizes, moe_t):.2f}, "
-               f"HGB {_slope(sizes, hgb_t):.2f}; largest decade: MoE {last_slope:.2f}, "
-               f"HGB {_slope([below, top], hgb_t[-2:]):.2f}",
-               "mem/X = (peak RSS during fit - peak RSS before) / X.nbytes"],
+        notes=[
+            f"log-log slope of fit time vs n, all points: MoE {_slope(sizes, moe_t):.2f}, "
+            f"HGB {_slope(sizes, hgb_t):.2f}; largest decade: MoE {last_slope:.2f}, "
+            f"HGB {_slope([below, top], hgb_t[-2:]):.2f}",
+            "mem/X = (peak RSS during fit - peak RSS before) / X.nbytes",
+        ],
         targets=targets,
     )
     return targets

@@ -75,11 +75,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from _timing import print_table, verdict
 from skmoe import (
-    MixtureOfExpertsClassifier, MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressor,
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsClassifierCV,
+    MixtureOfExpertsRegressor,
     MixtureOfExpertsRegressorCV,
 )
+
+from _timing import print_table, verdict
 
 # name -> task; "count" tables are fitted and scored as regression, except
 # that HGB alone gets the Poisson loss, as in the tables' README.
@@ -125,20 +128,30 @@ def load(directory, name, task):
     categorical = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     X[categorical] = X[categorical].astype("category")
     stratify = y if task == "classification" else None
-    return (*train_test_split(X, y, test_size=0.25, random_state=0, stratify=stratify),
-            categorical)
+    return (
+        *train_test_split(X, y, test_size=0.25, random_state=0, stratify=stratify),
+        categorical,
+    )
 
 
 def linear_pipeline(X, categorical, classification):
     """The README's linear baseline; a mixture passes sample_weight to its final step."""
     numeric = [c for c in X.columns if c not in categorical]
-    preprocess = ColumnTransformer([
-        ("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), numeric),
-        ("cat", Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore")),
-        ]), categorical),
-    ])
+    preprocess = ColumnTransformer(
+        [
+            ("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), numeric),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            ),
+        ]
+    )
     final = ("logreg", LogisticRegression(max_iter=5000)) if classification else ("ridge", Ridge())
     return Pipeline([("preprocess", preprocess), final])
 
@@ -155,17 +168,21 @@ def _models(X, categorical, task, settings):
     for gate in ("softmax", "tree"):
         models[f"MoE linear, {gate}"] = MixtureCV(
             Mixture(estimator=linear, gate=gate, n_init=settings["n_init"], random_state=0),
-            n_experts=settings["n_experts"], cv=settings["cv"],
+            n_experts=settings["n_experts"],
+            cv=settings["cv"],
         )
     # The same search choosing K for point predictions (R2 / accuracy) instead.
     point = "accuracy" if classification else "r2"
     models[f"MoE linear, softmax, K by {point}"] = MixtureCV(
         Mixture(estimator=linear, n_init=settings["n_init"], random_state=0),
-        n_experts=settings["n_experts"], cv=settings["cv"], scoring=point,
+        n_experts=settings["n_experts"],
+        cv=settings["cv"],
+        scoring=point,
     )
     # Gaussian experts (squared error) even for counts: the mixture's likelihood is Gaussian.
     models[f"MoE {HGB_EXPERTS} x HGB"] = Mixture(
-        HGB_EXPERTS, estimator=HGB(**hgb), max_iter=HGB_EM_ITER, random_state=0)
+        HGB_EXPERTS, estimator=HGB(**hgb), max_iter=HGB_EM_ITER, random_state=0
+    )
     models["HGB"] = HGB(loss="poisson", **hgb) if task == "count" else HGB(**hgb)
     return models
 
@@ -186,8 +203,7 @@ def _warning_notes(name, caught):
     for w in caught:
         key = (w.category.__name__, str(w.message)[:60])
         seen.setdefault(key, [0, str(w.message)])[0] += 1
-    return [f"  {name}: {cat} x{count}: {message}"
-            for (cat, _), (count, message) in seen.items()]
+    return [f"  {name}: {cat} x{count}: {message}" for (cat, _), (count, message) in seen.items()]
 
 
 def _fit_one(name, model, data, classification):
@@ -226,24 +242,44 @@ def _run_table(directory, name, task, settings):
     classification = task == "classification"
     if settings["train_rows"] and full_rows > settings["train_rows"]:
         X_train, _, y_train, _ = train_test_split(
-            X_train, y_train, train_size=settings["train_rows"], random_state=0,
-            stratify=y_train if classification else None)
+            X_train,
+            y_train,
+            train_size=settings["train_rows"],
+            random_state=0,
+            stratify=y_train if classification else None,
+        )
     data = X_train, X_test, y_train, y_test
     results, rows, notes = {}, [], []
     for model_name, model in _models(X_train, categorical, task, settings).items():
         r = results[model_name] = _fit_one(model_name, model, data, classification)
-        rows.append([model_name, r["k"], f"{r['seconds']:.1f}", r["iters"], f"{r['score']:.4f}",
-                     f"{r['ll']:.4f}", r["note"]])
+        rows.append(
+            [
+                model_name,
+                r["k"],
+                f"{r['seconds']:.1f}",
+                r["iters"],
+                f"{r['score']:.4f}",
+                f"{r['ll']:.4f}",
+                r["note"],
+            ]
+        )
         notes += r["warnings"]
     subsample = "" if X_train.shape[0] == full_rows else f" (subsampled from {full_rows})"
     print_table(
         f"tables: {name} ({task}, {X_train.shape[0]} train{subsample} / {X_test.shape[0]} "
         f"held-out rows, {X_train.shape[1]} features, {len(categorical)} categorical)",
-        ["model", "K", "fit s", "EM iters", "R2" if not classification else "accuracy",
-         "mean log-lik", "CV log-lik by K (* chosen) / error"],
+        [
+            "model",
+            "K",
+            "fit s",
+            "EM iters",
+            "R2" if not classification else "accuracy",
+            "mean log-lik",
+            "CV log-lik by K (* chosen) / error",
+        ],
         rows,
         notes=["* after EM iters = stopped at max_iter without converging"]
-              + (["warnings:"] + notes if notes else []),
+        + (["warnings:"] + notes if notes else []),
     )
     return results
 
@@ -264,11 +300,15 @@ def _check_targets(results):
     """Per-table checks of targets (a)-(c) on the regression tables; return verdict lines."""
     if not results:
         return []
-    gates = {"softmax": "MoE linear, softmax", "tree": "MoE linear, tree",
-             "by R2": "MoE linear, softmax, K by r2"}
+    gates = {
+        "softmax": "MoE linear, softmax",
+        "tree": "MoE linear, tree",
+        "by R2": "MoE linear, softmax, K by r2",
+    }
     gap_rows, ll_rows = [], []
-    counts = {f"{target} {variant}": [] for target in "abc"
-              for variant in ("softmax", "by R2", "best")}
+    counts = {
+        f"{target} {variant}": [] for target in "abc" for variant in ("softmax", "by R2", "best")
+    }
     for name, r in results.items():
         lin = next(v for k, v in r.items() if k.startswith("linear"))
         gb = r["HGB"]
@@ -289,32 +329,68 @@ def _check_targets(results):
             for target, met in zip("abc", (gap_met, above_met, ll_met)):
                 counts[f"{target} {variant}"].append(met)
             named = f" ({r2_of})" if variant == "best" else ""
-            cells[variant] = (f"{gap} {_word(gap_met)}{named}", _word(above_met),
-                              _word(ll_met) + (f" ({ll_of})" if variant == "best" else ""))
-        gap_rows.append([
-            name, f"{lin['score']:.4f}", f"{gb['score']:.4f}",
-            *(f"{moe[g]['score']:.4f} (K={moe[g]['k']})" for g in gates),
-            *(cells[v][0] for v in ("softmax", "by R2", "best")),
-            *(cells[v][1] for v in ("softmax", "by R2", "best")),
-        ])
-        ll_rows.append([
-            name, f"{lin['ll']:.4f}", f"{gb['ll']:.4f}", *(f"{moe[g]['ll']:.4f}" for g in gates),
-            f"{r[f'MoE {HGB_EXPERTS} x HGB']['ll']:.4f}",
-            *(cells[v][2] for v in ("softmax", "by R2", "best")),
-        ])
+            cells[variant] = (
+                f"{gap} {_word(gap_met)}{named}",
+                _word(above_met),
+                _word(ll_met) + (f" ({ll_of})" if variant == "best" else ""),
+            )
+        gap_rows.append(
+            [
+                name,
+                f"{lin['score']:.4f}",
+                f"{gb['score']:.4f}",
+                *(f"{moe[g]['score']:.4f} (K={moe[g]['k']})" for g in gates),
+                *(cells[v][0] for v in ("softmax", "by R2", "best")),
+                *(cells[v][1] for v in ("softmax", "by R2", "best")),
+            ]
+        )
+        ll_rows.append(
+            [
+                name,
+                f"{lin['ll']:.4f}",
+                f"{gb['ll']:.4f}",
+                *(f"{moe[g]['ll']:.4f}" for g in gates),
+                f"{r[f'MoE {HGB_EXPERTS} x HGB']['ll']:.4f}",
+                *(cells[v][2] for v in ("softmax", "by R2", "best")),
+            ]
+        )
     print_table(
         "tables: targets (a) and (b), held-out R2 of the regression tables",
-        ["table", "linear", "HGB", "MoE softmax", "MoE tree", "MoE softmax, K by R2",
-         "(a) softmax", "(a) K by R2", "(a) best", "(b) softmax", "(b) K by R2", "(b) best"],
+        [
+            "table",
+            "linear",
+            "HGB",
+            "MoE softmax",
+            "MoE tree",
+            "MoE softmax, K by R2",
+            "(a) softmax",
+            "(a) K by R2",
+            "(a) best",
+            "(b) softmax",
+            "(b) K by R2",
+            "(b) best",
+        ],
         gap_rows,
-        notes=[f"(a) gap closed = (MoE - linear) / (HGB - linear), target >= {GAP_TARGET}; "
-               "when HGB <= linear, MoE >= linear instead",
-               "best = the variant with the higher held-out R2 (an after-the-fact choice)"],
+        notes=[
+            f"(a) gap closed = (MoE - linear) / (HGB - linear), target >= {GAP_TARGET}; "
+            "when HGB <= linear, MoE >= linear instead",
+            "best = the variant with the higher held-out R2 (an after-the-fact choice)",
+        ],
     )
     print_table(
         "tables: target (c), held-out mean log-likelihood of the regression tables",
-        ["table", "linear", "HGB", "MoE softmax", "MoE tree", "MoE softmax, K by R2",
-         f"MoE {HGB_EXPERTS} x HGB", "(c) softmax > HGB", "(c) K by R2 > HGB", "(c) best > HGB"],
+        [
+            "table",
+            "linear",
+            "HGB",
+            "MoE softmax",
+            "MoE tree",
+            "MoE softmax, K by R2",
+            f"MoE {HGB_EXPERTS} x HGB",
+            "(c) softmax > HGB",
+            "(c) K by R2 > HGB",
+            "(c) best > HGB",
+        ],
         ll_rows,
         notes=["best = the variant with the higher held-out log-likelihood"],
     )
@@ -322,22 +398,32 @@ def _check_targets(results):
 
     def summary(key):
         return f"{sum(counts[key])} of {n} tables" + (
-            f" ({n - len(counts[key])} not measured)" if len(counts[key]) < n else "")
+            f" ({n - len(counts[key])} not measured)" if len(counts[key]) < n else ""
+        )
 
     targets = []
     for gate in ("softmax", "by R2", "best"):
-        which = {"softmax": "softmax gate, K by log-likelihood",
-                 "by R2": "softmax gate, K by R2", "best": "best of the three"}[gate]
+        which = {
+            "softmax": "softmax gate, K by log-likelihood",
+            "by R2": "softmax gate, K by R2",
+            "best": "best of the three",
+        }[gate]
         targets += [
-            verdict(f"tables (a): linear-expert MoE ({which}) closes >= 3/4 of the linear-to-HGB "
-                    f"R2 gap on every regression table (met on {summary(f'a {gate}')})",
-                    sum(counts[f"a {gate}"]) == n),
-            verdict(f"tables (b): linear-expert MoE ({which}) never below linear in R2 "
-                    f"(met on {summary(f'b {gate}')})",
-                    sum(counts[f"b {gate}"]) == n),
-            verdict(f"tables (c): linear-expert MoE ({which}) log-lik above HGB's on at least "
-                    f"half of the regression tables (met on {summary(f'c {gate}')})",
-                    2 * sum(counts[f"c {gate}"]) >= n),
+            verdict(
+                f"tables (a): linear-expert MoE ({which}) closes >= 3/4 of the linear-to-HGB "
+                f"R2 gap on every regression table (met on {summary(f'a {gate}')})",
+                sum(counts[f"a {gate}"]) == n,
+            ),
+            verdict(
+                f"tables (b): linear-expert MoE ({which}) never below linear in R2 "
+                f"(met on {summary(f'b {gate}')})",
+                sum(counts[f"b {gate}"]) == n,
+            ),
+            verdict(
+                f"tables (c): linear-expert MoE ({which}) log-lik above HGB's on at least "
+                f"half of the regression tables (met on {summary(f'c {gate}')})",
+                2 * sum(counts[f"c {gate}"]) >= n,
+            ),
         ]
     for line in targets:
         print(line)
@@ -358,18 +444,22 @@ def run(quick=False, tables=None, data_dir=None):
         print(f"\ntables: skipped, {reason}")
         return [f"target: tables (a)-(c) -> NOT MEASURED ({reason})"]
     settings = SETTINGS[quick]
-    print(f"\ntables: {'quick' if quick else 'full'} run; K grid {settings['n_experts']}, "
-          f"cv={settings['cv']}, n_init={settings['n_init']}, training rows "
-          f"{settings['train_rows'] or 'all'}; MoE HGB: {HGB_EXPERTS} experts, "
-          f"EM max_iter={HGB_EM_ITER}, n_init=1")
+    print(
+        f"\ntables: {'quick' if quick else 'full'} run; K grid {settings['n_experts']}, "
+        f"cv={settings['cv']}, n_init={settings['n_init']}, training rows "
+        f"{settings['train_rows'] or 'all'}; MoE HGB: {HGB_EXPERTS} experts, "
+        f"EM max_iter={HGB_EM_ITER}, n_init=1"
+    )
     print("every fit runs with BLAS and OpenMP pools at one thread (see module docstring)")
     regression = {}
     for name in names:
         start = time.perf_counter()
         with threadpool_limits(limits=1):
             results = _run_table(directory, name, TABLES[name], settings)
-        print(f"[{name}: {time.perf_counter() - start:.0f} s; load average "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}]")
+        print(
+            f"[{name}: {time.perf_counter() - start:.0f} s; load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}]"
+        )
         if TABLES[name] != "classification":
             regression[name] = results
     return _check_targets(regression)
@@ -377,12 +467,22 @@ def run(quick=False, tables=None, data_dir=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="2,000 training rows, 3 folds, K in (1, 2, 3), one EM start")
-    parser.add_argument("--tables", type=lambda s: s.split(","), default=None,
-                        help=f"comma-separated table names (default: all of {', '.join(TABLES)})")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"directory of the CSV tables (default: ${ENV_DIR} or {DEFAULT_DIR})")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2,000 training rows, 3 folds, K in (1, 2, 3), one EM start",
+    )
+    parser.add_argument(
+        "--tables",
+        type=lambda s: s.split(","),
+        default=None,
+        help=f"comma-separated table names (default: all of {', '.join(TABLES)})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"directory of the CSV tables (default: ${ENV_DIR} or {DEFAULT_DIR})",
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     start = time.perf_counter()

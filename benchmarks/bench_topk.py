@@ -12,8 +12,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.tree import DecisionTreeRegressor
 
-from _timing import print_table, time_interleaved, verdict
 from skmoe import MixtureOfExpertsRegressor
+
+from _timing import print_table, time_interleaved, verdict
 
 
 def run(quick=False):
@@ -24,7 +25,10 @@ def run(quick=False):
     y = np.sin(2 * X[:, 0]) * X[:, 1] + X[:, 2] ** 2 + 0.1 * rng.normal(size=X.shape[0])
     X_train, y_train, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
     model = MixtureOfExpertsRegressor(
-        n_experts, estimator=DecisionTreeRegressor(max_depth=12), top_k=2, max_iter=5,
+        n_experts,
+        estimator=DecisionTreeRegressor(max_depth=12),
+        top_k=2,
+        max_iter=5,
         random_state=0,
     )
     with warnings.catch_warnings():
@@ -38,12 +42,14 @@ def run(quick=False):
     timings = time_interleaved({k: predict(k) for k in (2, 4, None)}, repeats=5)
     for top_k, seconds in timings.items():
         score = model.set_params(top_k=top_k).score(X_test, y_test)
-        rows.append([
-            "dense" if top_k is None else f"top-{top_k}",
-            f"{seconds:.3f}",
-            f"{timings[None] / seconds:.2f}",
-            f"{score:.4f}",
-        ])
+        rows.append(
+            [
+                "dense" if top_k is None else f"top-{top_k}",
+                f"{seconds:.3f}",
+                f"{timings[None] / seconds:.2f}",
+                f"{score:.4f}",
+            ]
+        )
     model.set_params(top_k=2)
     ratio = timings[None] / timings[2]
     target = verdict(f"top-2 of 16 at least 4x faster than dense (got {ratio:.2f}x)", ratio >= 4)
@@ -52,8 +58,10 @@ def run(quick=False):
         f"{n_predict:,} rows (model trained with top_k=2)",
         ["routing", "predict (s)", "dense/this", "held-out R2"],
         rows,
-        notes=["Dense prediction of the top-2-trained model re-admits experts the "
-               "sparse gate cut off; the R2 column shows what that costs or gains."],
+        notes=[
+            "Dense prediction of the top-2-trained model re-admits experts the "
+            "sparse gate cut off; the R2 column shows what that costs or gains."
+        ],
         targets=[target],
     )
     return [target]

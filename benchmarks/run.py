@@ -14,23 +14,23 @@ import platform
 import sys
 import time
 
-import numpy as np
-import scipy
-import sklearn
-from threadpoolctl import threadpool_info
-
 import bench_convergence
 import bench_dask
 import bench_families
 import bench_fits
 import bench_gate_mstep
-import bench_optimum
 import bench_kernels
 import bench_online
+import bench_optimum
 import bench_refits
 import bench_scaling
 import bench_tables
 import bench_topk
+import numpy as np
+import scipy
+import sklearn
+from threadpoolctl import threadpool_info
+
 import skmoe
 
 SECTIONS = {
@@ -58,9 +58,7 @@ def _load():
 
 
 def _environment():
-    pools = ", ".join(
-        f"{p['internal_api']} x{p['num_threads']}" for p in threadpool_info()
-    )
+    pools = ", ".join(f"{p['internal_api']} x{p['num_threads']}" for p in threadpool_info())
     return [
         f"skmoe {skmoe.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}",
@@ -74,11 +72,16 @@ def _environment():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes: the whole suite in about two minutes")
-    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS),
-                        default=DEFAULT_SECTIONS,
-                        help="run only these sections (default: all but tables)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: the whole suite in about two minutes"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=DEFAULT_SECTIONS,
+        help="run only these sections (default: all but tables)",
+    )
     args = parser.parse_args(argv)
     # Long runs are often piped to a file: show each table as soon as it is done.
     sys.stdout.reconfigure(line_buffering=True)
@@ -93,12 +96,16 @@ def main(argv=None):
         # Other users' load is the main source of noise here, so it is recorded.
         load_before = _load()
         verdicts += SECTIONS[name].run(args.quick)
-        print(f"[{name}: {time.perf_counter() - section_start:.0f} s; load average "
-              f"before {load_before}, after {_load()}]")
+        print(
+            f"[{name}: {time.perf_counter() - section_start:.0f} s; load average "
+            f"before {load_before}, after {_load()}]"
+        )
     print(f"\nAll targets ({time.perf_counter() - start:.0f} s in total)\n===========")
     if args.quick:
-        print("(quick run: sizes below those the targets are set at, so these verdicts "
-              "only indicate; the full run decides)")
+        print(
+            "(quick run: sizes below those the targets are set at, so these verdicts "
+            "only indicate; the full run decides)"
+        )
     for line in verdicts:
         print(line)
     return 0

@@ -97,8 +97,9 @@ def _reachable(urls, timeout=2.0):
 
 def _intersphinx_mapping():
     local = {name: _INVENTORIES / f"{name}.inv" for name in INTERSPHINX_SITES}
-    online = _reachable([url for name, url in INTERSPHINX_SITES.items()
-                         if not local[name].is_file()])
+    online = _reachable(
+        [url for name, url in INTERSPHINX_SITES.items() if not local[name].is_file()]
+    )
     mapping = {}
     for name, url in INTERSPHINX_SITES.items():
         if local[name].is_file():
@@ -131,9 +132,13 @@ def _sklearn_label(app, env, node, contnode):
     page = SKLEARN_LABELS.get((node.get("reftype"), target.lower()))
     if page is None:
         return None
-    reference = nodes.reference("", "", internal=False,
-                                refuri=INTERSPHINX_SITES["sklearn"] + page,
-                                reftitle="(in scikit-learn)")
+    reference = nodes.reference(
+        "",
+        "",
+        internal=False,
+        refuri=INTERSPHINX_SITES["sklearn"] + page,
+        reftitle="(in scikit-learn)",
+    )
     reference += contnode
     return reference
 

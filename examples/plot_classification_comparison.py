@@ -56,12 +56,14 @@ rng = np.random.RandomState(0)
 # One row per quadrant, numbered (x0 >= 0) + 2 * (x1 >= 0): the normal
 # (w0, w1) of that quadrant's boundary, which passes through the quadrant's
 # centre (+-1.5, +-1.5).
-normals = np.array([
-    [1.0, 1.0],    # x0 < 0, x1 < 0
-    [1.0, -0.2],   # x0 >= 0, x1 < 0
-    [-0.3, 1.0],   # x0 < 0, x1 >= 0
-    [-1.0, 1.0],   # x0 >= 0, x1 >= 0
-])
+normals = np.array(
+    [
+        [1.0, 1.0],  # x0 < 0, x1 < 0
+        [1.0, -0.2],  # x0 >= 0, x1 < 0
+        [-0.3, 1.0],  # x0 < 0, x1 >= 0
+        [-1.0, 1.0],  # x0 >= 0, x1 >= 0
+    ]
+)
 centres = np.array([[-1.5, -1.5], [1.5, -1.5], [-1.5, 1.5], [1.5, 1.5]])
 
 
@@ -98,9 +100,7 @@ bayes_log_loss = log_loss(y_test, p_test)
 # over by other processes.
 
 models = {
-    "mixture, default experts": MixtureOfExpertsClassifier(
-        n_experts=4, n_init=3, random_state=0
-    ),
+    "mixture, default experts": MixtureOfExpertsClassifier(n_experts=4, n_init=3, random_state=0),
     "mixture, LogisticRegression experts": MixtureOfExpertsClassifier(
         n_experts=4, estimator=LogisticRegression(), n_init=3, random_state=0
     ),
@@ -128,9 +128,11 @@ print(f"{'true probabilities (Bayes rates)':<37} {bayes_accuracy:8.4f} {bayes_lo
 
 for name in ["mixture, default experts", "mixture, LogisticRegression experts"]:
     model = models[name]
-    print(f"{name}: training log-likelihood of each start "
-          f"{np.round(model.init_log_likelihoods_, 4)}, kept {model.log_likelihood_:.4f} "
-          f"after {model.n_iter_} EM iterations")
+    print(
+        f"{name}: training log-likelihood of each start "
+        f"{np.round(model.init_log_likelihoods_, 4)}, kept {model.log_likelihood_:.4f} "
+        f"after {model.n_iter_} EM iterations"
+    )
 
 # %%
 # What to look for in the table:
@@ -170,23 +172,21 @@ xx, yy = np.meshgrid(np.linspace(-3, 3, 200), np.linspace(-3, 3, 200))
 grid = np.column_stack([xx.ravel(), yy.ravel()])
 true_grid = true_proba(grid).reshape(xx.shape)
 
-fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex=True, sharey=True,
-                         layout="constrained")
+fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex=True, sharey=True, layout="constrained")
 panels = [("truth", None)] + list(models.items())
 for ax, (name, model) in zip(axes.flat, panels):
-    proba = true_grid if model is None else (
-        model.predict_proba(grid)[:, 1].reshape(xx.shape))
+    proba = true_grid if model is None else (model.predict_proba(grid)[:, 1].reshape(xx.shape))
     image = ax.contourf(xx, yy, proba, levels=np.linspace(0, 1, 11), cmap="RdBu_r")
     ax.contour(xx, yy, proba, levels=[0.5], colors="k", linewidths=1.5)
-    ax.contour(xx, yy, true_grid, levels=[0.5], colors="w", linewidths=1.2,
-               linestyles="--")
+    ax.contour(xx, yy, true_grid, levels=[0.5], colors="w", linewidths=1.2, linestyles="--")
     if model is None:
-        ax.set_title(f"truth: accuracy {bayes_accuracy:.3f}, log-loss {bayes_log_loss:.3f}",
-                     fontsize="medium")
+        ax.set_title(
+            f"truth: accuracy {bayes_accuracy:.3f}, log-loss {bayes_log_loss:.3f}",
+            fontsize="medium",
+        )
     else:
         accuracy, loss, _ = scores[name]
-        ax.set_title(f"{name}\naccuracy {accuracy:.3f}, log-loss {loss:.3f}",
-                     fontsize="medium")
+        ax.set_title(f"{name}\naccuracy {accuracy:.3f}, log-loss {loss:.3f}", fontsize="medium")
 
 gate = models["mixture, default experts"].predict_gate(grid)
 gate_colors = plt.get_cmap("tab10")(np.arange(gate.shape[1]))
@@ -194,12 +194,15 @@ region = np.zeros(gate.shape[:1] + (4,))
 region[:, :3] = gate_colors[gate.argmax(axis=1), :3]
 region[:, 3] = gate.max(axis=1)
 ax_gate = axes.flat[-1]
-ax_gate.imshow(region.reshape(xx.shape + (4,)), origin="lower",
-               extent=(-3, 3, -3, 3), aspect="auto")
+ax_gate.imshow(
+    region.reshape(xx.shape + (4,)), origin="lower", extent=(-3, 3, -3, 3), aspect="auto"
+)
 ax_gate.axhline(0, color="k", ls=":", lw=1)
 ax_gate.axvline(0, color="k", ls=":", lw=1)
-ax_gate.set_title("gate of the mixture with default experts\n"
-                  "(colour: trusted expert; dotted: true quadrants)", fontsize="medium")
+ax_gate.set_title(
+    "gate of the mixture with default experts\n(colour: trusted expert; dotted: true quadrants)",
+    fontsize="medium",
+)
 for ax in axes[1]:
     ax.set_xlabel("x0")
 for ax in axes[:, 0]:

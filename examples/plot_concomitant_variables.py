@@ -106,8 +106,11 @@ print(f"the gate switches experts at {switch:.1f} degrees (true threshold: 15)")
 baselines = {
     "single LinearRegression": LinearRegression(),
     "mixture, gate sees nothing": MixtureOfExpertsRegressor(
-        2, estimator=LinearRegression(), gate_features=[],
-        expert_features=["price", "promo"], random_state=0,
+        2,
+        estimator=LinearRegression(),
+        gate_features=[],
+        expert_features=["price", "promo"],
+        random_state=0,
     ),
     "mixture, gate and experts see all": MixtureOfExpertsRegressor(
         2, estimator=LinearRegression(), random_state=0
@@ -148,7 +151,11 @@ price_grid = np.linspace(1, 5, 50)
 for k, expert in enumerate(moe.experts_):
     mine = picked == k
     ax_sales.scatter(
-        X_train["price"][mine], y_train[mine], s=8, color=colors[k], alpha=0.5,
+        X_train["price"][mine],
+        y_train[mine],
+        s=8,
+        color=colors[k],
+        alpha=0.5,
         label=f"picked: expert {k}",
     )
     for promo, style in [(0.0, "-"), (1.0, "--")]:

@@ -51,14 +51,20 @@ single = PoissonRegressor(alpha=0.0, solver="newton-cholesky").fit(X_train, y_tr
 single_ll = poisson.logpmf(y_test, single.predict(X_test)).mean()
 mixture = MixtureOfExpertsRegressor(2, likelihood="poisson", n_init=3, random_state=0)
 mixture.fit(X_train, y_train)
-print(f"held-out mean log-likelihood: one Poisson GLM {single_ll:.3f}, "
-      f"mixture of two {mixture.log_likelihood(X_test, y_test).mean():.3f}")
+print(
+    f"held-out mean log-likelihood: one Poisson GLM {single_ll:.3f}, "
+    f"mixture of two {mixture.log_likelihood(X_test, y_test).mean():.3f}"
+)
 for k, expert in enumerate(mixture.experts_):
-    print(f"expert {k}: intercept {expert.intercept_:.2f}, illness {expert.coef_[0]:.2f}, "
-          f"income {expert.coef_[1]:.2f}, share {mixture.expert_share_[k]:.2f}")
+    print(
+        f"expert {k}: intercept {expert.intercept_:.2f}, illness {expert.coef_[0]:.2f}, "
+        f"income {expert.coef_[1]:.2f}, share {mixture.expert_share_[k]:.2f}"
+    )
 one = MixtureOfExpertsRegressor(1, likelihood="poisson").fit(X_train, y_train)
-print(f"BIC (lower is better): one expert {one.bic(X_train, y_train):.0f}, "
-      f"two experts {mixture.bic(X_train, y_train):.0f}")
+print(
+    f"BIC (lower is better): one expert {one.bic(X_train, y_train):.0f}, "
+    f"two experts {mixture.bic(X_train, y_train):.0f}"
+)
 
 # %%
 # The predictive distribution of the visits
@@ -75,8 +81,12 @@ pmf = mixture.predict_distribution(people).pdf(np.tile(counts, (2, 1)))
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
 for ax, person, row in zip(axes, people, pmf):
     ax.bar(counts, row, color="tab:blue", alpha=0.6, label="mixture of 2 Poisson GLMs")
-    ax.plot(counts, poisson.pmf(counts, single.predict(person[None])[0]), "k.-",
-            label="one Poisson GLM")
+    ax.plot(
+        counts,
+        poisson.pmf(counts, single.predict(person[None])[0]),
+        "k.-",
+        label="one Poisson GLM",
+    )
     ax.set_title(f"illness = {person[0]:+.1f}")
     ax.set_xlabel("visits")
 axes[0].set_ylabel("probability")

@@ -101,14 +101,16 @@ region_rgba[:, :3] = region_colors[gate.argmax(axis=1)]
 region_rgba[:, 3] = 0.6 * gate.max(axis=1)
 region_rgba = region_rgba.reshape(xx.shape + (4,))
 
-fig, (ax_proba, ax_gate) = plt.subplots(
-    1, 2, figsize=(11, 5), sharey=True, layout="constrained"
-)
+fig, (ax_proba, ax_gate) = plt.subplots(1, 2, figsize=(11, 5), sharey=True, layout="constrained")
 contour = ax_proba.contourf(xx, yy, proba, levels=np.linspace(0, 1, 11), cmap="RdBu_r")
 ax_proba.contour(xx, yy, proba, levels=[0.5], colors="k", linewidths=1.5)
 for label, face in [(0, "white"), (1, "black")]:
     ax_proba.scatter(
-        *X_test[y_test == label].T, s=16, c=face, edgecolors="0.3", linewidths=0.5,
+        *X_test[y_test == label].T,
+        s=16,
+        c=face,
+        edgecolors="0.3",
+        linewidths=0.5,
         label=f"held-out, class {label}",
     )
 ax_proba.legend(loc="lower right", fontsize="small", framealpha=0.9)
@@ -120,8 +122,13 @@ ax_proba.set_ylabel("x1")
 ax_gate.imshow(region_rgba, origin="lower", extent=(-3, 3, -3, 3), aspect="auto")
 for k in range(moe.n_experts):
     ax_gate.contour(
-        xx, yy, expert_proba[:, k].reshape(xx.shape), levels=[0.5],
-        colors=[line_colors[k]], linewidths=2, linestyles="--",
+        xx,
+        yy,
+        expert_proba[:, k].reshape(xx.shape),
+        levels=[0.5],
+        colors=[line_colors[k]],
+        linewidths=2,
+        linestyles="--",
     )
     ax_gate.plot([], [], color=region_colors[k], alpha=0.6, lw=8, label=f"gate picks expert {k}")
     ax_gate.plot([], [], color=line_colors[k], lw=2, ls="--", label=f"expert {k}'s own boundary")

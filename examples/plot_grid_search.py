@@ -156,11 +156,7 @@ for (C, alpha), (color, linestyle) in styles.items():
             label=f"gate__C={C:g}, estimator__alpha={alpha:g}",
         )
 best = search.best_params_
-for ax, metric, title in zip(
-    axes,
-    ["log_likelihood", "r2"],
-    [r"CV mean held-out $\log p(y \mid x)$ (refit on this)", r"CV $R^2$"],
-):
+for ax, title in zip(axes, [r"CV mean held-out $\log p(y \mid x)$ (refit on this)", r"CV $R^2$"]):
     ax.axvline(best["n_experts"], color="0.6", lw=1, ls=":")
     ax.set_xlabel("n_experts")
     ax.set_title(title)

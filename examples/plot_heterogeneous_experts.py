@@ -76,14 +76,17 @@ moe = heterogeneous_mixture(n_init=3).fit(X_train, y_train)
 for method, log_lik in zip(moe.init_methods_, moe.init_log_likelihoods_):
     print(f"start {method:>9}: training log-likelihood per row {log_lik:.3f}")
 print(f"kept start converged={moe.converged_} after {moe.n_iter_} iterations")
-print(f"share of the training data: linear {moe.expert_share_[0]:.2f}, "
-      f"tree {moe.expert_share_[1]:.2f}")
+print(
+    f"share of the training data: linear {moe.expert_share_[0]:.2f}, "
+    f"tree {moe.expert_share_[1]:.2f}"
+)
 
 one_start = heterogeneous_mixture(n_init=1).fit(X_train, y_train)
-print(f"held-out R^2 with the first start alone (n_init=1, {one_start.init_methods_[0]}): "
-      f"{one_start.score(X_test, y_test):.3f}")
-print(f"held-out R^2 with the best of three starts (n_init=3): "
-      f"{moe.score(X_test, y_test):.3f}")
+print(
+    f"held-out R^2 with the first start alone (n_init=1, {one_start.init_methods_[0]}): "
+    f"{one_start.score(X_test, y_test):.3f}"
+)
+print(f"held-out R^2 with the best of three starts (n_init=3): {moe.score(X_test, y_test):.3f}")
 
 # %%
 # Which expert does the gate trust where?
@@ -148,9 +151,9 @@ print(f"the gate hands over from the linear expert to the tree at x = {switch:.2
 # which is what a mixture with ``n_experts=1`` fits, so it is computed that
 # way.
 
-tuned = GridSearchCV(
-    DecisionTreeRegressor(random_state=0), {"max_depth": range(2, 11)}, cv=5
-).fit(X_train, y_train)
+tuned = GridSearchCV(DecisionTreeRegressor(random_state=0), {"max_depth": range(2, 11)}, cv=5).fit(
+    X_train, y_train
+)
 best_depth = tuned.best_params_["max_depth"]
 
 contenders = {

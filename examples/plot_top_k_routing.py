@@ -127,8 +127,7 @@ for train_k, model in models.items():
         log_lik = model.log_likelihood(X_test, y_test).mean()
         rows.append((train_k, predict_k, 1000 * min(times), r2, log_lik))
         print(
-            f"{train_k!s:>8} {predict_k!s:>9} {1000 * min(times):12.0f} "
-            f"{r2:7.4f} {log_lik:8.3f}"
+            f"{train_k!s:>8} {predict_k!s:>9} {1000 * min(times):12.0f} {r2:7.4f} {log_lik:8.3f}"
         )
     model.set_params(top_k=train_k)  # back to the routing it was trained with
 
@@ -168,8 +167,10 @@ dense_model.set_params(top_k=None)
 loss = dense_rows - top1_rows
 big = loss > 1.0
 print(f"mean log-likelihood lost by top-1 routing: {loss.mean():.3f} per row")
-print(f"rows losing more than 1 nat: {big.mean():.2%} of the test rows; "
-      f"their losses alone amount to {loss[big].sum() / loss.size:.3f} per row")
+print(
+    f"rows losing more than 1 nat: {big.mean():.2%} of the test rows; "
+    f"their losses alone amount to {loss[big].sum() / loss.size:.3f} per row"
+)
 
 # %%
 # The trade-off, drawn
@@ -187,9 +188,14 @@ for train_k, predict_k, predict_ms, r2, log_lik in rows:
     # points of the two models stay visible.
     hollow = train_k is None
     ax_trade.scatter(
-        predict_ms, log_lik, s=160 if hollow else 50, marker=markers[predict_k],
-        facecolors="none" if hollow else colors[train_k], edgecolors=colors[train_k],
-        linewidths=1.5, label=f"trained {train_k}, predicted {predict_k}: R2 {r2:.4f}",
+        predict_ms,
+        log_lik,
+        s=160 if hollow else 50,
+        marker=markers[predict_k],
+        facecolors="none" if hollow else colors[train_k],
+        edgecolors=colors[train_k],
+        linewidths=1.5,
+        label=f"trained {train_k}, predicted {predict_k}: R2 {r2:.4f}",
     )
 ax_trade.set_xlabel("predict time on 100,000 rows (ms)")
 ax_trade.set_ylabel("test mean log p(y | x)")
@@ -199,7 +205,9 @@ ax_trade.legend(title="top_k", fontsize="x-small", title_fontsize="small", loc="
 for train_k, model in models.items():
     history = model.log_likelihood_history_
     ax_em.plot(
-        np.arange(len(history)), history, color=colors[train_k],
+        np.arange(len(history)),
+        history,
+        color=colors[train_k],
         label=f"top_k={train_k}: {fit_times[train_k]:.1f} s, {model.n_iter_} iterations",
     )
 ax_em.set_ylim(max(min(m.log_likelihood_history_[0] for m in models.values()), -3), None)

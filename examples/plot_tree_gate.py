@@ -78,9 +78,9 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=1000, random
 tree_moe = MixtureOfExpertsRegressor(
     4, estimator=LinearRegression(), gate=TreeGate(max_depth=3), random_state=0
 ).fit(X_train, y_train)
-softmax_moe = MixtureOfExpertsRegressor(
-    4, estimator=LinearRegression(), random_state=0
-).fit(X_train, y_train)
+softmax_moe = MixtureOfExpertsRegressor(4, estimator=LinearRegression(), random_state=0).fit(
+    X_train, y_train
+)
 
 print(f"held-out R^2, true regression function: {r2_score(y_test, true_mean(X_test)):.4f}")
 print(f"held-out R^2, tree-gated mixture:       {tree_moe.score(X_test, y_test):.4f}")

@@ -50,8 +50,9 @@ rng = np.random.RandomState(0)
 n_samples = 2000
 x = rng.uniform(-3, 3, size=n_samples)
 regime_a = rng.uniform(size=n_samples) < expit(1.5 * x)
-y = np.where(regime_a, 2 * x - 1 + 0.25 * rng.randn(n_samples),
-             2 - x / 2 + 0.8 * rng.randn(n_samples))
+y = np.where(
+    regime_a, 2 * x - 1 + 0.25 * rng.randn(n_samples), 2 - x / 2 + 0.8 * rng.randn(n_samples)
+)
 
 X = x.reshape(-1, 1)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.5, random_state=0)
@@ -98,9 +99,11 @@ for name, interval in [("mixture quantiles", bounds), ("mean +- 1.645 std", gaus
     inside = (interval[:, 0] <= y_test) & (y_test <= interval[:, 1])
     regions = [
         f"x{label}: {inside[rows].mean():.3f}"
-        for label, rows in [(" < -1", X_test[:, 0] < -1),
-                            (" in [-1, 1]", np.abs(X_test[:, 0]) <= 1),
-                            (" > 1", X_test[:, 0] > 1)]
+        for label, rows in [
+            (" < -1", X_test[:, 0] < -1),
+            (" in [-1, 1]", np.abs(X_test[:, 0]) <= 1),
+            (" > 1", X_test[:, 0] > 1),
+        ]
     ]
     width = np.mean(interval[:, 1] - interval[:, 0])
     print(f"  {name:<18} all: {inside.mean():.3f} ({width:.2f});  " + ", ".join(regions))
@@ -137,8 +140,12 @@ quantiles = moe.predict_quantiles(x_grid, levels)
 fig, ax = plt.subplots(layout="constrained")
 ax.scatter(X_test[:, 0], y_test, s=6, color="0.7", label="held-out data")
 for j, level in enumerate(levels):
-    ax.plot(x_grid[:, 0], quantiles[:, j], color=plt.cm.viridis(j / (len(levels) - 1)),
-            label=f"q = {level}")
+    ax.plot(
+        x_grid[:, 0],
+        quantiles[:, j],
+        color=plt.cm.viridis(j / (len(levels) - 1)),
+        label=f"q = {level}",
+    )
 ax.set_xlabel("x0")
 ax.set_ylabel("y")
 ax.set_title("Quantiles of the predictive distribution")

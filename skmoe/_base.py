@@ -42,31 +42,46 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import (
-    _check_sample_weight, _check_y, _get_feature_names, check_consistent_length,
+    _check_sample_weight,
+    _check_y,
+    _get_feature_names,
+    check_consistent_length,
     check_is_fitted,
 )
 
 from ._batch import batch_class
 from ._complexity import n_parameters
 from ._experts import (
-    check_experts, evaluate_expert, fit_expert, linear_parameters, make_experts,
-    seed_random_states, set_linear_parameters,
+    check_experts,
+    evaluate_expert,
+    fit_expert,
+    linear_parameters,
+    make_experts,
+    seed_random_states,
+    set_linear_parameters,
 )
 from ._features import resolve_columns, take_columns, take_rows
 from ._initialization import (
-    initial_responsibilities, jittered, residual_responsibilities,
+    initial_responsibilities,
+    jittered,
+    residual_responsibilities,
     residual_tree_responsibilities,
 )
 from ._inputs import (
-    check_experts_accept, expert_accepts, fit_gate_encoder, gate_feature_names, gate_input,
+    check_experts_accept,
+    expert_accepts,
+    fit_gate_encoder,
+    gate_feature_names,
+    gate_input,
+    gate_view,
     has_missing,
-    gate_view, validate_X,
+    validate_X,
 )
 from ._joblib_dask import ship_once
 from ._kernels import responsibility_weights
-from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
-from ._stats import weighted_mean_scale
 from ._routing import evaluate_routes, routed_logits, routes, scatter_routes
+from ._stats import weighted_mean_scale
+from ._threads import blas_limited_to, blas_threads, kernel_threads, single_threaded_blas
 from ._warnings import warn
 from .exceptions import ExpertCollapseWarning, ExpertFitError
 from .gates import GATES, BaseGate, make_gate
@@ -135,6 +150,7 @@ def _blockwise(method):
 
     The result is then a Dask collection too (see :mod:`skmoe._dask`).
     """
+
     @functools.wraps(method)
     def wrapper(self, X, *args, **kwargs):
         if _on_dask(X):
@@ -229,7 +245,7 @@ class _EMState:
         self.gate._set_parameter_vector(parts[0])
         for expert, part in zip(self.experts, parts[1:]):
             set_linear_parameters(expert, part, *units)
-        log_params = parts[1 + len(self.experts):]
+        log_params = parts[1 + len(self.experts) :]
         self.params = {
             name: np.exp(part).reshape(np.shape(value))
             for (name, value), part in zip(self.params.items(), log_params)
@@ -379,8 +395,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             The estimator.
         """
         gate = params.get("gate", self.gate)
-        if isinstance(gate, str) and gate in GATES and any(
-            key.startswith("gate__") for key in params
+        if (
+            isinstance(gate, str)
+            and gate in GATES
+            and any(key.startswith("gate__") for key in params)
         ):
             params["gate"] = make_gate(gate)
         self._set_params("estimator", **params)
@@ -439,8 +457,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
                 given = [name for name, value in target.items() if value is not None]
                 if given:
-                    raise ValueError(f"{given[0]} is not supported on Dask collections; fit "
-                                     "in memory, or model the rate without it.")
+                    raise ValueError(
+                        f"{given[0]} is not supported on Dask collections; fit "
+                        "in memory, or model the rate without it."
+                    )
                 return fit_dask(self, X, y, sample_weight)
             return self._fit(X, y, sample_weight, **target)
         except BaseException as error:  # KeyboardInterrupt included
@@ -448,8 +468,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             self.__dict__.update(previous)
             if hasattr(error, "add_note"):  # Python >= 3.11
                 kept = "its previous fit" if "experts_" in previous else "unfitted"
-                error.add_note(f"{type(self).__name__}.fit did not finish; the estimator "
-                               f"is left as it was before ({kept}).")
+                error.add_note(
+                    f"{type(self).__name__}.fit did not finish; the estimator "
+                    f"is left as it was before ({kept})."
+                )
             raise
 
     def _partial_fit(self, X, y, sample_weight, classes):
@@ -463,8 +485,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             self.__dict__.clear()
             self.__dict__.update(previous)
             if hasattr(error, "add_note"):
-                error.add_note(f"{type(self).__name__}.partial_fit did not finish; the "
-                               "estimator is left as it was before this chunk.")
+                error.add_note(
+                    f"{type(self).__name__}.partial_fit did not finish; the "
+                    "estimator is left as it was before this chunk."
+                )
             raise
 
     def _fit(self, X, y, sample_weight, **target):
@@ -515,8 +539,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         random_state = check_random_state(self.random_state)
         expert_blas_threads = _expert_blas_threads(n_samples * n_features * self.n_experts)
         # One worker pool (and, on Dask, one shipment of the data) per fit.
-        with ship_once(X_expert, y_fit), Parallel(n_jobs=self.n_jobs) as parallel, \
-                single_threaded_blas():
+        with (
+            ship_once(X_expert, y_fit),
+            Parallel(n_jobs=self.n_jobs) as parallel,
+            single_threaded_blas(),
+        ):
             data = _FitData(
                 X=inputs,
                 y_fit=y_fit,
@@ -579,7 +606,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         stratify = data.y_code if not self._y_numeric else None
         try:
             train, held = train_test_split(
-                rows, test_size=self.validation_fraction, stratify=stratify,
+                rows,
+                test_size=self.validation_fraction,
+                stratify=stratify,
                 random_state=random_state.randint(np.iinfo(np.int32).max),
             )
         except ValueError as error:
@@ -665,14 +694,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self._m_step(data, state, self._revive_collapsed(data, state, 0), 0)
         self._e_step(data, state)
         if self.verbose:
-            print(f"EM start {init_index} ({state.start}): initial mean log-likelihood "
-                  f"{state.log_likelihood:.6g}")
+            print(
+                f"EM start {init_index} ({state.start}): initial mean log-likelihood "
+                f"{state.log_likelihood:.6g}"
+            )
         return self._iterate(data, state, max_iter)
 
     def _initial_responsibilities(self, data, named_experts, init, random_state):
         """Starting responsibilities; k-means' copy of the data is freed on return."""
         if isinstance(init, str) and init.startswith("softmax"):
-            inner = init[len("softmax("):-1] if init.endswith(")") else "kmeans"
+            inner = init[len("softmax(") : -1] if init.endswith(")") else "kmeans"
             return self._softmax_start(data, random_state, inner)
         X_cluster = data.X.gate
         if X_cluster.shape[1] == 0:  # a gate without inputs: cluster the experts' columns
@@ -701,10 +732,23 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if data.single_expert_residual is None:
             expert = make_experts(named_experts[:1], random_state)[0]
             with blas_limited_to(data.expert_blas_threads):
-                expert = fit_expert(expert, data.X.expert, data.y_fit, data.sample_weight,
-                                    slice(None), data.names[0], 0)
-                output = evaluate_expert(expert, data.X.expert, slice(None),
-                                         data.likelihood.expert_output, data.names[0], 0)
+                expert = fit_expert(
+                    expert,
+                    data.X.expert,
+                    data.y_fit,
+                    data.sample_weight,
+                    slice(None),
+                    data.names[0],
+                    0,
+                )
+                output = evaluate_expert(
+                    expert,
+                    data.X.expert,
+                    slice(None),
+                    data.likelihood.expert_output,
+                    data.names[0],
+                    0,
+                )
             data.single_expert_residual = data.likelihood.residual(data.y_code, output)
         return data.single_expert_residual
 
@@ -715,7 +759,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         start from; a softmax-gated mixture finds the experts first.
         """
         warm_up = clone(self).set_params(
-            gate="softmax", init=init, n_init=1, warm_start=False, verbose=0,
+            gate="softmax",
+            init=init,
+            n_init=1,
+            warm_start=False,
+            verbose=0,
             early_stopping=False,
             random_state=int(random_state.randint(np.iinfo(np.int32).max)),
         )
@@ -757,8 +805,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return
         experts, _ = routes(logits, self.top_k)
         state.outputs = scatter_routes(
-            experts, evaluate_routes(experts, data.likelihood, state.experts, data.X.expert),
-            self.n_experts, 0.0,
+            experts,
+            evaluate_routes(experts, data.likelihood, state.experts, data.X.expert),
+            self.n_experts,
+            0.0,
         )
 
     def _iterate(self, data, state, max_iter):
@@ -802,11 +852,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             best.validation_history = state.validation_history
             state = best
         if self.verbose:
-            status = ("converged" if state.converged else
-                      "did not converge" if max_iter == self.max_iter else "paused (short run)")
-            print(f"EM {status} after {state.n_iter} iterations "
-                  f"({time.perf_counter() - started:.3g} s): "
-                  f"mean log-likelihood {state.log_likelihood:.8g}")
+            status = (
+                "converged"
+                if state.converged
+                else "did not converge"
+                if max_iter == self.max_iter
+                else "paused (short run)"
+            )
+            print(
+                f"EM {status} after {state.n_iter} iterations "
+                f"({time.perf_counter() - started:.3g} s): "
+                f"mean log-likelihood {state.log_likelihood:.8g}"
+            )
         return state
 
     def _converged(self, levels):
@@ -939,9 +996,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             if 0 < rho < 1 and abs(change) > self.tol:
                 left = min(left, math.ceil(math.log(self.tol / abs(change)) / math.log(rho)))
         per_iteration = elapsed / state.n_iter
-        print(f"  iteration {state.n_iter}/{self.max_iter}: mean log-likelihood "
-              f"{state.log_likelihood:.8g} (change {change:.3g}), {elapsed:.3g} s elapsed, "
-              f"about {left * per_iteration:.3g} s left")
+        print(
+            f"  iteration {state.n_iter}/{self.max_iter}: mean log-likelihood "
+            f"{state.log_likelihood:.8g} (change {change:.3g}), {elapsed:.3g} s elapsed, "
+            f"about {left * per_iteration:.3g} s left"
+        )
 
     def _validation_score(self, data, state):
         """Mean held-out log-likelihood of the current iterate."""
@@ -957,8 +1016,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         # SoftmaxGate), with a few steps only before EM's tail (see _em_step).
         history = state.history
         gate_tol = abs(history[-1] - history[-2]) if len(history) >= 2 else np.inf
-        state.gate._m_step(data.X.gate, resp, data.sample_weight, gate_tol,
-                           None if state.in_tail else _EARLY_GATE_STEPS)
+        state.gate._m_step(
+            data.X.gate,
+            resp,
+            data.sample_weight,
+            gate_tol,
+            None if state.in_tail else _EARLY_GATE_STEPS,
+        )
         # The gate goes first so that each expert is evaluated on exactly the
         # rows the next E-step needs. A heavy-tailed family weighs each row's
         # refit by its expected precision too (the gate's targets are not).
@@ -980,8 +1044,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if batch is None or data.X.expert_array is None:
             state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
         else:
-            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter,
-                                              gate_tol)
+            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter, gate_tol)
         if state.logits is None:
             state.logits = state.gate._logits(data.X.gate)
         # A latent-scale family gets its precisions back: its weights hold them.
@@ -1047,7 +1110,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             weights = np.ascontiguousarray(weights[:, refit])
         try:
             fitted = batch._fit_many(
-                [state.experts[k] for k in refit], data.X.expert_array, data.y_fit, weights,
+                [state.experts[k] for k in refit],
+                data.X.expert_array,
+                data.y_fit,
+                weights,
                 tol=None if np.isinf(tol) else tol,
             )
         except Exception as error:
@@ -1077,7 +1143,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             predict = [slice(None)] * len(train)
         else:
             predict = [
-                rows if isinstance(rows, slice)
+                rows
+                if isinstance(rows, slice)
                 else _as_index(routed[:, k] if rows is None else routed[:, k] | rows)
                 for k, rows in enumerate(train)
             ]
@@ -1085,7 +1152,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         X = data.X.expert
         with blas_limited_to(data.expert_blas_threads):
             state.experts = data.parallel(
-                delayed(_keep)(expert) if rows is None
+                delayed(_keep)(expert)
+                if rows is None
                 else delayed(fit_expert)(
                     expert, X, data.y_fit, weights[:, k], rows, data.names[k], n_iter
                 )
@@ -1094,8 +1162,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             # Evaluated once all refits are done, so that no expert's output is held
             # while another expert copies its training rows (the peak of fit's memory).
             # An expert with no rows to train on may have no routed rows either.
-            evaluated = [k for k, rows in enumerate(predict)
-                         if isinstance(rows, slice) or rows.any()]
+            evaluated = [
+                k for k, rows in enumerate(predict) if isinstance(rows, slice) or rows.any()
+            ]
             outputs = data.parallel(
                 delayed(evaluate_expert)(
                     state.experts[k], X, predict[k], output, data.names[k], n_iter
@@ -1171,8 +1240,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         X_gate = gate_input(
             self.gate_encoder_, X_given, X_array, self.gate_features_, gate_accepts_nan
         )
-        return _Inputs(given=X_given, gate=X_gate,
-                       expert=take_columns(X_given, self.expert_features_))
+        return _Inputs(
+            given=X_given, gate=X_gate, expert=take_columns(X_given, self.expert_features_)
+        )
 
     def _check_top_k(self, fitting=False):
         """``top_k`` is read at fit and at prediction time, so checked at both."""
@@ -1197,16 +1267,17 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         ``top_k`` prediction costs grow with top_k, not n_experts.
         """
         self._check_top_k()
-        return self._routed_outputs(
-            self.gate_, self.experts_, self._likelihood, X, with_outputs
-        )
+        return self._routed_outputs(self.gate_, self.experts_, self._likelihood, X, with_outputs)
 
     def _routed_outputs(self, gate, experts, likelihood, X, with_outputs=True):
         expert_ids, route_weights = gate._routes(X.gate, self.top_k)
         if not with_outputs:
             return expert_ids, route_weights, None
-        return expert_ids, route_weights, evaluate_routes(expert_ids, likelihood, experts,
-                                                          X.expert)
+        return (
+            expert_ids,
+            route_weights,
+            evaluate_routes(expert_ids, likelihood, experts, X.expert),
+        )
 
     @_blockwise
     def predict_gate(self, X):

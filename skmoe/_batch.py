@@ -31,13 +31,19 @@ from the previous EM iteration, to a tight tolerance.
 
 import numpy as np
 from sklearn.linear_model import (
-    GammaRegressor, LinearRegression, LogisticRegression, PoissonRegressor, Ridge,
+    GammaRegressor,
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
     TweedieRegressor,
 )
 
 from ._glm import WeightedTweedieRegressor, fit_log_link_glms
 from ._multinomial import (
-    fit_multinomial_logits, logistic_regression_settings, logistic_regression_start,
+    fit_multinomial_logits,
+    logistic_regression_settings,
+    logistic_regression_start,
     set_logistic_regression_attributes,
 )
 from .experts import fit_least_squares_many
@@ -46,6 +52,28 @@ from .gates._softmax import _inner_tol
 # The Newton tolerance of batch GLM refits (sklearn's own default, 1e-4, is
 # for a single fit; EM's convergence test needs its refits precise).
 _GLM_TOL = 1e-8
+
+
+def set_least_squares_attributes(expert, coef, intercept, gram, n_rows):
+    """Set what ``Ridge.fit`` or ``LinearRegression.fit`` would set, from a weighted solve.
+
+    ``gram`` is the weighted cross products of the centred ``X`` (without
+    penalty) over ``n_rows`` rows: ``LinearRegression``'s ``singular_`` are
+    the singular values of the weighted centred ``X`` (``lstsq`` keeps
+    ``min(n, d)`` of them) and ``rank_`` counts those above its cutoff.
+    """
+    expert.coef_, expert.intercept_ = coef, float(intercept)
+    expert.n_features_in_ = coef.shape[0]
+    if isinstance(expert, Ridge):
+        expert.solver_, expert.n_iter_ = "cholesky", None
+    elif isinstance(expert, LinearRegression):
+        singular = np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[::-1], 0.0))
+        singular = singular[: min(n_rows, coef.shape[0])]
+        # lstsq's relative cutoff: LinearRegression's tol (scikit-learn >= 1.7),
+        # else scipy's default, max(n, d) * eps.
+        cutoff = getattr(expert, "tol", max(n_rows, coef.shape[0]) * np.finfo(np.float64).eps)
+        expert.singular_ = singular
+        expert.rank_ = int(np.count_nonzero(singular > cutoff * (singular[:1].sum())))
 
 
 def batch_class(experts):
@@ -77,24 +105,16 @@ class _RidgeBatch:
     @staticmethod
     def _fit_many(experts, X, y, weights, tol=None):
         coef, intercept, gram = fit_least_squares_many(
-            X, y, weights, [getattr(expert, "alpha", 0.0) for expert in experts],
+            X,
+            y,
+            weights,
+            [getattr(expert, "alpha", 0.0) for expert in experts],
             [expert.fit_intercept for expert in experts],
         )
         for k, expert in enumerate(experts):
-            expert.coef_, expert.intercept_ = coef[k], float(intercept[k])
-            expert.n_features_in_ = X.shape[1]
-            if isinstance(expert, Ridge):
-                expert.solver_, expert.n_iter_ = "cholesky", None
-            else:
-                # LinearRegression's lstsq reports the singular values of the
-                # centred, weighted X (lstsq keeps min(n, d) of them) and the
-                # rank they give at its tolerance.
-                singular = np.sqrt(np.maximum(np.linalg.eigvalsh(gram[k])[::-1], 0.0))
-                singular = singular[: min(np.count_nonzero(weights[:, k]), X.shape[1])]
-                expert.singular_ = singular
-                expert.rank_ = int(np.count_nonzero(
-                    singular > expert.tol * (singular[0] if singular.size else 0.0)
-                ))
+            set_least_squares_attributes(
+                expert, coef[k], intercept[k], gram[k], np.count_nonzero(weights[:, k])
+            )
         return experts
 
     @staticmethod
@@ -135,8 +155,9 @@ class _GLMBatch:
         # Newton converges quadratically: stopping it early saves little.
         powers = {cls._power(expert) for expert in experts}
         if len(powers) > 1:
-            return [expert.fit(X, y, sample_weight=weights[:, k])
-                    for k, expert in enumerate(experts)]
+            return [
+                expert.fit(X, y, sample_weight=weights[:, k]) for k, expert in enumerate(experts)
+            ]
         n_features = X.shape[1]
         coef, intercept = np.zeros((len(experts), n_features)), None
         fitted = [getattr(expert, "coef_", None) for expert in experts]
@@ -145,8 +166,14 @@ class _GLMBatch:
             coef = np.array(fitted)
             intercept = np.array([expert.intercept_ for expert in experts])
         coef, intercept, n_iter = fit_log_link_glms(
-            X, y, weights, powers.pop(), alpha=[expert.alpha for expert in experts],
-            coef=coef, intercept=intercept, tol=_GLM_TOL,
+            X,
+            y,
+            weights,
+            powers.pop(),
+            alpha=[expert.alpha for expert in experts],
+            coef=coef,
+            intercept=intercept,
+            tol=_GLM_TOL,
             max_iter=[expert.max_iter for expert in experts],
         )
         for k, expert in enumerate(experts):
@@ -179,15 +206,17 @@ class _LogisticRegressionBatch:
         for k, expert in enumerate(experts):
             # LogisticRegression's optimum is unique (strictly convex with a
             # penalty): start from EM's previous refit whatever warm_start says.
-            start = logistic_regression_start(
-                _Warm(expert), classes, n_features
-            )
+            start = logistic_regression_start(_Warm(expert), classes, n_features)
             if start is not None:
                 coef[k], intercept[k] = start
         coef, intercept, n_iter = fit_multinomial_logits(
-            X, codes.astype(np.intp), n_classes, weights,
+            X,
+            codes.astype(np.intp),
+            n_classes,
+            weights,
             C=np.array([s["C"] for s in settings]),
-            coef=coef, intercept=intercept,
+            coef=coef,
+            intercept=intercept,
             tol=[_inner_tol(s["tol"], tol) for s in settings],
             max_iter=[s["max_iter"] for s in settings],
             fit_intercept=[s["fit_intercept"] for s in settings],

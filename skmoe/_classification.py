@@ -2,15 +2,15 @@
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
-from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts, _blockwise
 from ._docstrings import fill
 from ._online import check_partial_fit
-from .likelihoods import CategoricalLikelihood
 from .experts import WeightedLogisticRegression
+from .likelihoods import CategoricalLikelihood
 
 
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):

@@ -35,8 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from . import __version__
-from . import _demo
+from . import __version__, _demo
 from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
 from .exceptions import ExpertFitError
@@ -90,9 +89,7 @@ how columns are used:
 experts (--expert):
   regression:      linear (the default), ridge, poisson, gamma, tree, hgb
   classification:  logistic (the default), tree, hgb
-""" + "\n".join(
-    f"  {name:<9} {description}" for name, (_, description) in _EXPERTS.items()
-)
+""" + "\n".join(f"  {name:<9} {description}" for name, (_, description) in _EXPERTS.items())
 
 
 class CommandError(Exception):
@@ -162,8 +159,11 @@ def _read_table(path, text_columns=()):
         else:
             # Read a categorical column as text, as at fit, even where its new
             # values all look like numbers.
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",",
-                                dtype={name: str for name in text_columns} or None)
+            frame = pd.read_csv(
+                path,
+                sep="\t" if kind == "tsv" else ",",
+                dtype={name: str for name in text_columns} or None,
+            )
     except ImportError:
         raise CommandError(
             f"{path}: reading Parquet files needs pyarrow, which is not installed: "
@@ -231,7 +231,8 @@ def _column_treatment(frame, features):
     numeric = [name for name in features if _is_numeric(frame[name])]
     categories = {
         name: sorted(_as_text(frame[name]).dropna().unique())
-        for name in features if name not in numeric
+        for name in features
+        if name not in numeric
     }
     return numeric, categories
 
@@ -330,12 +331,22 @@ def _encoded(expert, numeric, categories):
     """``expert`` behind the encoding of the categorical and missing values it cannot take."""
     parts = []
     if numeric:
-        parts.append(("numeric", SimpleImputer(strategy="mean", add_indicator=True,
-                                               keep_empty_features=True), numeric))
+        parts.append(
+            (
+                "numeric",
+                SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True),
+                numeric,
+            )
+        )
     if categories:
         # Each expert sees only its own rows, so it may meet unseen categories.
-        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                      list(categories)))
+        parts.append(
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                list(categories),
+            )
+        )
     return make_pipeline(ColumnTransformer(parts, sparse_threshold=0.0), expert)
 
 
@@ -346,9 +357,12 @@ def _make_model(setup, args, n_experts):
         expert = _encoded(expert, setup["numeric"], setup["categories"])
     single = n_experts == 1  # evaluate's baseline: its gate is constant, whatever its kind
     params = dict(
-        estimator=expert, gate="softmax" if single else args.gate,
+        estimator=expert,
+        gate="softmax" if single else args.gate,
         top_k=None if single else args.top_k,
-        n_init=args.n_init, max_iter=args.max_iter, random_state=args.random_state,
+        n_init=args.n_init,
+        max_iter=args.max_iter,
+        random_state=args.random_state,
         n_jobs=args.n_jobs,
     )
     if setup["task"] == "classification":
@@ -369,8 +383,11 @@ def _training_setup(args):
     frame.columns = [str(name) for name in frame.columns]
     y = frame[args.target]
     if y.isna().any():
-        _note(args, f"dropping {int(y.isna().sum())} row(s) of {args.data} whose target "
-                    f"{args.target!r} is missing")
+        _note(
+            args,
+            f"dropping {int(y.isna().sum())} row(s) of {args.data} whose target "
+            f"{args.target!r} is missing",
+        )
         frame, y = frame[y.notna()], y[y.notna()]
         if frame.shape[0] == 0:
             raise CommandError(f"every row of {args.data} misses the target {args.target!r}")
@@ -392,9 +409,15 @@ def _training_setup(args):
     # The GLM experts come with their family, unless --likelihood says otherwise.
     likelihood = args.likelihood or (expert if expert in ("poisson", "gamma") else "gaussian")
     return {
-        "task": task, "expert": expert, "likelihood": likelihood, "target": args.target,
-        "features": features, "numeric": numeric, "categories": categories,
-        "missing": bool(X.isna().to_numpy().any()), "X": X,
+        "task": task,
+        "expert": expert,
+        "likelihood": likelihood,
+        "target": args.target,
+        "features": features,
+        "numeric": numeric,
+        "categories": categories,
+        "missing": bool(X.isna().to_numpy().any()),
+        "X": X,
         "y": y.to_numpy(dtype=np.float64) if task == "regression" else y.to_numpy(),
     }
 
@@ -479,9 +502,12 @@ def _fit(args):
     started = time.perf_counter()
     setup = _training_setup(args)
     X, y = setup["X"], setup["y"]
-    _progress(args, f"read {args.data}: {X.shape[0]} rows, "
-                    f"{_plural(X.shape[1], 'feature column')} "
-                    f"({time.perf_counter() - started:.2g} s)")
+    _progress(
+        args,
+        f"read {args.data}: {X.shape[0]} rows, "
+        f"{_plural(X.shape[1], 'feature column')} "
+        f"({time.perf_counter() - started:.2g} s)",
+    )
     model = _make_model(setup, args, args.n_experts)
     model.set_params(verbose=_progress_level(args))
     started = time.perf_counter()
@@ -491,12 +517,20 @@ def _fit(args):
     seconds = time.perf_counter() - started
     model.set_params(verbose=0)
     saved = {
-        "format": _FORMAT, "format_version": _FORMAT_VERSION, "skmoe_version": __version__,
-        "model": model, "task": setup["task"], "target": setup["target"],
-        "expert": setup["expert"], "features": setup["features"],
-        "numeric": setup["numeric"], "categories": setup["categories"],
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "skmoe_version": __version__,
+        "model": model,
+        "task": setup["task"],
+        "target": setup["target"],
+        "expert": setup["expert"],
+        "features": setup["features"],
+        "numeric": setup["numeric"],
+        "categories": setup["categories"],
         "training": {
-            "file": os.path.abspath(args.data), "rows": X.shape[0], "fit_seconds": seconds,
+            "file": os.path.abspath(args.data),
+            "rows": X.shape[0],
+            "fit_seconds": seconds,
             "gate_share": model.predict_gate(X).mean(axis=0),
         },
     }
@@ -506,11 +540,13 @@ def _fit(args):
         raise CommandError(f"cannot write {args.output}: {error.strerror or error}") from None
     if not args.quiet:
         status = "converged" if model.converged_ else "did not converge"
-        print(f"{setup['task']} of {setup['target']!r} on {X.shape[0]} rows, "
-              f"{_plural(X.shape[1], 'feature column')}: "
-              f"{_plural(args.n_experts, setup['expert'] + ' expert')}, "
-              f"{args.gate} gate; EM {status} in {model.n_iter_} iterations ({seconds:.2f} s), "
-              f"mean log-likelihood {model.log_likelihood_:.4f}. Saved to {args.output}")
+        print(
+            f"{setup['task']} of {setup['target']!r} on {X.shape[0]} rows, "
+            f"{_plural(X.shape[1], 'feature column')}: "
+            f"{_plural(args.n_experts, setup['expert'] + ' expert')}, "
+            f"{args.gate} gate; EM {status} in {model.n_iter_} iterations ({seconds:.2f} s), "
+            f"mean log-likelihood {model.log_likelihood_:.4f}. Saved to {args.output}"
+        )
 
 
 def _predict(args):
@@ -530,8 +566,7 @@ def _predict(args):
             f"{args.data} lacks the column(s) {', '.join(map(repr, absent))} that the model "
             "was fitted on"
         )
-    X = _feature_frame(frame, saved["features"], saved["numeric"], saved["categories"],
-                       args.data)
+    X = _feature_frame(frame, saved["features"], saved["numeric"], saved["categories"], args.data)
     model, table = saved["model"], _pandas().DataFrame(index=range(X.shape[0]))
     if saved["task"] == "regression":
         mean, std = model.predict(X, return_std=True)
@@ -586,8 +621,10 @@ def _evaluate(args):
         _progress(args, f"fold {fold}/{args.cv}: " + ", ".join(timing))
 
     metric = "R2" if task == "regression" else "accuracy"
-    print(f"{args.cv}-fold cross-validation, {task} of {args.target!r} on {X.shape[0]} rows "
-          f"({metric} and mean log p(y|x) on the held-out rows)")
+    print(
+        f"{args.cv}-fold cross-validation, {task} of {args.target!r} on {X.shape[0]} rows "
+        f"({metric} and mean log p(y|x) on the held-out rows)"
+    )
     print(f"{'model':<32}{metric:>18}{'log-likelihood':>16}{'fit (s)':>10}")
     for label, _ in models:
         score = f"{np.mean(scores[label]):.3f} +/- {np.std(scores[label]):.3f}"
@@ -612,27 +649,36 @@ def _inspect(args):
     pd = _pandas()
     saved = _load_model(args.model)
     model, training = saved["model"], saved["training"]
-    print(f"{args.model}: {type(model).__name__} (skmoe {saved['skmoe_version']}), "
-          f"{saved['task']} of {saved['target']!r}")
-    print(f"trained on {training['rows']} rows of {training['file']} in "
-          f"{training['fit_seconds']:.2f} s; EM "
-          f"{'converged' if model.converged_ else 'did not converge'} after {model.n_iter_} "
-          f"iterations, mean log-likelihood {model.log_likelihood_:.4f}")
+    print(
+        f"{args.model}: {type(model).__name__} (skmoe {saved['skmoe_version']}), "
+        f"{saved['task']} of {saved['target']!r}"
+    )
+    print(
+        f"trained on {training['rows']} rows of {training['file']} in "
+        f"{training['fit_seconds']:.2f} s; EM "
+        f"{'converged' if model.converged_ else 'did not converge'} after {model.n_iter_} "
+        f"iterations, mean log-likelihood {model.log_likelihood_:.4f}"
+    )
     print(f"numeric columns: {', '.join(saved['numeric']) or '(none)'}")
-    categorical = [f"{name} ({len(levels)} categories)"
-                   for name, levels in saved["categories"].items()]
+    categorical = [
+        f"{name} ({len(levels)} categories)" for name, levels in saved["categories"].items()
+    ]
     print(f"categorical columns: {', '.join(categorical) or '(none)'}")
     if saved["task"] == "classification":
         print(f"classes: {', '.join(map(str, model.classes_))}")
     gate = model.gate if isinstance(model.gate, str) else type(model.gate).__name__
-    print(f"gate: {gate}; top_k: {model.top_k}"
-          + (f"; likelihood: {model.likelihood}" if saved["task"] == "regression" else ""))
+    print(
+        f"gate: {gate}; top_k: {model.top_k}"
+        + (f"; likelihood: {model.likelihood}" if saved["task"] == "regression" else "")
+    )
 
-    experts = pd.DataFrame({
-        "expert": [f"expert {k}" for k in range(len(model.experts_))],
-        "estimator": [_describe(expert) for expert in model.experts_],
-        "share": training["gate_share"],
-    })
+    experts = pd.DataFrame(
+        {
+            "expert": [f"expert {k}" for k in range(len(model.experts_))],
+            "estimator": [_describe(expert) for expert in model.experts_],
+            "share": training["gate_share"],
+        }
+    )
     for name, values in getattr(model, "likelihood_params_", {}).items():
         experts[name] = np.ravel(values)
     print(f"\nexperts ({saved['expert']}); share: mean gate probability on the training rows")
@@ -643,12 +689,15 @@ def _inspect(args):
         print(table.to_string(float_format=lambda value: f"{value:.4g}"))
 
     if hasattr(model.gate_, "export_text"):
-        print("\ngate rules (each leaf: its most probable expert, then every expert's "
-              "probability)")
+        print(
+            "\ngate rules (each leaf: its most probable expert, then every expert's probability)"
+        )
         print(model.gate_.export_text())
     else:
-        print("\ngate coefficients (log-odds per unit of each column; only differences "
-              "between experts' columns matter)")
+        print(
+            "\ngate coefficients (log-odds per unit of each column; only differences "
+            "between experts' columns matter)"
+        )
         print(gate_coefficients(model).to_string(float_format=lambda value: f"{value:.4g}"))
 
 
@@ -661,8 +710,7 @@ def _run_demo(args):
         figure = os.path.join(args.output_dir, _demo.FIGURE_NAME)
     results = _demo.run(args.n_samples)
     if figure is None:
-        _note(args, "matplotlib is not installed, so no figure was drawn "
-                    "(pip install matplotlib)")
+        _note(args, "matplotlib is not installed, so no figure was drawn (pip install matplotlib)")
         return
     try:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -686,6 +734,7 @@ def _int_at_least(minimum):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
         return value
+
     return parse
 
 
@@ -700,70 +749,130 @@ def _parser():
 
     output = argparse.ArgumentParser(add_help=False)
     chatter = output.add_mutually_exclusive_group()
-    chatter.add_argument("-q", "--quiet", action="store_true",
-                         help="print nothing but results and errors")
-    chatter.add_argument("-v", "--verbose", action="store_true",
-                         help="report progress on stderr even when it is not a terminal "
-                              "(by default only when it is), and every EM iteration of a fit")
+    chatter.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but results and errors"
+    )
+    chatter.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="report progress on stderr even when it is not a terminal "
+        "(by default only when it is), and every EM iteration of a fit",
+    )
 
     training = argparse.ArgumentParser(add_help=False)
-    training.add_argument("data", help="training table: .csv, .tsv (optionally compressed: "
-                                       ".gz, .bz2, .xz, .zip, .zst) or .parquet (needs pyarrow)")
-    training.add_argument("--target", "-t", required=True, metavar="COLUMN",
-                          help="the column to predict")
-    training.add_argument("--drop", action="append", metavar="COLUMN",
-                          help="a column not to use as a feature, such as an identifier "
-                               "(repeat for several)")
-    training.add_argument("--task", choices=("auto", "regression", "classification"),
-                          default="auto", help="default: auto (see below)")
-    training.add_argument("--n-experts", "-k", type=_int_at_least(1), default=2, metavar="K",
-                          help="number of experts (default: 2)")
-    training.add_argument("--expert", choices=list(_EXPERTS), metavar="NAME",
-                          help="the experts' model (see below; default: logistic for "
-                               "classification; for regression linear, or the GLM of "
-                               "--likelihood poisson or gamma)")
-    training.add_argument("--gate", choices=("softmax", "tree", "hme"), default="softmax",
-                          help="softmax: multinomial logit; tree: a decision tree (its rules "
-                               "show in 'skmoe inspect'); hme: hierarchical mixture of experts "
-                               "(default: softmax)")
-    training.add_argument("--top-k", type=_int_at_least(2), metavar="K",
-                          help="route each row to its K most probable experts only, in "
-                               "training and prediction (2 <= K <= --n-experts; default: all)")
-    training.add_argument("--likelihood", choices=_LIKELIHOODS,
-                          help="regression only: the target's distribution around each "
-                               "expert's prediction (default: gaussian, or the family of "
-                               "--expert poisson or gamma)")
-    training.add_argument("--n-init", type=_int_at_least(1), default=1, metavar="N",
-                          help="EM starts; the best is kept (default: 1)")
-    training.add_argument("--max-iter", type=_int_at_least(1), default=100, metavar="N",
-                          help="EM iterations at most (default: 100)")
-    training.add_argument("--random-state", type=int, default=0, metavar="N",
-                          help="seed, for reproducible fits (default: 0)")
-    training.add_argument("--n-jobs", type=int, metavar="N",
-                          help="experts fitted in parallel (-1: all processors; default: 1)")
+    training.add_argument(
+        "data",
+        help="training table: .csv, .tsv (optionally compressed: "
+        ".gz, .bz2, .xz, .zip, .zst) or .parquet (needs pyarrow)",
+    )
+    training.add_argument(
+        "--target", "-t", required=True, metavar="COLUMN", help="the column to predict"
+    )
+    training.add_argument(
+        "--drop",
+        action="append",
+        metavar="COLUMN",
+        help="a column not to use as a feature, such as an identifier (repeat for several)",
+    )
+    training.add_argument(
+        "--task",
+        choices=("auto", "regression", "classification"),
+        default="auto",
+        help="default: auto (see below)",
+    )
+    training.add_argument(
+        "--n-experts",
+        "-k",
+        type=_int_at_least(1),
+        default=2,
+        metavar="K",
+        help="number of experts (default: 2)",
+    )
+    training.add_argument(
+        "--expert",
+        choices=list(_EXPERTS),
+        metavar="NAME",
+        help="the experts' model (see below; default: logistic for "
+        "classification; for regression linear, or the GLM of "
+        "--likelihood poisson or gamma)",
+    )
+    training.add_argument(
+        "--gate",
+        choices=("softmax", "tree", "hme"),
+        default="softmax",
+        help="softmax: multinomial logit; tree: a decision tree (its rules "
+        "show in 'skmoe inspect'); hme: hierarchical mixture of experts "
+        "(default: softmax)",
+    )
+    training.add_argument(
+        "--top-k",
+        type=_int_at_least(2),
+        metavar="K",
+        help="route each row to its K most probable experts only, in "
+        "training and prediction (2 <= K <= --n-experts; default: all)",
+    )
+    training.add_argument(
+        "--likelihood",
+        choices=_LIKELIHOODS,
+        help="regression only: the target's distribution around each "
+        "expert's prediction (default: gaussian, or the family of "
+        "--expert poisson or gamma)",
+    )
+    training.add_argument(
+        "--n-init",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="EM starts; the best is kept (default: 1)",
+    )
+    training.add_argument(
+        "--max-iter",
+        type=_int_at_least(1),
+        default=100,
+        metavar="N",
+        help="EM iterations at most (default: 100)",
+    )
+    training.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed, for reproducible fits (default: 0)",
+    )
+    training.add_argument(
+        "--n-jobs",
+        type=int,
+        metavar="N",
+        help="experts fitted in parallel (-1: all processors; default: 1)",
+    )
 
     parser = argparse.ArgumentParser(
-        prog="skmoe", formatter_class=formatter,
+        prog="skmoe",
+        formatter_class=formatter,
         description=_wrap(
             "Mixtures of experts on tables (CSV, TSV, Parquet): fit a model, predict "
             "with it, compare it by cross-validation, look inside it."
         ),
         epilog="examples:\n"
-               "  skmoe fit houses.csv --target price -o model.joblib\n"
-               "  skmoe predict model.joblib new_houses.csv -o predictions.csv\n"
-               "  skmoe evaluate houses.csv --target price --n-experts 3 --cv 5\n"
-               "  skmoe inspect model.joblib\n"
-               "  skmoe demo --output-dir figures\n\n"
-               "'skmoe COMMAND --help' describes a command. Exit status: 0 success, 2 a "
-               "command line that\ndoes not fit (unknown column or option), 1 any other "
-               "failure.",
+        "  skmoe fit houses.csv --target price -o model.joblib\n"
+        "  skmoe predict model.joblib new_houses.csv -o predictions.csv\n"
+        "  skmoe evaluate houses.csv --target price --n-experts 3 --cv 5\n"
+        "  skmoe inspect model.joblib\n"
+        "  skmoe demo --output-dir figures\n\n"
+        "'skmoe COMMAND --help' describes a command. Exit status: 0 success, 2 a "
+        "command line that\ndoes not fit (unknown column or option), 1 any other "
+        "failure.",
     )
     parser.add_argument("--version", action="version", version=f"skmoe {__version__}")
-    commands = parser.add_subparsers(title="commands", dest="command", required=True,
-                                     metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND"
+    )
 
     fit = commands.add_parser(
-        "fit", parents=[training, output], formatter_class=formatter,
+        "fit",
+        parents=[training, output],
+        formatter_class=formatter,
         help="fit a mixture of experts to a table and save it",
         description=_wrap(
             "Fit a mixture of experts by EM to predict one column of a table from the "
@@ -773,19 +882,26 @@ def _parser():
             "stderr on a terminal."
         ),
         epilog=_COLUMNS_HELP + "\n\nexamples:\n"
-               "  skmoe fit houses.csv --target price -o model.joblib\n"
-               "  skmoe fit houses.csv -t price --n-experts 4 --expert hgb --gate tree "
-               "-o model.joblib\n"
-               "  skmoe fit visits.parquet -t n_visits --likelihood poisson --drop id "
-               "-o visits.joblib\n"
-               "  skmoe fit churn.csv -t churned --task classification -k 3 -o churn.joblib",
+        "  skmoe fit houses.csv --target price -o model.joblib\n"
+        "  skmoe fit houses.csv -t price --n-experts 4 --expert hgb --gate tree "
+        "-o model.joblib\n"
+        "  skmoe fit visits.parquet -t n_visits --likelihood poisson --drop id "
+        "-o visits.joblib\n"
+        "  skmoe fit churn.csv -t churned --task classification -k 3 -o churn.joblib",
     )
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="the model file to write (joblib; such as model.joblib)")
+    fit.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="MODEL",
+        help="the model file to write (joblib; such as model.joblib)",
+    )
     fit.set_defaults(run=_fit)
 
     predict = commands.add_parser(
-        "predict", parents=[output], formatter_class=formatter,
+        "predict",
+        parents=[output],
+        formatter_class=formatter,
         help="predict new rows with a saved model",
         description=_wrap(
             "Predict each row of a table with a model saved by 'skmoe fit'. The table "
@@ -798,21 +914,29 @@ def _parser():
             "class. Load only model files you trust: joblib runs code from them."
         ),
         epilog="examples:\n"
-               "  skmoe predict model.joblib new_houses.csv -o predictions.csv\n"
-               "  skmoe predict model.joblib new_houses.csv --level 0.5 | head",
+        "  skmoe predict model.joblib new_houses.csv -o predictions.csv\n"
+        "  skmoe predict model.joblib new_houses.csv --level 0.5 | head",
     )
     predict.add_argument("model", help="a model file written by 'skmoe fit'")
     predict.add_argument("data", help="the rows to predict: .csv, .tsv or .parquet")
-    predict.add_argument("-o", "--output", metavar="FILE",
-                         help="where to write the predictions (.csv, .tsv or .parquet; "
-                              "default: CSV on stdout)")
-    predict.add_argument("--level", type=float, metavar="P",
-                         help="regression: probability inside the interval, in (0, 1) "
-                              "(default: 0.9)")
+    predict.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write the predictions (.csv, .tsv or .parquet; default: CSV on stdout)",
+    )
+    predict.add_argument(
+        "--level",
+        type=float,
+        metavar="P",
+        help="regression: probability inside the interval, in (0, 1) (default: 0.9)",
+    )
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser(
-        "evaluate", parents=[training, output], formatter_class=formatter,
+        "evaluate",
+        parents=[training, output],
+        formatter_class=formatter,
         help="cross-validate a mixture against its single expert and gradient boosting",
         description=_wrap(
             "Cross-validate the mixture the options describe against its single "
@@ -823,16 +947,21 @@ def _parser():
             "which has no noise model) and the mean fit time."
         ),
         epilog=_COLUMNS_HELP + "\n\nexamples:\n"
-               "  skmoe evaluate houses.csv --target price\n"
-               "  skmoe evaluate houses.csv -t price --n-experts 4 --expert ridge --cv 10",
+        "  skmoe evaluate houses.csv --target price\n"
+        "  skmoe evaluate houses.csv -t price --n-experts 4 --expert ridge --cv 10",
     )
-    evaluate.add_argument("--cv", type=_int_at_least(2), default=5, metavar="FOLDS",
-                          help="cross-validation folds (stratified for classification; "
-                               "default: 5)")
+    evaluate.add_argument(
+        "--cv",
+        type=_int_at_least(2),
+        default=5,
+        metavar="FOLDS",
+        help="cross-validation folds (stratified for classification; default: 5)",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     inspect = commands.add_parser(
-        "inspect", formatter_class=formatter,
+        "inspect",
+        formatter_class=formatter,
         help="print a saved model's columns, experts and gate",
         description=_wrap(
             "Print what a model saved by 'skmoe fit' is made of: its columns and "
@@ -848,7 +977,9 @@ def _parser():
     inspect.set_defaults(run=_inspect)
 
     demo = commands.add_parser(
-        "demo", parents=[output], formatter_class=formatter,
+        "demo",
+        parents=[output],
+        formatter_class=formatter,
         help="run the demonstration on generated data",
         description=_wrap(
             "Fit mixtures of experts to generated data whose target follows different "
@@ -859,11 +990,19 @@ def _parser():
         ),
         epilog="examples:\n  skmoe demo\n  skmoe demo --output-dir figures --n-samples 5000",
     )
-    demo.add_argument("--output-dir", default=".", metavar="DIR",
-                      help="directory of the figure, created if needed (default: .)")
-    demo.add_argument("--n-samples", type=_int_at_least(100), default=20_000, metavar="N",
-                      help="rows of each generated data set, a quarter held out "
-                           "(default: 20000)")
+    demo.add_argument(
+        "--output-dir",
+        default=".",
+        metavar="DIR",
+        help="directory of the figure, created if needed (default: .)",
+    )
+    demo.add_argument(
+        "--n-samples",
+        type=_int_at_least(100),
+        default=20_000,
+        metavar="N",
+        help="rows of each generated data set, a quarter held out (default: 20000)",
+    )
     demo.set_defaults(run=_run_demo)
     return parser
 

@@ -54,14 +54,15 @@ from functools import partial
 import dask
 import dask.array as da
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from scipy.optimize import minimize
 
 from ._base import _COLLAPSE_MASS_IN_SAMPLES, _EARLY_GATE_STEPS, BaseMixtureOfExperts, _EMState
+from ._batch import set_least_squares_attributes
 from ._experts import check_experts, make_experts, seed_random_states
 from ._features import resolve_columns
 from ._kernels import responsibility_weights, weighted_gram
@@ -116,8 +117,10 @@ def _check_supported(estimator):
             # The HME gate is a tree of two-way softmax gates, each fitted by its
             # own L-BFGS: distributed, that is n_experts - 1 series of passes over
             # the data per M-step instead of one, for as many parameters.
-            why = ("its M-step fits one logistic regression per node of the tree, each "
-                   "its own series of passes over the data")
+            why = (
+                "its M-step fits one logistic regression per node of the tree, each "
+                "its own series of passes over the data"
+            )
         else:
             why = "only the softmax gate's loss and gradient are known to add up over partitions"
         raise ValueError(
@@ -132,8 +135,12 @@ def _check_supported(estimator):
             "Gaussian noise variances follow from the experts' sufficient statistics; use "
             f"likelihood='gaussian', {_IN_MEMORY}."
         )
-    named = check_experts(estimator.estimator, estimator.n_experts,
-                          estimator._default_expert(), estimator._expert_method)
+    named = check_experts(
+        estimator.estimator,
+        estimator.n_experts,
+        estimator._default_expert(),
+        estimator._expert_method,
+    )
     for name, expert in named:
         detail = ""
         if type(expert) in (Ridge, LinearRegression) and expert.positive:
@@ -183,8 +190,11 @@ def _as_dask_array(X, name, lengths=None):
     if hasattr(X, "to_dask_array"):  # a Dask DataFrame or Series
         frame = X.ndim == 2  # else a Series
         dtypes = dict(X.dtypes.items()) if frame else {X.name: X.dtype}
-        other = [column for column, dtype in dtypes.items()
-                 if dtype.kind not in "biuf" or hasattr(dtype, "categories")]
+        other = [
+            column
+            for column, dtype in dtypes.items()
+            if dtype.kind not in "biuf" or hasattr(dtype, "categories")
+        ]
         if other:
             raise ValueError(
                 f"{name} has non-numeric columns {other}: a Dask DataFrame reaches skmoe as "
@@ -220,8 +230,12 @@ def _row_aligned(value, X, name, frame=None):
     """
     rows = X.chunks[0]
     if _is_dask(value):
-        same = (frame is not None and getattr(value, "known_divisions", False)
-                and frame.known_divisions and value.divisions == frame.divisions)
+        same = (
+            frame is not None
+            and getattr(value, "known_divisions", False)
+            and frame.known_divisions
+            and value.divisions == frame.divisions
+        )
         value, _ = _as_dask_array(value, name, lengths=rows if same else None)
     else:
         value = da.from_array(np.asarray(value), chunks=rows[0] if rows else 1)
@@ -274,9 +288,12 @@ def _per_block(func, *arrays, **kwargs):
     """
     n_blocks = len(arrays[0].chunks[0])
     return da.map_blocks(
-        partial(_boxed, func, **kwargs), *arrays,
+        partial(_boxed, func, **kwargs),
+        *arrays,
         name=f"skmoe-{func.__name__.strip('_')}-{uuid.uuid4().hex}",
-        chunks=((1,) * n_blocks, (1,)), dtype=object, meta=np.empty((0, 0), dtype=object),
+        chunks=((1,) * n_blocks, (1,)),
+        dtype=object,
+        meta=np.empty((0, 0), dtype=object),
     )
 
 
@@ -379,8 +396,9 @@ def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None):
 def _responsibility_summary(X, y, w, resp, model):
     """What the M-step needs from a partition's responsibilities; they stay on the worker."""
     X_gate = _columns(X, model.gate_columns)
-    summary = _expert_moments(_columns(X, model.expert_columns), y, w, resp, model.centre,
-                              model.threshold)
+    summary = _expert_moments(
+        _columns(X, model.expert_columns), y, w, resp, model.centre, model.threshold
+    )
     summary["share"] = w @ resp
     summary["positive"] = np.count_nonzero((resp > 0) & (w[:, None] > 0), axis=0)
     # The gate's loss and gradient where its L-BFGS starts, the gate as it is.
@@ -445,8 +463,9 @@ def _refit_moments_block(X, y, sample_weight, source, *, model, threshold, unifo
     """The experts' moments from a partition's responsibilities, at other thresholds."""
     X, y, w = _block_inputs(X, y, sample_weight)
     resp = _responsibilities_of(X, y, source, model)
-    return _expert_moments(_columns(X, model.expert_columns), y, w, resp, model.centre,
-                           threshold, uniform)
+    return _expert_moments(
+        _columns(X, model.expert_columns), y, w, resp, model.centre, threshold, uniform
+    )
 
 
 def _gate_block(X, y, sample_weight, source, *, model, gate, theta):
@@ -533,8 +552,12 @@ def _least_squares(mass, first, second, centre, alpha, fit_intercept):
         gram = second - np.outer(first, first) / mass
         origin = centre + first / mass
     else:
-        gram = (second + np.outer(first, centre) + np.outer(centre, first)
-                + mass * np.outer(centre, centre))
+        gram = (
+            second
+            + np.outer(first, centre)
+            + np.outer(centre, first)
+            + mass * np.outer(centre, centre)
+        )
         origin = np.zeros_like(centre)
     n_features = centre.shape[0] - 1
     normal = gram[:n_features, :n_features].copy()
@@ -547,19 +570,9 @@ def _least_squares(mass, first, second, centre, alpha, fit_intercept):
 
 def _install(expert, coef, intercept, gram, n_rows, feature_names):
     """Set the attributes a weighted fit sets, as ``skmoe._batch`` does for these classes."""
-    expert.coef_, expert.intercept_ = coef, float(intercept)
-    expert.n_features_in_ = coef.shape[0]
+    set_least_squares_attributes(expert, coef, intercept, gram, n_rows)
     if feature_names is not None:
         expert.feature_names_in_ = feature_names
-    if type(expert) is Ridge:
-        expert.solver_, expert.n_iter_ = "cholesky", None
-    elif type(expert) is LinearRegression:
-        singular = np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[::-1], 0.0))
-        singular = singular[: min(n_rows, coef.shape[0])]
-        expert.singular_ = singular
-        expert.rank_ = int(np.count_nonzero(
-            singular > expert.tol * (singular[0] if singular.size else 0.0)
-        ))
 
 
 class _DaskEM:
@@ -579,8 +592,15 @@ class _DaskEM:
     _print_progress = BaseMixtureOfExperts._print_progress
 
     def __init__(self, estimator):
-        for name in ("n_experts", "max_iter", "tol", "accelerate", "verbose", "top_k",
-                     "min_responsibility"):
+        for name in (
+            "n_experts",
+            "max_iter",
+            "tol",
+            "accelerate",
+            "verbose",
+            "top_k",
+            "min_responsibility",
+        ):
             setattr(self, name, getattr(estimator, name))
 
     def _units(self, data):
@@ -591,20 +611,27 @@ class _DaskEM:
         """The parameters a pass ships: the gate without its penalty, experts as arrays."""
         shipped = copy.copy(gate)
         shipped.C = np.inf
-        model = _Model(gate=shipped, gate_theta=gate._pack(), gate_columns=data.gate_columns,
-                       expert_columns=data.expert_columns, centre=data.centre,
-                       threshold=self.min_responsibility, top_k=self.top_k,
-                       likelihood=data.likelihood, params=params)
+        model = _Model(
+            gate=shipped,
+            gate_theta=gate._pack(),
+            gate_columns=data.gate_columns,
+            expert_columns=data.expert_columns,
+            centre=data.centre,
+            threshold=self.min_responsibility,
+            top_k=self.top_k,
+            likelihood=data.likelihood,
+            params=params,
+        )
         if experts is not None:
             model.coef = np.array([expert.coef_ for expert in experts], dtype=np.float64)
-            model.intercept = np.array([expert.intercept_ for expert in experts],
-                                       dtype=np.float64)
+            model.intercept = np.array([expert.intercept_ for expert in experts], dtype=np.float64)
         return model
 
     def _e_step_pass(self, data, model, init=None):
         """The fused E-step pass; responsibilities kept on the workers if ``data.keep``."""
-        blocks = _per_block(_e_step_block, data.X, data.y, data.sample_weight, init,
-                            model=model, keep=data.keep)
+        blocks = _per_block(
+            _e_step_block, data.X, data.y, data.sample_weight, init, model=model, keep=data.keep
+        )
         if not data.keep:
             summary = _sum([summary for _, summary in _gather(blocks)])
             return _Responsibilities(source=init, model=model, summary=summary)
@@ -656,8 +683,9 @@ class _DaskEM:
         """The gate by distributed L-BFGS, then the experts and variances from the moments."""
         history = state.history
         gate_tol = abs(history[-1] - history[-2]) if len(history) >= 2 else np.inf
-        self._gate_m_step(data, state.gate, resp, gate_tol,
-                          None if state.in_tail else _EARLY_GATE_STEPS)
+        self._gate_m_step(
+            data, state.gate, resp, gate_tol, None if state.in_tail else _EARLY_GATE_STEPS
+        )
         moments, train = self._training_moments(data, resp, fresh=n_iter == 0)
         variance = np.empty(self.n_experts)
         for k, expert in enumerate(state.experts):
@@ -666,13 +694,17 @@ class _DaskEM:
                 continue
             mass = moments["mass"][k]
             coef, intercept, gram, rss = _least_squares(
-                mass, moments["first"][k], moments["second"][k], data.centre,
-                getattr(expert, "alpha", 0.0), expert.fit_intercept,
+                mass,
+                moments["first"][k],
+                moments["second"][k],
+                data.centre,
+                getattr(expert, "alpha", 0.0),
+                expert.fit_intercept,
             )
-            _install(expert, coef, intercept, gram, int(moments["counts"][k]),
-                     data.feature_names)
-            variance[k] = max(rss / max(mass, np.finfo(np.float64).tiny),
-                              data.likelihood.variance_floor)
+            _install(expert, coef, intercept, gram, int(moments["counts"][k]), data.feature_names)
+            variance[k] = max(
+                rss / max(mass, np.finfo(np.float64).tiny), data.likelihood.variance_floor
+            )
         state.params = {"variance": variance}
         state.logits = state.outputs = None
 
@@ -691,10 +723,20 @@ class _DaskEM:
             if np.array_equal(theta, resp.model.gate_theta):
                 terms = resp.summary["gate"]
             else:
-                terms = sum(_gather(_per_block(
-                    _gate_block, data.X, data.y, data.sample_weight, resp.source,
-                    model=resp.model, gate=shipped, theta=theta,
-                )))
+                terms = sum(
+                    _gather(
+                        _per_block(
+                            _gate_block,
+                            data.X,
+                            data.y,
+                            data.sample_weight,
+                            resp.source,
+                            model=resp.model,
+                            gate=shipped,
+                            theta=theta,
+                        )
+                    )
+                )
             penalty, penalty_grad = gate._objective(theta, *empty, 1.0, 1)
             value = (terms[0] + penalty) / data.total_weight
             if not start_values:
@@ -702,9 +744,15 @@ class _DaskEM:
             return value, (terms[1:] + penalty_grad) / data.total_weight
 
         result = minimize(
-            objective, gate._pack(), jac=True, method="L-BFGS-B",
-            options={"maxiter": min(gate.max_iter, max_iter or gate.max_iter),
-                     "gtol": _inner_tol(gate.tol, tol), "ftol": 1e-64},
+            objective,
+            gate._pack(),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": min(gate.max_iter, max_iter or gate.max_iter),
+                "gtol": _inner_tol(gate.tol, tol),
+                "ftol": 1e-64,
+            },
         )
         if result.fun <= start_values[0]:  # generalised EM: never a worse gate
             _, gate.coef_, gate.intercept_ = gate._unpack(result.x)
@@ -727,10 +775,20 @@ class _DaskEM:
         uniform = short & (summary["positive"] == 0) & fresh
         for k in np.flatnonzero(short & (summary["positive"] == 0) & (not fresh)):
             train[k] = None
-        moments = _sum(_gather(_per_block(
-            _refit_moments_block, data.X, data.y, data.sample_weight, resp.source,
-            model=resp.model, threshold=thresholds, uniform=uniform,
-        )))
+        moments = _sum(
+            _gather(
+                _per_block(
+                    _refit_moments_block,
+                    data.X,
+                    data.y,
+                    data.sample_weight,
+                    resp.source,
+                    model=resp.model,
+                    threshold=thresholds,
+                    uniform=uniform,
+                )
+            )
+        )
         return moments, train
 
     def _initial_gate(self, data, gate):
@@ -740,8 +798,7 @@ class _DaskEM:
 
     def start_given(self, data, state, init):
         """EM from given responsibilities (a Dask array with X's rows), as ``_start`` runs it."""
-        state.gate._initialize(np.zeros((1, data.gate_mean.shape[0])), self.n_experts,
-                               np.ones(1))
+        state.gate._initialize(np.zeros((1, data.gate_mean.shape[0])), self.n_experts, np.ones(1))
         self._initial_gate(data, state.gate)
         state.resp = self._e_step_pass(data, self._model(data, state.gate), init)
         if state.resp.summary["bad_rows"]:
@@ -768,8 +825,10 @@ class _DaskEM:
 
     def _run(self, data, state):
         if self.verbose:
-            print(f"EM on {data.n_samples} rows in {data.X.numblocks[0]} partitions "
-                  f"({state.start}): initial mean log-likelihood {state.log_likelihood:.6g}")
+            print(
+                f"EM on {data.n_samples} rows in {data.X.numblocks[0]} partitions "
+                f"({state.start}): initial mean log-likelihood {state.log_likelihood:.6g}"
+            )
         return self._iterate(data, state, self.max_iter)
 
 
@@ -883,30 +942,59 @@ def fit_dask(estimator, X, y, sample_weight=None):
     with single_threaded_blas():
         rate = min(1.0, _SAMPLE_ROWS / n_samples) if sampled else None
         parts = _gather(_per_block(_moments_block, X, y, sample_weight, seeds, rate=rate))
-        data = _global_data(estimator, [moments for moments, _ in parts], X, y, sample_weight,
-                            gate_features, expert_features, names)
+        data = _global_data(
+            estimator,
+            [moments for moments, _ in parts],
+            X,
+            y,
+            sample_weight,
+            gate_features,
+            expert_features,
+            names,
+        )
         engine = _DaskEM(estimator)
         if warm:
-            state = engine.resume(data, _EMState(
-                experts=copy.deepcopy(estimator.experts_), gate=copy.deepcopy(estimator.gate_),
-                params=estimator._likelihood_params, reseeds_left=estimator.n_experts,
-                history=list(estimator.log_likelihood_history_),
-            ))
+            state = engine.resume(
+                data,
+                _EMState(
+                    experts=copy.deepcopy(estimator.experts_),
+                    gate=copy.deepcopy(estimator.gate_),
+                    params=estimator._likelihood_params,
+                    reseeds_left=estimator.n_experts,
+                    history=list(estimator.log_likelihood_history_),
+                ),
+            )
         elif given:
             gate = seed_random_states(make_gate(estimator.gate), random_state)
-            state = engine.start_given(data, _EMState(
-                experts=make_experts(named_experts, random_state), gate=gate,
-                reseeds_left=estimator.n_experts, start="given",
-            ), init)
+            state = engine.start_given(
+                data,
+                _EMState(
+                    experts=make_experts(named_experts, random_state),
+                    gate=gate,
+                    reseeds_left=estimator.n_experts,
+                    start="given",
+                ),
+                init,
+            )
         else:
-            starter = _fit_sample(estimator, [sample for _, sample in parts], columns,
-                                  sample_weight is not None, random_state)
+            starter = _fit_sample(
+                estimator,
+                [sample for _, sample in parts],
+                columns,
+                sample_weight is not None,
+                random_state,
+            )
             best = int(np.argmax(starter.init_log_likelihoods_))
-            state = engine.start_sampled(data, _EMState(
-                experts=starter.experts_, gate=starter.gate_,
-                params=starter._likelihood_params, reseeds_left=estimator.n_experts,
-                start=f"sample({starter.init_methods_[best]})",
-            ))
+            state = engine.start_sampled(
+                data,
+                _EMState(
+                    experts=starter.experts_,
+                    gate=starter.gate_,
+                    params=starter._likelihood_params,
+                    reseeds_left=estimator.n_experts,
+                    start=f"sample({starter.init_methods_[best]})",
+                ),
+            )
 
     if not state.converged:
         warn(
@@ -938,8 +1026,11 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
 def _check_resumable(estimator):
     """A warm start continues the fitted model: it must be one a Dask fit can continue."""
-    if (type(estimator.gate_) is not SoftmaxGate or estimator.gate_encoder_ is not None
-            or any(type(expert) not in _LINEAR_EXPERTS for expert in estimator.experts_)):
+    if (
+        type(estimator.gate_) is not SoftmaxGate
+        or estimator.gate_encoder_ is not None
+        or any(type(expert) not in _LINEAR_EXPERTS for expert in estimator.experts_)
+    ):
         raise ValueError(
             "warm_start=True continues the fitted model, which has a gate, experts or an "
             "encoding of the gate's columns that a fit on a Dask collection cannot continue; "
@@ -947,8 +1038,7 @@ def _check_resumable(estimator):
         )
 
 
-def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_features,
-                 names):
+def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_features, names):
     """Check the partitions' moments and derive the fit's global statistics."""
     bad = {key: sum(part[key] for part in moments) for key in ("bad_X", "bad_y", "bad_weight")}
     if bad["bad_X"]:
@@ -977,14 +1067,19 @@ def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_
             estimator.noise_variance_floor * (var_y if var_y > 0 else 1.0)
         )
     return _DaskData(
-        X=X, y=y, sample_weight=sample_weight, n_samples=n_samples, total_weight=weight,
+        X=X,
+        y=y,
+        sample_weight=sample_weight,
+        n_samples=n_samples,
+        total_weight=weight,
         gate_columns=_all_or(gate_features, n_features),
         expert_columns=_all_or(expert_features, n_features),
-        gate_mean=mean[gate_features], gate_scale=scale[gate_features],
+        gate_mean=mean[gate_features],
+        gate_scale=scale[gate_features],
         centre=np.append(mean[expert_features], mean[-1]),
-        units=(scale[expert_features], scale[-1]), likelihood=likelihood,
-        feature_names=None if names is None else np.asarray(names[expert_features],
-                                                            dtype=object),
+        units=(scale[expert_features], scale[-1]),
+        likelihood=likelihood,
+        feature_names=None if names is None else np.asarray(names[expert_features], dtype=object),
         keep=_keeps_responsibilities(n_samples * estimator.n_experts * 8),
     )
 
@@ -1001,8 +1096,10 @@ def _keeps_responsibilities(n_bytes):
     """
     client = getattr(dask.base.get_scheduler(), "__self__", None)
     if client is not None and hasattr(client, "scheduler_info"):
-        limits = [worker.get("memory_limit") or 0
-                  for worker in client.scheduler_info()["workers"].values()]
+        limits = [
+            worker.get("memory_limit") or 0
+            for worker in client.scheduler_info()["workers"].values()
+        ]
         memory = sum(limits) if limits and all(limits) else None  # 0: no limit
     else:
         try:
@@ -1076,9 +1173,12 @@ def _output_layout(estimator, name, arguments, rows):
     if name == "predict_experts" and classes is not None:
         return (rows, (n_experts,), (n_classes,)), np.float64, False
     widths = {
-        "predict_gate": n_experts, "predict_experts": n_experts,
-        "predict_responsibilities": n_experts, "predict_interval": 2,
-        "predict_proba": n_classes, "predict_log_proba": n_classes,
+        "predict_gate": n_experts,
+        "predict_experts": n_experts,
+        "predict_responsibilities": n_experts,
+        "predict_interval": 2,
+        "predict_proba": n_classes,
+        "predict_log_proba": n_classes,
     }
     if name == "predict_quantiles":
         widths[name] = np.atleast_1d(arguments["q"]).size
@@ -1123,18 +1223,32 @@ def map_partitions(estimator, method, X, *args, **kwargs):
     def template(value):
         if not _is_dask(value):
             return value
-        rows.append(_row_aligned(value, X, "a per-row argument",
-                                 X_given if columns is not None else None))
+        rows.append(
+            _row_aligned(value, X, "a per-row argument", X_given if columns is not None else None)
+        )
         return _RowArgument(index=len(rows) - 1, flat=value.ndim == 1)
 
     if not isinstance(estimator.init, str):  # a fit's starting point need not travel
         estimator = copy.copy(estimator)
         estimator.init = "auto"
-    func = partial(_predict_block, method, estimator, [template(value) for value in args],
-                   {key: template(value) for key, value in kwargs.items()}, columns, pair)
+    func = partial(
+        _predict_block,
+        method,
+        estimator,
+        [template(value) for value in args],
+        {key: template(value) for key, value in kwargs.items()},
+        columns,
+        pair,
+    )
     out = da.map_blocks(
-        func, X, *rows, name=f"skmoe-{method.__name__}-{uuid.uuid4().hex}", chunks=chunks,
-        dtype=dtype, drop_axis=1 if len(chunks) == 1 else None,
-        new_axis=2 if len(chunks) == 3 else None, meta=np.empty((0,) * len(chunks), dtype),
+        func,
+        X,
+        *rows,
+        name=f"skmoe-{method.__name__}-{uuid.uuid4().hex}",
+        chunks=chunks,
+        dtype=dtype,
+        drop_axis=1 if len(chunks) == 1 else None,
+        new_axis=2 if len(chunks) == 3 else None,
+        meta=np.empty((0,) * len(chunks), dtype),
     )
     return (out[:, 0], out[:, 1]) if pair else out

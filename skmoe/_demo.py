@@ -108,27 +108,33 @@ def run(n_samples=20_000, file=None):
         seconds = _timed_fit(model, X_train, y_train)
         # A single ridge regression has no noise model, so no log-likelihood.
         ll = f"{moe.log_likelihood(X_test, y_test).mean():.3f}" if model is moe else "-"
-        print(f"{name:<34}{seconds:>9.2f}{model.score(X_test, y_test):>13.3f}{ll:>17}",
-              file=out)
-    print(f"EM: {moe.n_iter_} iterations, converged={moe.converged_}, "
-          f"expert shares {np.round(moe.expert_share_, 2)}", file=out)
-    results["regression"] = {"single": single, "mixture": moe, "X_test": X_test,
-                             "y_test": y_test}
+        print(f"{name:<34}{seconds:>9.2f}{model.score(X_test, y_test):>13.3f}{ll:>17}", file=out)
+    print(
+        f"EM: {moe.n_iter_} iterations, converged={moe.converged_}, "
+        f"expert shares {np.round(moe.expert_share_, 2)}",
+        file=out,
+    )
+    results["regression"] = {"single": single, "mixture": moe, "X_test": X_test, "y_test": y_test}
 
-    print(f"\nClassification: {n_samples:,} rows, 3 features, 2 gated logistic experts",
-          file=out)
+    print(f"\nClassification: {n_samples:,} rows, 3 features, 2 gated logistic experts", file=out)
     X_train, X_test, y_train, y_test = train_test_split(
         *classification_data(n_samples), random_state=0
     )
     single = LogisticRegression()
     moe = MixtureOfExpertsClassifier(2, estimator=LogisticRegression(), random_state=0)
     print(f"{'model':<34}{'fit (s)':>9}{'held-out acc':>13}", file=out)
-    for name, model in [("LogisticRegression (single)", single),
-                        ("MixtureOfExperts(2 x Logistic)", moe)]:
+    for name, model in [
+        ("LogisticRegression (single)", single),
+        ("MixtureOfExperts(2 x Logistic)", moe),
+    ]:
         seconds = _timed_fit(model, X_train, y_train)
         print(f"{name:<34}{seconds:>9.2f}{model.score(X_test, y_test):>13.3f}", file=out)
-    results["classification"] = {"single": single, "mixture": moe, "X_test": X_test,
-                                 "y_test": y_test}
+    results["classification"] = {
+        "single": single,
+        "mixture": moe,
+        "X_test": X_test,
+        "y_test": y_test,
+    }
     return results
 
 
@@ -163,13 +169,14 @@ def save_figure(results, path):
     regression, classification = results["regression"], results["classification"]
     plot_gate_regions(regression["mixture"], regression["X_test"][:shown], ax=gate_reg)
     gate_reg.set_title("Regression: the gate's regions (3 Ridge experts)")
-    plot_gate_regions(classification["mixture"], classification["X_test"][:shown],
-                      ax=gate_clf)
+    plot_gate_regions(classification["mixture"], classification["X_test"][:shown], ax=gate_clf)
     gate_clf.set_title("Classification: the gate's regions (2 logistic experts)")
 
-    X_test, y_test = regression["X_test"][:2 * shown], regression["y_test"][:2 * shown]
-    for name, model, color in [("single Ridge", regression["single"], "0.6"),
-                               ("mixture of experts", regression["mixture"], "C0")]:
+    X_test, y_test = regression["X_test"][: 2 * shown], regression["y_test"][: 2 * shown]
+    for name, model, color in [
+        ("single Ridge", regression["single"], "0.6"),
+        ("mixture of experts", regression["mixture"], "C0"),
+    ]:
         fit_ax.scatter(y_test, model.predict(X_test), s=6, color=color, label=name)
     low, high = y_test.min(), y_test.max()
     fit_ax.plot([low, high], [low, high], color="k", linewidth=0.8)

@@ -72,8 +72,9 @@ class MixtureDistribution:
 
     def mean(self):
         """The mean of each row's distribution, shape ``(n,)``."""
-        return np.einsum("nk,nk->n", self._weights,
-                         self._likelihood.mean(self._outputs, self._params))
+        return np.einsum(
+            "nk,nk->n", self._weights, self._likelihood.mean(self._outputs, self._params)
+        )
 
     def var(self):
         """The variance of each row's distribution: the experts' own plus their spread."""
@@ -120,8 +121,9 @@ class MixtureDistribution:
 
     def _cdf(self, values):
         """Mixture CDF at an (n, m) array of values."""
-        cdf = self._likelihood.cdf(values[:, :, None], self._outputs[:, None, :],
-                                   _expand(self._params))
+        cdf = self._likelihood.cdf(
+            values[:, :, None], self._outputs[:, None, :], _expand(self._params)
+        )
         return np.einsum("nmk,nk->nm", cdf, self._weights)
 
     def cdf(self, y):
@@ -176,9 +178,12 @@ class MixtureDistribution:
             # A quantile inside the mass at 0 is 0 exactly, not a root of the CDF.
             zero = np.zeros((active.size, 1))
             sub = {name: value[active] for name, value in params.items()}
-            at_zero = np.einsum(
-                "nk,nk->n", self._likelihood.cdf(zero, outputs[active], sub), weights[active]
-            ) >= levels[active]
+            at_zero = (
+                np.einsum(
+                    "nk,nk->n", self._likelihood.cdf(zero, outputs[active], sub), weights[active]
+                )
+                >= levels[active]
+            )
             x[active[at_zero]] = 0.0
             active = active[~at_zero]
         for _ in range(_MAX_ROOT_STEPS):
@@ -186,10 +191,14 @@ class MixtureDistribution:
                 break
             xa = x[active]
             sub = {name: value[active] for name, value in params.items()}
-            cdf = np.einsum(
-                "nk,nk->n",
-                self._likelihood.cdf(xa[:, None], outputs[active], sub), weights[active],
-            ) - levels[active]
+            cdf = (
+                np.einsum(
+                    "nk,nk->n",
+                    self._likelihood.cdf(xa[:, None], outputs[active], sub),
+                    weights[active],
+                )
+                - levels[active]
+            )
             density = np.einsum(
                 "nk,nk->n",
                 np.exp(self._likelihood.logpdf(xa[:, None], outputs[active], sub)),
@@ -220,8 +229,11 @@ class MixtureDistribution:
                 return high
             middle = np.floor(0.5 * (low[active] + high[active]))
             sub = {name: value[active] for name, value in params.items()}
-            cdf = np.einsum("nk,nk->n", self._likelihood.cdf(middle[:, None], outputs[active],
-                                                             sub), weights[active])
+            cdf = np.einsum(
+                "nk,nk->n",
+                self._likelihood.cdf(middle[:, None], outputs[active], sub),
+                weights[active],
+            )
             reached = cdf >= levels[active]
             high[active] = np.where(reached, middle, high[active])
             low[active] = np.where(reached, low[active], middle)
@@ -274,8 +286,9 @@ class MixtureDistribution:
             self._weights.shape[1] - 1,
         )
         outputs = np.take_along_axis(self._outputs, chosen, axis=1)
-        params = {name: np.take_along_axis(value, chosen, axis=1)
-                  for name, value in self._params.items()}
+        params = {
+            name: np.take_along_axis(value, chosen, axis=1) for name, value in self._params.items()
+        }
         return self._likelihood.sample(outputs, params, rng)
 
 

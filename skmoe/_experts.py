@@ -105,8 +105,9 @@ def fit_expert(expert, X, y, sample_weight, train_rows, name, n_iter):
     """
     weight_param = sample_weight_param(expert)
     try:
-        expert.fit(take_rows(X, train_rows), y[train_rows],
-                   **{weight_param: sample_weight[train_rows]})
+        expert.fit(
+            take_rows(X, train_rows), y[train_rows], **{weight_param: sample_weight[train_rows]}
+        )
     except Exception as error:
         if not (isinstance(train_rows, slice) and train_rows == slice(None)):
             floor = _NEGLIGIBLE_WEIGHT * sample_weight.max()
@@ -133,9 +134,11 @@ def evaluate_expert(expert, X, rows, output, name, n_iter):
     except Exception as error:
         hint = ""
         if "unknown categor" in str(error):
-            hint = (" An expert is fitted on the rows it is responsible for only, so an "
-                    "encoder inside it may meet categories it never saw: use "
-                    "OneHotEncoder(handle_unknown='ignore').")
+            hint = (
+                " An expert is fitted on the rows it is responsible for only, so an "
+                "encoder inside it may meet categories it never saw: use "
+                "OneHotEncoder(handle_unknown='ignore')."
+            )
         raise ExpertFitError(
             f"Expert {name!r} ({type(expert).__name__}) failed to predict at EM iteration "
             f"{n_iter}: {type(error).__name__}: {error}.{hint}"
@@ -149,8 +152,10 @@ def is_linear_expert(expert):
     subclasses): what EM's accelerator extrapolates and BIC counts.
     """
     return (
-        any(cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts", "skmoe._glm"))
-            for cls in type(expert).__mro__[:-1])
+        any(
+            cls.__module__.startswith(("sklearn.linear_model", "skmoe.experts", "skmoe._glm"))
+            for cls in type(expert).__mro__[:-1]
+        )
         and isinstance(getattr(expert, "coef_", None), np.ndarray)
         and getattr(expert, "intercept_", None) is not None
     )

@@ -28,9 +28,9 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._kernels import weighted_gram
+from ._linalg import solve_normal_equations
 from ._threads import kernel_threads, single_threaded_blas
 from ._warnings import warn
-from ._linalg import solve_normal_equations
 
 # Exponents are capped here before exp: exp(500) ~ 1e217 leaves room for sums
 # over any number of rows without overflow, and no fitted mean comes near it.
@@ -191,8 +191,12 @@ def _evaluate(X, eta, direction, step, v, vy, log_y, power):
         if eta is not None:
             eta_block += eta[rows]
         block_fit, block_scale, grad, hess[rows] = _weighted_terms(
-            eta_block, v[rows], None if vy is None else vy[rows],
-            None if log_y is None else log_y[rows], power, ones,
+            eta_block,
+            v[rows],
+            None if vy is None else vy[rows],
+            None if log_y is None else log_y[rows],
+            power,
+            ones,
         )
         fit += block_fit
         scale += block_scale
@@ -227,8 +231,14 @@ def _hessians(X, hess, alpha, power):
     row_weights = hess.reshape(n, -1)  # for power > 2: [v a, v b], 2K columns
     gram = np.empty((row_weights.shape[1], n_features + 1, n_features + 1))
     with single_threaded_blas():  # the kernel calls BLAS from its own threads
-        weighted_gram(X, np.ones(n), row_weights, np.zeros((row_weights.shape[1], n_features + 1)),
-                      gram, kernel_threads(row_weights.size * n_features))
+        weighted_gram(
+            X,
+            np.ones(n),
+            row_weights,
+            np.zeros((row_weights.shape[1], n_features + 1)),
+            gram,
+            kernel_threads(row_weights.size * n_features),
+        )
     diagonal = np.arange(n_features)
     gram[:, diagonal, diagonal] += np.tile(alpha, gram.shape[0] // n_experts)[:, None]
     if power <= 2:
@@ -269,8 +279,9 @@ def _starting_intercepts(y, weights):
 def _at_point(X, y, weights, power, coef, intercept):
     v = _normalised_weights(weights)
     vy = v * y[:, None] if power == 1 else None
-    return _evaluate(X, None, np.column_stack([coef, intercept]), 1.0, v, vy,
-                     _log_targets(y, power), power)
+    return _evaluate(
+        X, None, np.column_stack([coef, intercept]), 1.0, v, vy, _log_targets(y, power), power
+    )
 
 
 def _objective_and_gradient(X, y, weights, power, alpha, coef, intercept):
@@ -299,8 +310,9 @@ def _per_expert(value, n_experts, dtype, name):
     return array.copy()
 
 
-def fit_log_link_glms(X, y, weights, power, alpha, coef=None, intercept=None, tol=1e-8,
-                      max_iter=100):
+def fit_log_link_glms(
+    X, y, weights, power, alpha, coef=None, intercept=None, tol=1e-8, max_iter=100
+):
     """Fit K weighted Tweedie GLMs with a log link on the same ``(X, y)``, by batched Newton.
 
     Expert k minimises ``(1 / sum_i w_ik) sum_i w_ik half_deviance(y_i, mu_ik)
@@ -412,7 +424,8 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
     active = np.arange(n_experts)
     # The start is a step from eta = 0 along [coef, intercept].
     eta, fit, scale, data_gradient, hess = _evaluate(
-        X, None, np.column_stack([coef, intercept]), 1.0, v, vy, log_y, power)
+        X, None, np.column_stack([coef, intercept]), 1.0, v, vy, log_y, power
+    )
     objective = _objective(fit, coef, alpha)
     iteration = 0
     while True:
@@ -426,16 +439,19 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             # Finished experts leave the batch, their columns dropped once:
             # later passes read only the others' weights.
             active, gradient, objective, scale = (
-                array[keep] for array in (active, gradient, objective, scale))
+                array[keep] for array in (active, gradient, objective, scale)
+            )
             v, vy, eta, hess = _drop_columns(keep, v, vy, eta, hess)
         if active.size == 0:
             break
 
         exact, fisher = _hessians(X, hess, alpha[active], power)
-        direction = np.array([
-            _newton_direction(exact[j], None if fisher is None else fisher[j], gradient[j])
-            for j in range(active.size)
-        ])
+        direction = np.array(
+            [
+                _newton_direction(exact[j], None if fisher is None else fisher[j], gradient[j])
+                for j in range(active.size)
+            ]
+        )
         slope = np.einsum("kj,kj->k", gradient, direction)  # < 0: a descent direction
 
         # Backtracking (Armijo) per expert, from the full Newton step.  Near the
@@ -446,7 +462,8 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
         step = np.ones(active.size)
         new_coef = coef[active] + direction[:, :-1]
         new_eta, new_fit, new_scale, new_data_gradient, new_hess = _evaluate(
-            X, eta, direction, step, v, vy, log_y, power)
+            X, eta, direction, step, v, vy, log_y, power
+        )
         new_objective = _objective(new_fit, new_coef, alpha[active])
         pending = np.arange(active.size)
         for halvings in range(_MAX_HALVINGS + 1):
@@ -455,15 +472,28 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             if pending.size == 0 or halvings == _MAX_HALVINGS:
                 break
             step[pending] *= 0.5
-            new_coef[pending] = (coef[active[pending]]
-                                 + step[pending, None] * direction[pending, :-1])
-            (new_eta[:, pending], trial_fit, new_scale[pending], new_data_gradient[pending],
-             new_hess[..., pending]) = _evaluate(
-                X, eta[:, pending], direction[pending], step[pending], v[:, pending],
-                None if vy is None else vy[:, pending], log_y, power,
+            new_coef[pending] = (
+                coef[active[pending]] + step[pending, None] * direction[pending, :-1]
             )
-            new_objective[pending] = _objective(trial_fit, new_coef[pending],
-                                                alpha[active[pending]])
+            (
+                new_eta[:, pending],
+                trial_fit,
+                new_scale[pending],
+                new_data_gradient[pending],
+                new_hess[..., pending],
+            ) = _evaluate(
+                X,
+                eta[:, pending],
+                direction[pending],
+                step[pending],
+                v[:, pending],
+                None if vy is None else vy[:, pending],
+                log_y,
+                power,
+            )
+            new_objective[pending] = _objective(
+                trial_fit, new_coef[pending], alpha[active[pending]]
+            )
         if pending.size:
             # No decrease along a descent direction even for a tiny step:
             # rounding dominates.  These experts keep their point and stop.
@@ -483,7 +513,8 @@ def _newton(X, y, v, power, alpha, coef, intercept, tol, max_iter):
             keep = np.ones(active.size, dtype=bool)
             keep[pending] = False
             active, objective, scale, data_gradient = (
-                array[keep] for array in (active, objective, scale, data_gradient))
+                array[keep] for array in (active, objective, scale, data_gradient)
+            )
             v, vy, eta, hess = _drop_columns(keep, v, vy, eta, hess)
             if active.size == 0:
                 break
@@ -626,8 +657,13 @@ class WeightedTweedieRegressor(RegressorMixin, BaseEstimator):
             if expert.warm_start and previous is not None and previous.shape == (n_features,):
                 coef[k], intercept[k] = previous, expert.intercept_
         coef, intercept, n_iter = fit_log_link_glms(
-            X, y, weights, powers.pop(),
-            alpha=[expert.alpha for expert in experts], coef=coef, intercept=intercept,
+            X,
+            y,
+            weights,
+            powers.pop(),
+            alpha=[expert.alpha for expert in experts],
+            coef=coef,
+            intercept=intercept,
             tol=[expert.tol for expert in experts],
             max_iter=[expert.max_iter for expert in experts],
         )

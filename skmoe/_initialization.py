@@ -8,7 +8,6 @@ from sklearn.utils.validation import check_array
 
 from ._stats import weighted_mean_scale
 
-
 # Above this many rows, k-means runs on a random sample of this many.
 KMEANS_MAX_ROWS = 100_000
 

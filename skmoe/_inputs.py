@@ -40,7 +40,8 @@ def _is_dataframe(X):
 def _non_numeric_columns(X):
     """Names of a DataFrame's columns that are not numbers (categorical, string, object)."""
     return [
-        name for name, dtype in X.dtypes.items()
+        name
+        for name, dtype in X.dtypes.items()
         if not (dtype.kind in "biuf" and not hasattr(dtype, "categories"))
     ]
 
@@ -59,17 +60,23 @@ def validate_X(estimator, X, *, reset):
         validate_data(estimator, X, skip_check_array=True, reset=reset)
         if X.shape[0] == 0:
             raise ValueError(
-                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is "
-                "required."
+                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
             )
         numeric = X.drop(columns=_non_numeric_columns(X)).to_numpy(dtype=np.float64)
         if np.isinf(numeric).any():
-            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+            raise ValueError(
+                "Input X contains infinity or a value too large for dtype('float64')."
+            )
         return X, None
     try:
         X_array = validate_data(
-            estimator, X, accept_sparse=("csr", "csc"), dtype=np.float64, order="C",
-            ensure_all_finite="allow-nan", reset=reset,
+            estimator,
+            X,
+            accept_sparse=("csr", "csc"),
+            dtype=np.float64,
+            order="C",
+            ensure_all_finite="allow-nan",
+            reset=reset,
         )
     except ValueError as error:
         if "could not convert" in str(error):
@@ -181,8 +188,11 @@ def fit_gate_encoder(X_gate, accepts_nan):
         encoder = ColumnTransformer(
             [
                 ("numeric", _imputer() if impute else "passthrough", numeric),
-                ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                 categorical),
+                (
+                    "categorical",
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                    categorical,
+                ),
             ],
             sparse_threshold=0.0,
             verbose_feature_names_out=False,
@@ -219,8 +229,14 @@ def gate_view(encoder, X_gate, accepts_nan):
     if sp.issparse(X_gate):
         view = X_gate.tocsr().astype(np.float64, copy=False)
     else:
-        view = check_array(X_gate, dtype=np.float64, order="C", ensure_all_finite=False,
-                           ensure_min_features=0, input_name="X")
+        view = check_array(
+            X_gate,
+            dtype=np.float64,
+            order="C",
+            ensure_all_finite=False,
+            ensure_min_features=0,
+            input_name="X",
+        )
     check_gate_missing(view, accepts_nan)
     return view
 

@@ -10,7 +10,12 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import (
-    BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, _fit_context, clone,
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    RegressorMixin,
+    _fit_context,
+    clone,
 )
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import HasMethods
@@ -45,8 +50,17 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, mixture=None, *, n_experts=(1, 2, 3, 4), gate=None, cv=5, scoring=None,
-                 n_jobs=None, verbose=0):
+    def __init__(
+        self,
+        mixture=None,
+        *,
+        n_experts=(1, 2, 3, 4),
+        gate=None,
+        cv=5,
+        scoring=None,
+        n_jobs=None,
+        verbose=0,
+    ):
         self.mixture = mixture
         self.n_experts = n_experts
         self.gate = gate
@@ -96,8 +110,11 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
         # Before the search: choosing the folds reads y, and would fail on NaN obscurely.
         _check_y(y, estimator=self)
         candidates = np.unique(np.asarray(self.n_experts))
-        if candidates.size == 0 or not np.issubdtype(candidates.dtype, np.integer) or \
-                candidates[0] < 1:
+        if (
+            candidates.size == 0
+            or not np.issubdtype(candidates.dtype, np.integer)
+            or candidates[0] < 1
+        ):
             raise ValueError(
                 f"n_experts must hold positive integers, got {self.n_experts!r}; "
                 "for example n_experts=(1, 2, 3, 4)."
@@ -108,9 +125,13 @@ class _BaseMixtureCV(MetaEstimatorMixin, BaseEstimator):
                 raise ValueError("gate must list at least one gate, or be None.")
             grid["gate"] = list(self.gate)
         search = GridSearchCV(
-            clone(self._mixture()), grid, cv=self.cv,
+            clone(self._mixture()),
+            grid,
+            cv=self.cv,
             scoring=log_likelihood_scorer if self.scoring is None else self.scoring,
-            n_jobs=self.n_jobs, verbose=self.verbose, error_score="raise",
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            error_score="raise",
         )
         fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
         search.fit(X, y, **fit_params)
@@ -295,16 +316,18 @@ class MixtureOfExpertsClassifierCV(ClassifierMixin, _BaseMixtureCV):
 
 
 MixtureOfExpertsRegressorCV.__doc__ = _CV_DOC.format(
-    summary="Mixture of experts regressor with the number of experts chosen by "
-            "cross-validation.",
-    mixture_class="MixtureOfExpertsRegressor", name="MixtureOfExpertsRegressorCV",
-    cv_kind="K-fold for an integer", point_scoring="r2",
+    summary="Mixture of experts regressor with the number of experts chosen by cross-validation.",
+    mixture_class="MixtureOfExpertsRegressor",
+    name="MixtureOfExpertsRegressorCV",
+    cv_kind="K-fold for an integer",
+    point_scoring="r2",
     example="y = np.where(X[:, 0] < 0, -2 * X[:, 0], 3 * X[:, 0]) + 0.1 * rng.randn(300)",
 )
 MixtureOfExpertsClassifierCV.__doc__ = _CV_DOC.format(
-    summary="Mixture of experts classifier with the number of experts chosen by "
-            "cross-validation.",
-    mixture_class="MixtureOfExpertsClassifier", name="MixtureOfExpertsClassifierCV",
-    cv_kind="stratified K-fold for an integer", point_scoring="accuracy",
+    summary="Mixture of experts classifier with the number of experts chosen by cross-validation.",
+    mixture_class="MixtureOfExpertsClassifier",
+    name="MixtureOfExpertsClassifierCV",
+    cv_kind="stratified K-fold for an integer",
+    point_scoring="accuracy",
     example="y = (np.abs(X[:, 0]) + 0.3 * rng.randn(300) > 1.5).astype(int)",
 )

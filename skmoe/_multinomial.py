@@ -34,9 +34,21 @@ from ._stats import weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 
 
-def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=None, coef=None,
-                           intercept=None, tol=1e-6, max_iter=100, fit_intercept=True,
-                           precondition=True):
+def fit_multinomial_logits(
+    X,
+    codes,
+    n_classes,
+    weights,
+    C,
+    mean=None,
+    scale=None,
+    coef=None,
+    intercept=None,
+    tol=1e-6,
+    max_iter=100,
+    fit_intercept=True,
+    precondition=True,
+):
     """Solve K weighted multinomial logistic regressions, each pass over ``X`` serving all K.
 
     Problem k minimises, over ``coef[k]`` (C, d) and ``intercept[k]`` (C,),
@@ -158,8 +170,9 @@ def fit_multinomial_logits(X, codes, n_classes, weights, C, mean=None, scale=Non
     # The kernel threads over rows and makes its own small BLAS calls in each
     # thread; BLAS threads on top would only contend for the cores.
     with single_threaded_blas():
-        problem = _GroupedProblem(X, codes, n_classes, weights, C, mean, scale, fit_intercept,
-                                  precondition)
+        problem = _GroupedProblem(
+            X, codes, n_classes, weights, C, mean, scale, fit_intercept, precondition
+        )
         n_problems = problem.shape[0]
         tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n_problems,))
         max_iter = np.broadcast_to(np.asarray(max_iter, dtype=np.intp), (n_problems,))
@@ -183,8 +196,7 @@ class _GroupedProblem:
     ``coef * scale = std_coef * (scale / s)``.
     """
 
-    def __init__(self, X, codes, n_classes, weights, C, mean, scale, fit_intercept,
-                 precondition):
+    def __init__(self, X, codes, n_classes, weights, C, mean, scale, fit_intercept, precondition):
         self.sparse = sp.issparse(X)
         self.X = X.tocsr() if self.sparse else np.ascontiguousarray(X, dtype=np.float64)
         n_samples, n_features = self.X.shape
@@ -197,8 +209,9 @@ class _GroupedProblem:
         self.codes = np.ascontiguousarray(codes, dtype=np.intp)
         if self.codes.shape != (n_samples,):
             raise ValueError(f"codes has shape {self.codes.shape}, expected ({n_samples},).")
-        if n_classes < 1 or (n_samples and not 0 <= self.codes.min() <= self.codes.max()
-                             < n_classes):
+        if n_classes < 1 or (
+            n_samples and not 0 <= self.codes.min() <= self.codes.max() < n_classes
+        ):
             raise ValueError(f"codes must be class indices in [0, {n_classes}).")
         # The kernel leaves out rows of weight <= 0; the sums count the others.
         present = np.where(self.weights > 0, self.weights, 0.0)
@@ -209,8 +222,7 @@ class _GroupedProblem:
         self.C = np.broadcast_to(np.asarray(C, dtype=np.float64), (n_problems,))
         if not np.all(self.C > 0):
             raise ValueError(f"C must be positive, got {C}.")
-        self.fit_intercept = np.broadcast_to(np.asarray(fit_intercept, dtype=bool),
-                                             (n_problems,))
+        self.fit_intercept = np.broadcast_to(np.asarray(fit_intercept, dtype=bool), (n_problems,))
         mean = _per_problem(mean, 0.0, n_problems, n_features, "mean")
         scale = _per_problem(scale, 1.0, n_problems, n_features, "scale")
         if not np.all(scale > 0):
@@ -294,8 +306,15 @@ class _GroupedProblem:
         # The compiled kernel reads dense C-ordered rows; sparse X has its own path.
         loss_and_gradient = _sparse_grouped_objective if self.sparse else grouped_softmax_objective
         loss_and_gradient(
-            self.X, kernel_coef, intercept.ravel(), self.codes, self._weights_of(problems),
-            grad_coef, grad_intercept, losses, self.n_threads,
+            self.X,
+            kernel_coef,
+            intercept.ravel(),
+            self.codes,
+            self._weights_of(problems),
+            grad_coef,
+            grad_intercept,
+            losses,
+            self.n_threads,
         )
         grad_coef = grad_coef.reshape(n_features, n_asked, n_classes).transpose(1, 0, 2)
         grad_intercept = grad_intercept.reshape(n_asked, n_classes)
@@ -344,8 +363,9 @@ class _GroupedProblem:
         # Parameter (j, c) is at j * C + c (features, then the intercept, by class).
         hessian = blocks.transpose(0, 3, 1, 4, 2).reshape(n_asked, width * n_classes, -1)
         penalty = np.zeros((n_asked, width, n_classes))
-        penalty[:, :n_features] = (self.penalty_weights[problems]
-                                   / self.totals[problems][:, None, None])
+        penalty[:, :n_features] = (
+            self.penalty_weights[problems] / self.totals[problems][:, None, None]
+        )
         diagonal = np.arange(hessian.shape[1])
         hessian[:, diagonal, diagonal] += penalty.reshape(n_asked, -1)
         return hessian
@@ -393,16 +413,22 @@ class _GroupedProblem:
         by_products = 3 * n_grams >= width
         n_products = width * (width + 1) // 2
         n_samples = self.X.shape[0]
-        rows = max(64, _GRAM_BLOCK_ENTRIES // max(n_products if by_products else width,
-                                                  n_asked * max(n_pairs, n_classes)))
+        rows = max(
+            64,
+            _GRAM_BLOCK_ENTRIES
+            // max(n_products if by_products else width, n_asked * max(n_pairs, n_classes)),
+        )
         sums = np.zeros((n_grams, n_products) if by_products else (n_grams, width, width))
         for start in range(0, n_samples, rows):
             block = self.X[start : start + rows]
             size = block.shape[0]
             features = np.empty((width, size))
             features[n_features] = 1.0
-            np.subtract((block.toarray() if self.sparse else block).T, centre[:, None],
-                        out=features[:n_features])
+            np.subtract(
+                (block.toarray() if self.sparse else block).T,
+                centre[:, None],
+                out=features[:n_features],
+            )
             features[:n_features] /= spread[:, None]
             # Rows of weight <= 0 are left out, as the kernel leaves them out.
             weights = np.maximum(self.weights[start : start + rows, problems].T, 0.0)
@@ -419,8 +445,9 @@ class _GroupedProblem:
                 products = np.empty((n_products, size))
                 offset = 0
                 for j in range(width):
-                    np.multiply(features[j], features[j:],
-                                out=products[offset : offset + width - j])
+                    np.multiply(
+                        features[j], features[j:], out=products[offset : offset + width - j]
+                    )
                     offset += width - j
                 sums += pair @ products.T
             else:
@@ -468,7 +495,8 @@ class _GroupedProblem:
         _, n_classes, n_features = self.shape
         width = n_features + 1
         hessian = self.hessians(theta, problems).reshape(
-            n_asked, width, n_classes, width, n_classes)
+            n_asked, width, n_classes, width, n_classes
+        )
         gradient = gradient.reshape(n_asked, width, n_classes)
         centred_gradient = gradient - gradient.mean(axis=2, keepdims=True)
         penalty = self.penalty_weights[problems][:, :, 0] / self.totals[problems][:, None]
@@ -485,10 +513,17 @@ class _GroupedProblem:
             coef_rows = np.arange(n_features)
             matrix[coef_rows, :, coef_rows] -= penalty[row, :, None, None] / n_classes
             size = free * len(classes)
-            systems.append(_NewtonSystem(
-                self, k, matrix.reshape(size, size),
-                -centred_gradient[row, :free, classes].T.reshape(size), classes, free,
-                shift[row]))
+            systems.append(
+                _NewtonSystem(
+                    self,
+                    k,
+                    matrix.reshape(size, size),
+                    -centred_gradient[row, :free, classes].T.reshape(size),
+                    classes,
+                    free,
+                    shift[row],
+                )
+            )
         return systems
 
     def bound_grams(self, problem):
@@ -518,7 +553,12 @@ class _NewtonSystem:
     def __init__(self, problem, index, matrix, rhs, classes, free, shift):
         self.problem, self.index = problem, index
         self.matrix, self.rhs, self.classes, self.free, self.shift = (
-            matrix, rhs, classes, free, shift)
+            matrix,
+            rhs,
+            classes,
+            free,
+            shift,
+        )
 
     def direction(self, damping=0.0):
         """The (p,) step from the point: Newton's for ``damping=0``.
@@ -538,7 +578,8 @@ class _NewtonSystem:
             matrix = matrix + damping * 0.5 * np.kron(gram, classes)
         differences = np.zeros((n_features + 1, n_classes))
         differences[: self.free, self.classes] = _solve_psd(matrix, self.rhs).reshape(
-            self.free, len(self.classes))
+            self.free, len(self.classes)
+        )
         direction = differences - differences.mean(axis=1, keepdims=True)
         direction -= self.shift[:, None]
         return direction.ravel()
@@ -578,7 +619,8 @@ def _accepts(step, slope, value, gradient, trial_value, trial_gradient, directio
     """
     decrease = trial_value - value
     return decrease <= _ARMIJO * step * slope or (
-        decrease <= 1e-12 * (1.0 + abs(value)) and trial_gradient @ direction <= -0.5 * slope
+        decrease <= 1e-12 * (1.0 + abs(value))
+        and trial_gradient @ direction <= -0.5 * slope
         and np.abs(trial_gradient).max() < np.abs(gradient).max()
     )
 
@@ -587,7 +629,7 @@ def _shorter_step(step, slope, value, trial_value):
     """The next trial step after a rejected one: the minimiser of the quadratic
     through the value, the slope and the trial, kept within [0.1, 0.5] of ``step``."""
     excess = trial_value - value - step * slope
-    shorter = -slope * step ** 2 / (2 * excess) if excess > 0 else 0.0
+    shorter = -slope * step**2 / (2 * excess) if excess > 0 else 0.0
     return min(max(shorter, 0.1 * step), 0.5 * step)
 
 
@@ -640,8 +682,11 @@ def _lockstep_newton(problem, theta0, tol, max_iter):
     while True:
         problems = np.flatnonzero(moved)
         if problems.size:
-            for k, system in zip(problems, problem.newton_systems(
-                    theta[problems], gradient[problems], problems), strict=True):
+            for k, system in zip(
+                problems,
+                problem.newton_systems(theta[problems], gradient[problems], problems),
+                strict=True,
+            ):
                 systems[k] = system
                 new_direction(k)
             moved[:] = False
@@ -651,8 +696,15 @@ def _lockstep_newton(problem, theta0, tol, max_iter):
         trial = theta[problems] + step[problems, None] * direction[problems]
         trial_value, trial_gradient = problem.objective(trial, problems)
         for row, k in enumerate(problems):
-            if _accepts(step[k], slope[k], value[k], gradient[k], trial_value[row],
-                        trial_gradient[row], direction[k]):
+            if _accepts(
+                step[k],
+                slope[k],
+                value[k],
+                gradient[k],
+                trial_value[row],
+                trial_gradient[row],
+                direction[k],
+            ):
                 theta[k], value[k], gradient[k] = trial[row], trial_value[row], trial_gradient[row]
                 n_iter[k] += 1
                 if step[k] == 1.0:
@@ -710,8 +762,15 @@ def _lockstep_lbfgs(objective, theta0, tol, max_iter):
         trial = theta[problems] + step[problems, None] * direction[problems]
         trial_value, trial_gradient = objective(trial, problems)
         for row, k in enumerate(problems):
-            if _accepts(step[k], slope[k], value[k], gradient[k], trial_value[row],
-                        trial_gradient[row], direction[k]):
+            if _accepts(
+                step[k],
+                slope[k],
+                value[k],
+                gradient[k],
+                trial_value[row],
+                trial_gradient[row],
+                direction[k],
+            ):
                 change = trial[row] - theta[k]
                 change_gradient = trial_gradient[row] - gradient[k]
                 curvature = change @ change_gradient
@@ -771,8 +830,9 @@ def _two_loop(gradient, memory):
 def _solve_psd(matrix, rhs):
     """``matrix^-1 rhs`` by Cholesky, or by the pseudo-inverse if ``matrix`` is singular."""
     try:
-        return linalg.cho_solve(linalg.cho_factor(matrix, lower=True, check_finite=False), rhs,
-                                check_finite=False)
+        return linalg.cho_solve(
+            linalg.cho_factor(matrix, lower=True, check_finite=False), rhs, check_finite=False
+        )
     except linalg.LinAlgError:
         values, vectors = np.linalg.eigh(matrix)
         kept = values > np.finfo(float).eps * matrix.shape[0] * max(values[-1], 0.0)
@@ -810,8 +870,9 @@ def _per_problem(values, default, n_problems, n_features, name):
     return np.broadcast_to(values, (n_problems, n_features))
 
 
-def _sparse_grouped_objective(X, coef, intercept, codes, weights, grad_coef_out,
-                              grad_intercept_out, loss_out, n_threads=1):
+def _sparse_grouped_objective(
+    X, coef, intercept, codes, weights, grad_coef_out, grad_intercept_out, loss_out, n_threads=1
+):
     """``grouped_softmax_objective`` for a sparse ``X``, in NumPy and SciPy.
 
     The (n, K, C) logits ``Z = X coef + intercept`` are formed densely; the
@@ -901,10 +962,13 @@ def logistic_regression_settings(estimator, n_classes):
         formulation, or one-vs-rest multiclass.
     """
     penalty = _logistic_penalty(estimator)
-    if (penalty not in ("l2", None) or getattr(estimator, "solver", "lbfgs") not in _SOLVERS
-            or getattr(estimator, "class_weight", None) is not None
-            or getattr(estimator, "dual", False)
-            or (n_classes > 2 and getattr(estimator, "multi_class", "auto") == "ovr")):
+    if (
+        penalty not in ("l2", None)
+        or getattr(estimator, "solver", "lbfgs") not in _SOLVERS
+        or getattr(estimator, "class_weight", None) is not None
+        or getattr(estimator, "dual", False)
+        or (n_classes > 2 and getattr(estimator, "multi_class", "auto") == "ovr")
+    ):
         return None
     C = np.inf if penalty is None else float(estimator.C)
     return {
@@ -934,14 +998,18 @@ def logistic_regression_start(estimator, classes, n_features):
 
     Returns
     -------
-    start : tuple of (ndarray of shape (n_classes, n_features), ndarray of shape (n_classes,)) or None
+    start : tuple of two ndarrays, or None
+        Shapes (n_classes, n_features) and (n_classes,).
         Starting coefficients and intercepts, or None (start from zero):
         no warm start asked, not fitted, or other classes or features.
     """
     coef = getattr(estimator, "coef_", None)
-    if (not getattr(estimator, "warm_start", False) or coef is None
-            or not np.array_equal(getattr(estimator, "classes_", None), classes)
-            or coef.shape[-1] != n_features):
+    if (
+        not getattr(estimator, "warm_start", False)
+        or coef is None
+        or not np.array_equal(getattr(estimator, "classes_", None), classes)
+        or coef.shape[-1] != n_features
+    ):
         return None
     coef = np.asarray(coef, dtype=np.float64)
     intercept = np.asarray(estimator.intercept_, dtype=np.float64).ravel()

@@ -121,7 +121,7 @@ from sklearn.utils.validation import (
     check_consistent_length,
 )
 
-from ._batch import _Warm, batch_class
+from ._batch import _Warm, batch_class, set_least_squares_attributes
 from ._experts import check_experts
 from ._features import take_columns
 from ._inputs import gate_input, validate_X
@@ -270,8 +270,12 @@ def check_partial_fit(estimator):
             f"{estimator.likelihood!r}: other families' experts have no finite statistics. "
             f"Use likelihood='gaussian', or {_ELSEWHERE}."
         )
-    named = check_experts(estimator.estimator, estimator.n_experts,
-                          estimator._default_expert(), estimator._expert_method)
+    named = check_experts(
+        estimator.estimator,
+        estimator.n_experts,
+        estimator._default_expert(),
+        estimator._expert_method,
+    )
     for name, expert in named:
         _check_expert(estimator, name, expert)
     return True
@@ -288,8 +292,10 @@ def _check_expert(estimator, name, expert):
     kind = type(expert).__name__
     if estimator._y_numeric:
         if type(expert) is WeightedLeastSquares or (
-                type(expert) in (Ridge, LinearRegression) and not expert.positive
-                and np.ndim(getattr(expert, "alpha", 0.0)) == 0):
+            type(expert) in (Ridge, LinearRegression)
+            and not expert.positive
+            and np.ndim(getattr(expert, "alpha", 0.0)) == 0
+        ):
             return
         raise NotImplementedError(
             f"partial_fit supports linear least-squares experts only (WeightedLeastSquares, "
@@ -297,8 +303,8 @@ def _check_expert(estimator, name, expert):
             f"are finite; expert {name!r} is {kind}. Use one of them, or {_ELSEWHERE}."
         )
     if type(expert) is WeightedLogisticRegression or (
-            type(expert) is LogisticRegression
-            and logistic_regression_settings(expert, 3) is not None):
+        type(expert) is LogisticRegression and logistic_regression_settings(expert, 3) is not None
+    ):
         return
     raise NotImplementedError(
         f"partial_fit supports multinomial logistic experts only (WeightedLogisticRegression, "
@@ -310,8 +316,11 @@ def _check_expert(estimator, name, expert):
 def _check_fitted_model(estimator):
     """A model fitted by ``fit`` that the stream is to continue must be one it can update."""
     experts = estimator.experts_
-    if len(experts) != estimator.n_experts or not isinstance(estimator.gate_, SoftmaxGate) or (
-            estimator._y_numeric and type(estimator._likelihood) is not GaussianLikelihood):
+    if (
+        len(experts) != estimator.n_experts
+        or not isinstance(estimator.gate_, SoftmaxGate)
+        or (estimator._y_numeric and type(estimator._likelihood) is not GaussianLikelihood)
+    ):
         raise ValueError(
             "partial_fit continues the model fitted by fit, which does not match the "
             "estimator's parameters (changed since by set_params?); fit again, or start "
@@ -350,11 +359,14 @@ def _start_on_chunk(estimator, X, y, sample_weight, classes):
     if classes is not None:
         unknown = np.setdiff1d(np.unique(y), classes)
         if unknown.size:
-            raise ValueError(f"y has labels {unknown.tolist()} that are not in classes "
-                             f"{classes.tolist()}.")
+            raise ValueError(
+                f"y has labels {unknown.tolist()} that are not in classes {classes.tolist()}."
+            )
     starter = clone(estimator).set_params(
         max_iter=min(estimator.max_iter, START_MAX_ITER),
-        n_init=max(estimator.n_init, START_N_INIT), warm_start=False, verbose=0,
+        n_init=max(estimator.n_init, START_N_INIT),
+        warm_start=False,
+        verbose=0,
     )
     with warnings.catch_warnings():
         # A short fit on one chunk need not converge: the stream goes on from it.
@@ -400,8 +412,10 @@ def _read_chunk(estimator, X, y, sample_weight):
         check_classification_targets(y)
         unknown = np.setdiff1d(y, estimator.classes_)
         if unknown.size:
-            raise ValueError(f"y has labels {unknown.tolist()} that are not in classes "
-                             f"{estimator.classes_.tolist()} (given on the first call).")
+            raise ValueError(
+                f"y has labels {unknown.tolist()} that are not in classes "
+                f"{estimator.classes_.tolist()} (given on the first call)."
+            )
         y_code = np.searchsorted(estimator.classes_, y).astype(np.intp)
     expert = take_columns(X_given, estimator.expert_features_)
     if X_array is not None:
@@ -409,8 +423,9 @@ def _read_chunk(estimator, X, y, sample_weight):
     else:  # a DataFrame with non-numeric columns the experts do not use
         expert_array = check_array(expert, dtype=np.float64, order="C")
     return _Chunk(
-        gate=np.ascontiguousarray(gate_input(estimator.gate_encoder_, X_given, X_array,
-                                             estimator.gate_features_, False)),
+        gate=np.ascontiguousarray(
+            gate_input(estimator.gate_encoder_, X_given, X_array, estimator.gate_features_, False)
+        ),
         expert=expert,
         expert_array=expert_array,
         y_code=y_code,
@@ -448,8 +463,13 @@ class _Stream:
         experts = (_LinearGaussianExperts if estimator._y_numeric else _LogisticExperts)(
             estimator, chunk
         )
-        return cls(gate=gate, gate_model=_Quadratic.at(theta), experts=experts,
-                   first_weight=chunk.weight, share=np.zeros(estimator.n_experts))
+        return cls(
+            gate=gate,
+            gate_model=_Quadratic.at(theta),
+            experts=experts,
+            first_weight=chunk.weight,
+            share=np.zeros(estimator.n_experts),
+        )
 
     def step_size(self, weight):
         """``eta`` of a chunk of total ``weight`` (see the module docstring)."""
@@ -466,11 +486,11 @@ class _Stream:
         with single_threaded_blas():  # the kernels thread themselves
             resp, row_log_lik, logits, outputs = _e_step(estimator, chunk)
             weights = chunk.sample_weight
-            self.log_likelihood += eta * (weights @ row_log_lik / chunk.weight
-                                          - self.log_likelihood)
+            self.log_likelihood += eta * (
+                weights @ row_log_lik / chunk.weight - self.log_likelihood
+            )
             self.share += eta * (weights @ resp / chunk.weight - self.share)
-            params = self.experts.update(estimator, chunk, resp, outputs, eta,
-                                         self.seen_weight)
+            params = self.experts.update(estimator, chunk, resp, outputs, eta, self.seen_weight)
             del outputs  # freed before the gate's update
             self._update_gate(chunk, resp, logits, eta)
         estimator._likelihood_params = params
@@ -494,8 +514,13 @@ class _Stream:
         inverse_C = 1.0 / (gate.C * self.seen_weight) if np.isfinite(gate.C) else 0.0
         loss = copy.copy(gate)  # the gate's own loss, its penalty added here
         loss.C = np.inf
-        args = (chunk.gate, np.ascontiguousarray(resp), chunk.sample_weight, chunk.weight,
-                chunk.n_threads)
+        args = (
+            chunk.gate,
+            np.ascontiguousarray(resp),
+            chunk.sample_weight,
+            chunk.weight,
+            chunk.n_threads,
+        )
 
         def objective(theta, problems):
             value, gradient = loss._objective(theta[0], *args)
@@ -527,8 +552,9 @@ def _e_step(estimator, chunk):
     else:  # experts of different classes
         every, _ = routes(logits, None)
         outputs = evaluate_routes(every, likelihood, experts, chunk.expert)
-    resp, row_log_lik = likelihood.e_step(chunk.y_code, outputs, estimator._likelihood_params,
-                                          logits, chunk.n_threads)
+    resp, row_log_lik = likelihood.e_step(
+        chunk.y_code, outputs, estimator._likelihood_params, logits, chunk.n_threads
+    )
     if not np.all(np.isfinite(row_log_lik)):
         raise FloatingPointError(
             "The chunk has rows of zero probability under every expert (a non-finite "
@@ -558,8 +584,9 @@ class _Quadratic:
     @classmethod
     def at(cls, theta, fixed=None):
         n_problems, n_parameters = theta.shape
-        return cls(theta, np.zeros_like(theta), np.zeros((n_problems, n_parameters, n_parameters)),
-                   fixed)
+        return cls(
+            theta, np.zeros_like(theta), np.zeros((n_problems, n_parameters, n_parameters)), fixed
+        )
 
     def newton_step(self, eta, objective, chunk_hessian, n_classes):
         """Average in a chunk's objective with step ``eta``; step to the new model's minimum.
@@ -605,8 +632,9 @@ class _Quadratic:
             move = step[trying, None] * delta[trying]
             trial_values, _ = objective(theta0[trying] + move, trying)
             # The averaged objective: the old quadratic model plus the chunk's exact loss.
-            old_part = (np.einsum("kp,kp->k", old_gradient[trying], move)
-                        + 0.5 * np.einsum("kp,kpq,kq->k", move, old_hessian[trying], move))
+            old_part = np.einsum("kp,kp->k", old_gradient[trying], move) + 0.5 * np.einsum(
+                "kp,kpq,kq->k", move, old_hessian[trying], move
+            )
             value = (1 - eta) * old_part + eta * trial_values
             accepted = value <= start[trying] + _ARMIJO * step[trying] * slope[trying]
             pending[trying[accepted]] = False
@@ -660,8 +688,14 @@ def _refit_weights(estimator, chunk, resp):
     """The experts' refit weights ``w_i r_ik``, 0 up to ``min_responsibility`` (as in fit)."""
     weights = np.empty_like(resp)
     counts = np.empty(resp.shape[1], dtype=np.intp)
-    responsibility_weights(np.ascontiguousarray(resp), chunk.sample_weight,
-                           estimator.min_responsibility, weights, counts, chunk.n_threads)
+    responsibility_weights(
+        np.ascontiguousarray(resp),
+        chunk.sample_weight,
+        estimator.min_responsibility,
+        weights,
+        counts,
+        chunk.n_threads,
+    )
     return weights
 
 
@@ -675,6 +709,7 @@ class _LinearGaussianExperts:
         self.mass = np.zeros(n_experts)  # per unit weight: sum_i w_i r_ik
         self.sums = np.zeros((n_experts, width))  # sum_i w_i r_ik (z_i - centre)
         self.products = np.zeros((n_experts, width, width))  # ... (z_i - centre)(z_i - centre)^T
+        self.rows_seen = 0  # for LinearRegression's singular_, which keeps min(n, d) values
 
     def update(self, estimator, chunk, resp, outputs, eta, seen_weight):
         """Average in the chunk's statistics; refit the experts; return the noise variances.
@@ -682,6 +717,7 @@ class _LinearGaussianExperts:
         ``outputs`` is unused: the statistics are the data's.
         """
         X, y = chunk.expert_array, chunk.y_code
+        self.rows_seen += X.shape[0]
         weights = _refit_weights(estimator, chunk, resp)
         mass = weights.sum(axis=0)
         sums = np.hstack([weights.T @ X, (weights.T @ y)[:, None]])
@@ -710,8 +746,11 @@ class _LinearGaussianExperts:
         if expert.fit_intercept:  # about the expert's mean
             moments -= np.outer(offset, offset)
         else:  # about zero
-            moments += (np.outer(self.centre, offset) + np.outer(offset, self.centre)
-                        + np.outer(self.centre, self.centre))
+            moments += (
+                np.outer(self.centre, offset)
+                + np.outer(offset, self.centre)
+                + np.outer(self.centre, self.centre)
+            )
         alpha = getattr(expert, "alpha", 0.0)
         normal = moments[:n_features, :n_features].copy()
         # The penalty against the expert's mass in all the rows seen, as in a batch fit.
@@ -722,18 +761,14 @@ class _LinearGaussianExperts:
         if expert.fit_intercept:
             mean = self.centre + offset
             intercept = float(mean[n_features] - mean[:n_features] @ coef)
-        expert.coef_, expert.intercept_, expert.n_features_in_ = coef, intercept, n_features
-        if isinstance(expert, Ridge):
-            expert.solver_, expert.n_iter_ = "cholesky", None
-        elif isinstance(expert, LinearRegression):
-            # As LinearRegression reports them: singular values of the weighted X
-            # (centred with an intercept), here over all the rows seen.
-            gram = moments[:n_features, :n_features] * self.mass[k] * seen_weight
-            singular = np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[::-1], 0.0))
-            expert.singular_ = singular
-            expert.rank_ = int(np.count_nonzero(singular > expert.tol * singular[0]))
-        residual = (moments[n_features, n_features] - 2.0 * coef @ cross
-                    + coef @ moments[:n_features, :n_features] @ coef)
+        # LinearRegression's singular values: of the weighted X, over all rows seen.
+        gram = moments[:n_features, :n_features] * self.mass[k] * seen_weight
+        set_least_squares_attributes(expert, coef, intercept, gram, self.rows_seen)
+        residual = (
+            moments[n_features, n_features]
+            - 2.0 * coef @ cross
+            + coef @ moments[:n_features, :n_features] @ coef
+        )
         return max(float(residual), floor)
 
 
@@ -768,12 +803,14 @@ class _LogisticExperts:
         # Per coefficient of the (d, C) layout, times 1 / (rows seen) at each chunk.
         self.penalty = np.repeat(np.array(penalty) * inverse_C[:, None], n_classes, axis=1)
         self.mean = np.where(self.fit_intercept[:, None], mean, 0.0)
-        theta = np.array([
-            self._pack(k, *_symmetric(expert, classes, n_features, X.shape[0]))
-            for k, expert in enumerate(experts)
-        ])
+        theta = np.array(
+            [
+                self._pack(k, *_symmetric(expert, classes, n_features, X.shape[0]))
+                for k, expert in enumerate(experts)
+            ]
+        )
         fixed = np.zeros(theta.shape, dtype=bool)
-        fixed[~self.fit_intercept, n_features * n_classes:] = True
+        fixed[~self.fit_intercept, n_features * n_classes :] = True
         self.model = _Quadratic.at(theta, fixed)
         self._install(estimator, chunk)
 
@@ -786,7 +823,7 @@ class _LogisticExperts:
         n_features = self.scale.shape[0]
         n_classes = theta.shape[0] // (n_features + 1)
         coef = theta[: n_features * n_classes].reshape(n_features, n_classes).T / self.scale
-        intercept = theta[n_features * n_classes:] - coef @ self.mean[k]
+        intercept = theta[n_features * n_classes :] - coef @ self.mean[k]
         return np.ascontiguousarray(coef), intercept
 
     def update(self, estimator, chunk, resp, outputs, eta, seen_weight):
@@ -805,14 +842,22 @@ class _LogisticExperts:
         problem = None
         if active.size:  # the experts' own loss (and kernel), their penalties added here
             problem = _GroupedProblem(
-                X, codes, n_classes, weights[:, active], np.inf, self.mean[active],
-                self.scale, self.fit_intercept[active], precondition=False,
+                X,
+                codes,
+                n_classes,
+                weights[:, active],
+                np.inf,
+                self.mean[active],
+                self.scale,
+                self.fit_intercept[active],
+                precondition=False,
             )
         penalty = self.penalty / seen_weight
 
         def objective(theta, problems):
-            values = 0.5 * np.einsum("kp,kp->k", penalty[problems] * theta[:, :n_coef],
-                                     theta[:, :n_coef])
+            values = 0.5 * np.einsum(
+                "kp,kp->k", penalty[problems] * theta[:, :n_coef], theta[:, :n_coef]
+            )
             gradients = np.zeros_like(theta)
             gradients[:, :n_coef] = penalty[problems] * theta[:, :n_coef]
             inside = position[problems] >= 0
@@ -825,8 +870,9 @@ class _LogisticExperts:
 
         hessians = np.zeros(self.model.hessian.shape)
         for k in active:
-            hessians[k] = _softmax_hessian(X, self.mean[k], self.scale, outputs[:, k],
-                                           weights[:, k])
+            hessians[k] = _softmax_hessian(
+                X, self.mean[k], self.scale, outputs[:, k], weights[:, k]
+            )
         hessians /= chunk.weight
         for k in range(hessians.shape[0]):
             hessians[k][np.diag_indices(n_coef)] += penalty[k]

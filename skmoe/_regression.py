@@ -7,18 +7,23 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import BaseMixtureOfExperts, _blockwise
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from ._online import check_partial_fit
-from .likelihoods import (
-    BaseLikelihood, GammaLikelihood, GaussianLikelihood, PoissonLikelihood, StudentTLikelihood,
-    TweedieLikelihood, check_likelihood,
-)
 from .experts import WeightedLeastSquares
+from .likelihoods import (
+    BaseLikelihood,
+    GammaLikelihood,
+    GaussianLikelihood,
+    PoissonLikelihood,
+    StudentTLikelihood,
+    TweedieLikelihood,
+    check_likelihood,
+)
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -248,8 +253,9 @@ BaseLikelihood, default="gaussian"
         if self.likelihood == "gamma":
             return GammaRegressor(alpha=1e-8, solver="newton-cholesky")
         if self.likelihood == "tweedie":
-            return TweedieRegressor(power=_TWEEDIE_POWER, link="log", alpha=1e-8,
-                                    solver="newton-cholesky")
+            return TweedieRegressor(
+                power=_TWEEDIE_POWER, link="log", alpha=1e-8, solver="newton-cholesky"
+            )
         return WeightedLeastSquares()
 
     def _prepare_target(self, y, sample_weight, exposure=None):
@@ -285,8 +291,9 @@ BaseLikelihood, default="gaussian"
                 f"likelihood is {type(likelihood).__name__}. Leave exposure out, or use "
                 "likelihood='poisson'."
             )
-        exposure = check_array(exposure, ensure_2d=False, dtype=np.float64,
-                               input_name="exposure").reshape(-1)
+        exposure = check_array(
+            exposure, ensure_2d=False, dtype=np.float64, input_name="exposure"
+        ).reshape(-1)
         if exposure.shape[0] != n_samples:
             raise ValueError(f"exposure has {exposure.shape[0]} values but y has {n_samples}.")
         if not np.all(exposure > 0):
@@ -449,8 +456,12 @@ BaseLikelihood, default="gaussian"
             exposure = self._check_exposure(exposure, X.given.shape[0], self._likelihood)
             outputs = outputs * exposure[:, None]
         return MixtureDistribution(
-            np.ascontiguousarray(expert_ids), route_weights, outputs, self._likelihood_params,
-            self._likelihood, self.n_experts,
+            np.ascontiguousarray(expert_ids),
+            route_weights,
+            outputs,
+            self._likelihood_params,
+            self._likelihood,
+            self.n_experts,
         )
 
     @_blockwise
@@ -501,8 +512,9 @@ BaseLikelihood, default="gaussian"
         distribution = self.predict_distribution(X, exposure)
         levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if levels.ndim != 1:
-            raise ValueError(f"q must be a probability or a 1-D array of them, got shape "
-                             f"{levels.shape}.")
+            raise ValueError(
+                f"q must be a probability or a 1-D array of them, got shape {levels.shape}."
+            )
         return distribution.ppf(np.broadcast_to(levels, (len(distribution), levels.size)))
 
 

@@ -66,7 +66,6 @@ def evaluate_routes(expert_ids, likelihood, fitted_experts, X):
 
 def scatter_routes(expert_ids, values, n_experts, fill):
     """Dense ``(n_samples, n_experts, ...)`` array holding ``values`` at the routes."""
-    dense = np.full((expert_ids.shape[0], n_experts, *values.shape[2:]), fill,
-                    dtype=values.dtype)
+    dense = np.full((expert_ids.shape[0], n_experts, *values.shape[2:]), fill, dtype=values.dtype)
     dense[np.arange(expert_ids.shape[0])[:, None], expert_ids] = values
     return dense

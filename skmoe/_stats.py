@@ -64,8 +64,9 @@ def _sparse_squared_deviations(X, sample_weight, mean, total_weight):
     if not X.has_canonical_format:  # duplicate entries must be summed first
         X = X.copy()
         X.sum_duplicates()
-    outer = np.repeat(np.arange(X.shape[0] if X.format == "csr" else X.shape[1]),
-                      np.diff(X.indptr))
+    outer = np.repeat(
+        np.arange(X.shape[0] if X.format == "csr" else X.shape[1]), np.diff(X.indptr)
+    )
     rows, columns = (outer, X.indices) if X.format == "csr" else (X.indices, outer)
     entry_weight = sample_weight[rows]
     deviation = X.data - mean[columns]

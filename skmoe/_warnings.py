@@ -17,6 +17,7 @@ def warn(message, category):
     """
     frame, level = sys._getframe(1), 2  # stacklevel 2 is our caller
     while frame is not None and (frame.f_globals.get("__name__", "") + ".").startswith(
-            _LIBRARY_PREFIXES):
+        _LIBRARY_PREFIXES
+    ):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

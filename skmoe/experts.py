@@ -119,7 +119,10 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
         ``weights`` has a positive sum. ``tol`` is unused: the solve is direct.
         """
         coef, intercept, _ = fit_least_squares_many(
-            X, y, weights, [expert.alpha for expert in experts],
+            X,
+            y,
+            weights,
+            [expert.alpha for expert in experts],
             [expert.fit_intercept for expert in experts],
         )
         for k, expert in enumerate(experts):
@@ -254,8 +257,11 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        previous = (getattr(self, "classes_", None), getattr(self, "coef_", None),
-                    getattr(self, "intercept_", None))
+        previous = (
+            getattr(self, "classes_", None),
+            getattr(self, "coef_", None),
+            getattr(self, "intercept_", None),
+        )
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, order="C")
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
@@ -273,8 +279,12 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         solver = SoftmaxGate(C=self.C, max_iter=self.max_iter, tol=self.tol)
         solver._initialize(X, classes.shape[0], sample_weight)
         old_classes, old_coef, old_intercept = previous
-        if (self.warm_start and old_coef is not None and np.array_equal(old_classes, classes)
-                and old_coef.shape == (classes.shape[0], X.shape[1])):
+        if (
+            self.warm_start
+            and old_coef is not None
+            and np.array_equal(old_classes, classes)
+            and old_coef.shape == (classes.shape[0], X.shape[1])
+        ):
             solver.coef_, solver.intercept_ = old_coef.T.copy(), old_intercept.copy()
         solver._m_step(X, targets, sample_weight)
         self.classes_ = classes
@@ -350,14 +360,26 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         intercept = np.zeros((n_experts, n_classes))
         for k, expert in enumerate(experts):
             old_coef = getattr(expert, "coef_", None)
-            if (expert.warm_start and old_coef is not None
-                    and np.array_equal(getattr(expert, "classes_", None), classes)
-                    and old_coef.shape == (n_classes, n_features)):
+            if (
+                expert.warm_start
+                and old_coef is not None
+                and np.array_equal(getattr(expert, "classes_", None), classes)
+                and old_coef.shape == (n_classes, n_features)
+            ):
                 coef[k], intercept[k] = old_coef, expert.intercept_
         coef, intercept, n_iter = fit_multinomial_logits(
-            X, codes.reshape(-1), n_classes, weights, [expert.C for expert in experts],
-            mean, scale, coef, intercept, tol=[_inner_tol(expert.tol, tol) for expert in experts],
-            max_iter=[expert.max_iter for expert in experts], precondition=False,
+            X,
+            codes.reshape(-1),
+            n_classes,
+            weights,
+            [expert.C for expert in experts],
+            mean,
+            scale,
+            coef,
+            intercept,
+            tol=[_inner_tol(expert.tol, tol) for expert in experts],
+            max_iter=[expert.max_iter for expert in experts],
+            precondition=False,
         )
         for k, expert in enumerate(experts):
             expert.classes_ = classes

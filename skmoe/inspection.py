@@ -175,8 +175,12 @@ def _gate_parameters(gate, what):
 def _linear_coefficients(expert, n_features, name):
     coef = getattr(expert, "coef_", None)
     intercept = getattr(expert, "intercept_", None)
-    if not isinstance(coef, np.ndarray) or coef.ndim not in (1, 2) or \
-            coef.shape[-1] != n_features or intercept is None:
+    if (
+        not isinstance(coef, np.ndarray)
+        or coef.ndim not in (1, 2)
+        or coef.shape[-1] != n_features
+        or intercept is None
+    ):
         raise ValueError(
             f"Expert {name!r} ({type(expert).__name__}) is not a linear model with coef_ "
             f"of {n_features} feature(s) and intercept_, so it has no coefficient table; "

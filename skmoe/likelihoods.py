@@ -17,11 +17,19 @@ object can score any EM start and be shipped to joblib workers cheaply.
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from scipy.special import (
-    digamma, gammainc, gammaincinv, gammaln, ndtr, ndtri, pdtr, polygamma, stdtr,
+    digamma,
+    gammainc,
+    gammaincinv,
+    gammaln,
+    ndtr,
+    ndtri,
+    pdtr,
+    polygamma,
+    stdtr,
     stdtrit,
 )
-from scipy.optimize import minimize_scalar
 from scipy.stats import poisson
 
 from ._kernels import e_step, gaussian_e_step, weighted_squared_residuals
@@ -91,7 +99,7 @@ class BaseLikelihood(metaclass=ABCMeta):
     def residual(self, y, output):
         """How far each target lies above one expert's output (for EM's starts)."""
 
-    def check_target(self, y):
+    def check_target(self, y):  # noqa: B027 (an optional hook: accept every target)
         """Refuse targets the family cannot score (a ValueError that says why)."""
 
     def n_parameters(self, n_experts):
@@ -107,8 +115,7 @@ class BaseLikelihood(metaclass=ABCMeta):
         raise NotImplementedError(f"{type(self).__name__} has no batch outputs.")
 
 
-_REQUIRED = ("expert_output", "empty_outputs", "can_train_on", "fit_params", "e_step",
-             "residual")
+_REQUIRED = ("expert_output", "empty_outputs", "can_train_on", "fit_params", "e_step", "residual")
 
 
 def check_likelihood(likelihood):
@@ -120,7 +127,8 @@ def check_likelihood(likelihood):
         f"likelihood must be 'gaussian', 'poisson', 'gamma', 'tweedie', 'student_t', 'auto' "
         f"or an instance of a subclass of "
         f"skmoe.likelihoods.BaseLikelihood; {type(likelihood).__name__} is neither"
-        + (f" (it lacks {', '.join(missing)})" if missing else "") + "."
+        + (f" (it lacks {', '.join(missing)})" if missing else "")
+        + "."
     )
 
 
@@ -165,8 +173,13 @@ class RegressionLikelihood(BaseLikelihood):
         n_samples, n_experts = outputs.shape
         resp = np.empty((n_samples, n_experts))
         log_lik = np.empty(n_samples)
-        e_step(np.ascontiguousarray(gate_logits), np.ascontiguousarray(log_lik_k), resp,
-               log_lik, n_threads)
+        e_step(
+            np.ascontiguousarray(gate_logits),
+            np.ascontiguousarray(log_lik_k),
+            resp,
+            log_lik,
+            n_threads,
+        )
         return resp, log_lik
 
     def gather_params(self, params, expert_ids):
@@ -219,8 +232,9 @@ class GaussianLikelihood(RegressionLikelihood):
 
         ``weights`` is zero wherever an expert's output was not computed.
         """
-        return {"variance": _weighted_variances(y, outputs, weights, self.variance_floor,
-                                                n_threads)}
+        return {
+            "variance": _weighted_variances(y, outputs, weights, self.variance_floor, n_threads)
+        }
 
     def e_step(self, y, outputs, params, gate_logits, n_threads):
         # The compiled kernel fuses the Gaussian density with the E-step.
@@ -314,14 +328,16 @@ class StudentTLikelihood(RegressionLikelihood):
         # The rows' mixing weights without their precisions.
         mixing = np.divide(weights, precision, out=np.zeros_like(weights), where=precision > 0)
         squared = (y[:, None] - outputs) ** 2 / variance
-        params["df"] = np.array([
-            self._best_df(squared[:, k], mixing[:, k], variance[k])
-            for k in range(outputs.shape[1])
-        ])
+        params["df"] = np.array(
+            [
+                self._best_df(squared[:, k], mixing[:, k], variance[k])
+                for k in range(outputs.shape[1])
+            ]
+        )
         return params
 
     def _best_df(self, squared, mixing, variance):
-        """The df that maximises ``sum_i mixing_i log t_df(y_i)``, by a bounded search on log df."""
+        """The df maximising ``sum_i mixing_i log t_df(y_i)``, by a bounded search on log df."""
         rows = mixing > 0
         squared, mixing = squared[rows], mixing[rows]
         total = mixing.sum()
@@ -331,12 +347,15 @@ class StudentTLikelihood(RegressionLikelihood):
         def loss(log_df):
             df = np.exp(log_df)
             mean_log_kernel = mixing @ np.log1p(squared / df) / total
-            return -(gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df)
-                     - (df + 1) / 2 * mean_log_kernel)
+            return -(
+                gammaln((df + 1) / 2)
+                - gammaln(df / 2)
+                - 0.5 * np.log(df)
+                - (df + 1) / 2 * mean_log_kernel
+            )
 
         bounds = (np.log(self._MIN_DF), np.log(self.max_df))
-        result = minimize_scalar(loss, bounds=bounds, method="bounded",
-                                 options={"xatol": 1e-6})
+        result = minimize_scalar(loss, bounds=bounds, method="bounded", options={"xatol": 1e-6})
         return float(np.exp(result.x))
 
     def variance(self, outputs, params):
@@ -347,8 +366,12 @@ class StudentTLikelihood(RegressionLikelihood):
 
     def logpdf(self, y, outputs, params):
         df, variance = self._df(params), params["variance"]
-        return (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df * np.pi * variance)
-                - (df + 1) / 2 * np.log1p((y - outputs) ** 2 / (df * variance)))
+        return (
+            gammaln((df + 1) / 2)
+            - gammaln(df / 2)
+            - 0.5 * np.log(df * np.pi * variance)
+            - (df + 1) / 2 * np.log1p((y - outputs) ** 2 / (df * variance))
+        )
 
     def cdf(self, y, outputs, params):
         return stdtr(self._df(params), (y - outputs) / np.sqrt(params["variance"]))
@@ -639,8 +662,10 @@ class TweedieLikelihood(RegressionLikelihood):
             span = np.arange(lowest, int(jumps.max()) + 1, dtype=np.float64)
             in_j = -gammaln(span + 1) - gammaln(span * shape)
             yc, rc, sc = y[rows, None], rate[rows, None], scale[rows, None]
-            log_terms = (jumps * (np.log(rc) + shape * np.log(yc / sc))
-                         + in_j[(jumps - lowest).astype(np.intp)])
+            log_terms = (
+                jumps * (np.log(rc) + shape * np.log(yc / sc))
+                + in_j[(jumps - lowest).astype(np.intp)]
+            )
             log_terms += -rc - np.log(yc) - yc / sc
             top = log_terms.max(axis=1, keepdims=True)
             posterior = np.exp(log_terms - top)
@@ -650,7 +675,6 @@ class TweedieLikelihood(RegressionLikelihood):
             mean_jumps[rows] = np.einsum("ij,ij->i", posterior, jumps)
             var_jumps[rows] = np.einsum("ij,ij->i", posterior, jumps**2) - mean_jumps[rows] ** 2
         return log_pdf, mean_jumps, var_jumps
-
 
     def cdf(self, y, outputs, params):
         y, outputs, dispersion = np.broadcast_arrays(y, outputs, params["dispersion"])
@@ -679,8 +703,10 @@ class TweedieLikelihood(RegressionLikelihood):
             if active.size == 0:
                 break
             middle = 0.5 * (low[active] + high[active])
-            reached = self.cdf(middle, flat_mu[active], {"dispersion": flat_phi[active]}) >= (
-                flat_q[active])
+            reached = (
+                self.cdf(middle, flat_mu[active], {"dispersion": flat_phi[active]})
+                >= (flat_q[active])
+            )
             high[active] = np.where(reached, middle, high[active])
             low[active] = np.where(reached, low[active], middle)
         result = np.where(above, high, 0.0)

@@ -94,8 +94,16 @@ def plot_regression_1d(model, X, y=None, *, feature=0, confidence=0.9, ax=None, 
     if y is not None:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         ax.scatter(values, y, s=8, color="0.6", alpha=0.6, label="data", zorder=1)
-    ax.fill_between(grid, bounds[:, 0], bounds[:, 1], color="k", alpha=0.15, lw=0,
-                    label=f"{100 * confidence:g}% interval", zorder=2)
+    ax.fill_between(
+        grid,
+        bounds[:, 0],
+        bounds[:, 1],
+        color="k",
+        alpha=0.15,
+        lw=0,
+        label=f"{100 * confidence:g}% interval",
+        zorder=2,
+    )
     for k, label in enumerate(labels):
         ax.plot(grid, expert_means[:, k], color=f"C{k}", lw=1.5, label=label, zorder=3)
     ax.plot(grid, mean, color="k", lw=1.5, ls="--", label="mixture mean", zorder=4)
@@ -188,9 +196,12 @@ def plot_gate_regions(model, X, *, features=(0, 1), resolution=200, ax=None):
     ax.pcolormesh(grid_x, grid_y, regions, shading="auto", alpha=0.3, **scale)
     ax.scatter(*axes_values, c=assigned, s=12, edgecolors="k", linewidths=0.3, **scale)
     ax.legend(
-        handles=[Patch(color=f"C{k}", alpha=0.6, label=label)
-                 for k, label in enumerate(_expert_labels(model))],
-        title="most probable expert", fontsize="small",
+        handles=[
+            Patch(color=f"C{k}", alpha=0.6, label=label)
+            for k, label in enumerate(_expert_labels(model))
+        ],
+        title="most probable expert",
+        fontsize="small",
     )
     ax.set_xlabel(first_name)
     ax.set_ylabel(second_name)
@@ -238,8 +249,9 @@ def plot_convergence(model, ax=None):
     validation = getattr(model, "validation_log_likelihood_history_", None)
     if validation is not None:
         validation = np.asarray(validation)
-        ax.plot(np.arange(validation.size), validation, marker="s", ms=3,
-                label="validation (held out)")
+        ax.plot(
+            np.arange(validation.size), validation, marker="s", ms=3, label="validation (held out)"
+        )
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("mean log-likelihood per sample")
     ax.legend(fontsize="small")

@@ -39,7 +39,13 @@ def three_expert_truth():
     rng = np.random.default_rng(42)
     truth = LinearGaussianMixture(
         gate_coef=np.array(
-            [[3.0, -3.0, 0.0], [0.0, 3.0, -3.0], [1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, -0.5, 0.0]]
+            [
+                [3.0, -3.0, 0.0],
+                [0.0, 3.0, -3.0],
+                [1.0, 0.0, -1.0],
+                [0.0, 0.0, 0.0],
+                [0.5, -0.5, 0.0],
+            ]
         ),
         gate_intercept=np.array([0.0, 0.5, -0.5]),
         coef=np.array(

@@ -3,7 +3,6 @@
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
@@ -14,6 +13,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, SoftmaxGate
+
+pd = pytest.importorskip("pandas")  # these tests take DataFrames
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def regression_data():
 def test_inside_a_pipeline(regression_data):
     X, y = regression_data
     pipe = make_pipeline(
-        StandardScaler(), MixtureOfExpertsRegressor(2, estimator=LinearRegression(), random_state=0)
+        StandardScaler(),
+        MixtureOfExpertsRegressor(2, estimator=LinearRegression(), random_state=0),
     )
     assert pipe.fit(X, y).score(X, y) > 0.95
     scores = cross_val_score(pipe, X, y, cv=3)
@@ -49,8 +51,9 @@ def test_grid_search_over_n_experts_and_expert_hyperparameter(regression_data):
 def test_grid_search_over_the_gate_penalty(regression_data):
     X, y = regression_data
     search = GridSearchCV(
-        MixtureOfExpertsRegressor(2, estimator=LinearRegression(), gate=SoftmaxGate(),
-                                  random_state=0),
+        MixtureOfExpertsRegressor(
+            2, estimator=LinearRegression(), gate=SoftmaxGate(), random_state=0
+        ),
         {"gate__C": [1e-4, 1e2]},
         cv=3,
     ).fit(X, y)
@@ -102,16 +105,22 @@ def test_dataframe_records_feature_names_and_selects_by_name():
     df = pd.DataFrame(rng.normal(size=(300, 3)), columns=["regime", "x1", "x2"])
     y = np.where(df["regime"] > 0, 2 * df["x1"], -2 * df["x2"]) + 0.1 * rng.normal(size=300)
     moe = MixtureOfExpertsRegressor(
-        2, estimator=LinearRegression(), gate_features=["regime"],
-        expert_features=["x1", "x2"], random_state=0,
+        2,
+        estimator=LinearRegression(),
+        gate_features=["regime"],
+        expert_features=["x1", "x2"],
+        random_state=0,
     ).fit(df, y)
     assert_array_equal(moe.feature_names_in_, ["regime", "x1", "x2"])
     assert_array_equal(moe.gate_features_, [0])
     assert_array_equal(moe.expert_features_, [1, 2])
     assert_allclose(moe.predict(df), moe.predict(df.to_numpy()))
     mask = MixtureOfExpertsRegressor(
-        2, estimator=LinearRegression(), gate_features=[True, False, False],
-        expert_features=[1, 2], random_state=0,
+        2,
+        estimator=LinearRegression(),
+        gate_features=[True, False, False],
+        expert_features=[1, 2],
+        random_state=0,
     ).fit(df.to_numpy(), y)
     assert_allclose(mask.predict(df.to_numpy()), moe.predict(df), rtol=1e-10)
 

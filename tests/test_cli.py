@@ -60,9 +60,12 @@ def data(tmp_path_factory):
 
     rate = np.exp(0.5 + np.where(x1 > 0, x2, -x2))
     pd.DataFrame({"x1": x1, "x2": x2, "visits": rng.poisson(rate)}).to_csv(
-        folder / "counts.csv", index=False)
-    return {name: str(folder / f"{name}.csv") for name in
-            ["plain", "plain_new", "houses", "houses_new", "clf", "counts"]} | {"dir": folder}
+        folder / "counts.csv", index=False
+    )
+    return {
+        name: str(folder / f"{name}.csv")
+        for name in ["plain", "plain_new", "houses", "houses_new", "clf", "counts"]
+    } | {"dir": folder}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +85,9 @@ def houses_model(data):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         # Few iterations, to be quick: EM's warning that it did not converge is expected.
-        status = main(["fit", data["houses"], "-t", "price", "--drop", "id",
-                       "--max-iter", "20", "-o", path])
+        status = main(
+            ["fit", data["houses"], "-t", "price", "--drop", "id", "--max-iter", "20", "-o", path]
+        )
     assert status == 0
     return path, out.getvalue(), err.getvalue()
 
@@ -154,8 +158,26 @@ def test_categorical_and_missing_values(data, houses_model, tmp_path):
 
 def test_hgb_experts_take_categories_as_they_are(data, tmp_path):
     path = str(tmp_path / "hgb.joblib")
-    assert main(["fit", data["houses"], "-t", "price", "--drop", "id", "--expert", "hgb",
-                 "--max-iter", "2", "-q", "-o", path]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                data["houses"],
+                "-t",
+                "price",
+                "--drop",
+                "id",
+                "--expert",
+                "hgb",
+                "--max-iter",
+                "2",
+                "-q",
+                "-o",
+                path,
+            ]
+        )
+        == 0
+    )
     model = joblib.load(path)["model"]
     assert type(model.experts_[0]).__name__ == "HistGradientBoostingRegressor"
 
@@ -175,8 +197,26 @@ def test_count_target(options, data, tmp_path):
 
 def test_sparse_routing_and_more_experts(data, tmp_path):
     path = str(tmp_path / "m.joblib")
-    assert main(["fit", data["plain"], "-t", "y", "-k", "3", "--top-k", "2", "--expert",
-                 "ridge", "-q", "-o", path]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                data["plain"],
+                "-t",
+                "y",
+                "-k",
+                "3",
+                "--top-k",
+                "2",
+                "--expert",
+                "ridge",
+                "-q",
+                "-o",
+                path,
+            ]
+        )
+        == 0
+    )
     model = joblib.load(path)["model"]
     assert model.top_k == 2 and len(model.experts_) == 3
     assert type(model.experts_[0]).__name__ == "Ridge"
@@ -195,22 +235,24 @@ def test_classification(data, clf_model, tmp_path):
     assert (pred["prediction"].to_numpy() == saved["model"].predict(X)).all()
 
 
-@pytest.mark.parametrize("values, options, task", [
-    (["a", "b", "a"], {}, "classification"),
-    ([True, False, True], {}, "classification"),
-    ([0, 1, 2, 1], {}, "classification"),
-    ([0.0, 1.0, 2.0, 1.0], {}, "classification"),
-    (np.arange(11), {}, "regression"),  # more whole numbers than the rule's 10 classes
-    ([0.5, 1.0, 2.0], {}, "regression"),
-    ([0, 1, 2, 1], {"likelihood": "poisson"}, "regression"),
-    ([0, 1, 2, 1], {"expert": "ridge"}, "regression"),
-    ([0.5, 1.0, 2.0], {"expert": "logistic"}, "classification"),
-    ([0.5, 1.0, 2.0], {"expert": "tree"}, "regression"),
-    ([0, 1, 2, 1], {"task": "regression"}, "regression"),
-])
+@pytest.mark.parametrize(
+    "values, options, task",
+    [
+        (["a", "b", "a"], {}, "classification"),
+        ([True, False, True], {}, "classification"),
+        ([0, 1, 2, 1], {}, "classification"),
+        ([0.0, 1.0, 2.0, 1.0], {}, "classification"),
+        (np.arange(11), {}, "regression"),  # more whole numbers than the rule's 10 classes
+        ([0.5, 1.0, 2.0], {}, "regression"),
+        ([0, 1, 2, 1], {"likelihood": "poisson"}, "regression"),
+        ([0, 1, 2, 1], {"expert": "ridge"}, "regression"),
+        ([0.5, 1.0, 2.0], {"expert": "logistic"}, "classification"),
+        ([0.5, 1.0, 2.0], {"expert": "tree"}, "regression"),
+        ([0, 1, 2, 1], {"task": "regression"}, "regression"),
+    ],
+)
 def test_auto_task(values, options, task):
-    args = argparse.Namespace(**({"task": "auto", "likelihood": None, "expert": None}
-                                 | options))
+    args = argparse.Namespace(**({"task": "auto", "likelihood": None, "expert": None} | options))
     assert _infer_task(pd.Series(values), args)[0] == task
 
 
@@ -227,8 +269,11 @@ def test_evaluate_regression(data, capsys):
     assert lines[0].startswith("3-fold cross-validation, regression of 'y' on 240 rows")
     # label: score, "+/-", spread, held-out log-likelihood (none for HGB's regressor), time
     rows = {line.split("  ")[0]: line.split("  ", 1)[1].split() for line in lines[2:]}
-    assert set(rows) == {"mixture of 2 linear experts", "single linear expert",
-                         "gradient boosting (HGB)"}
+    assert set(rows) == {
+        "mixture of 2 linear experts",
+        "single linear expert",
+        "gradient boosting (HGB)",
+    }
     mixture, single = rows["mixture of 2 linear experts"], rows["single linear expert"]
     assert len(mixture) == len(single) == 5 and len(rows["gradient boosting (HGB)"]) == 4
     assert float(mixture[0]) > float(single[0]) + 0.1  # R2: the regimes need two experts
@@ -237,8 +282,26 @@ def test_evaluate_regression(data, capsys):
 
 def test_evaluate_with_hme_gate_and_top_k(data, capsys):
     # The single expert takes neither option: one expert has nothing to gate.
-    assert main(["evaluate", data["plain"], "-t", "y", "--cv", "2", "-k", "3", "--gate", "hme",
-                 "--top-k", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                data["plain"],
+                "-t",
+                "y",
+                "--cv",
+                "2",
+                "-k",
+                "3",
+                "--gate",
+                "hme",
+                "--top-k",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert "single linear expert" in capsys.readouterr().out
 
 
@@ -261,8 +324,10 @@ def test_inspect_softmax_gate(houses_model, capsys):
         assert column in out
 
 
-@pytest.mark.parametrize("gate, shown", [("tree", ["gate rules", "|--- x1 <="]),
-                                         ("hme", ["gate coefficients", "node 0 left"])])
+@pytest.mark.parametrize(
+    "gate, shown",
+    [("tree", ["gate rules", "|--- x1 <="]), ("hme", ["gate coefficients", "node 0 left"])],
+)
 def test_inspect_linear_experts_and_other_gates(gate, shown, data, tmp_path, capsys):
     path = str(tmp_path / "m.joblib")
     assert main(["fit", data["plain"], "-t", "y", "--gate", gate, "-q", "-o", path]) == 0
@@ -325,46 +390,85 @@ def test_progress_only_on_a_terminal_or_when_asked(data, tmp_path, capsys, monke
 # ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arguments, status, message", [
-    (["fit", "{houses}", "-t", "prise", "-o", "{out}"], 2, "did you mean 'price'"),
-    (["fit", "{houses}", "-t", "price", "--drop", "ID", "-o", "{out}"], 2, "--drop 'ID'"),
-    (["fit", "{clf}", "-t", "label", "--expert", "ridge", "-o", "{out}"], 2, "not numeric"),
-    (["fit", "{clf}", "-t", "label", "--task", "classification", "--expert", "linear",
-      "-o", "{out}"], 2, "for classification choose one of logistic, tree, hgb"),
-    (["fit", "{clf}", "-t", "label", "--task", "classification", "--likelihood", "gamma",
-      "-o", "{out}"], 2, "--likelihood applies to regression only"),
-    (["fit", "{plain}", "-t", "y", "--top-k", "3", "-o", "{out}"], 2, "--top-k"),
-    (["fit", "{dir}/data.xlsx", "-t", "y", "-o", "{out}"], 2, "unsupported file type"),
-    (["fit", "{dir}/absent.csv", "-t", "y", "-o", "{out}"], 1, "absent.csv: no such file"),
-    (["fit", "{plain}", "-t", "y", "-o", "{dir}/no/such/dir/m.joblib"], 1,
-     "directory does not exist"),
-    (["predict", "{plain}", "{plain}"], 1, "not a model saved by 'skmoe fit'"),
-    (["predict", "{dir}/absent.joblib", "{plain}"], 1, "no such file"),
-    (["predict", "{clf_model}", "{clf}", "--level", "0.5"], 2, "regression models only"),
-    (["predict", "{plain_model}", "{plain_new}", "--level", "1.5"], 2, "--level"),
-    (["predict", "{plain_model}", "{plain_new}", "-o", "{dir}/out.json"], 2,
-     "unsupported file type"),
-])
-def test_user_errors(arguments, status, message, data, plain_model, clf_model, tmp_path,
-                     capsys):
+@pytest.mark.parametrize(
+    "arguments, status, message",
+    [
+        (["fit", "{houses}", "-t", "prise", "-o", "{out}"], 2, "did you mean 'price'"),
+        (["fit", "{houses}", "-t", "price", "--drop", "ID", "-o", "{out}"], 2, "--drop 'ID'"),
+        (["fit", "{clf}", "-t", "label", "--expert", "ridge", "-o", "{out}"], 2, "not numeric"),
+        (
+            [
+                "fit",
+                "{clf}",
+                "-t",
+                "label",
+                "--task",
+                "classification",
+                "--expert",
+                "linear",
+                "-o",
+                "{out}",
+            ],
+            2,
+            "for classification choose one of logistic, tree, hgb",
+        ),
+        (
+            [
+                "fit",
+                "{clf}",
+                "-t",
+                "label",
+                "--task",
+                "classification",
+                "--likelihood",
+                "gamma",
+                "-o",
+                "{out}",
+            ],
+            2,
+            "--likelihood applies to regression only",
+        ),
+        (["fit", "{plain}", "-t", "y", "--top-k", "3", "-o", "{out}"], 2, "--top-k"),
+        (["fit", "{dir}/data.xlsx", "-t", "y", "-o", "{out}"], 2, "unsupported file type"),
+        (["fit", "{dir}/absent.csv", "-t", "y", "-o", "{out}"], 1, "absent.csv: no such file"),
+        (
+            ["fit", "{plain}", "-t", "y", "-o", "{dir}/no/such/dir/m.joblib"],
+            1,
+            "directory does not exist",
+        ),
+        (["predict", "{plain}", "{plain}"], 1, "not a model saved by 'skmoe fit'"),
+        (["predict", "{dir}/absent.joblib", "{plain}"], 1, "no such file"),
+        (["predict", "{clf_model}", "{clf}", "--level", "0.5"], 2, "regression models only"),
+        (["predict", "{plain_model}", "{plain_new}", "--level", "1.5"], 2, "--level"),
+        (
+            ["predict", "{plain_model}", "{plain_new}", "-o", "{dir}/out.json"],
+            2,
+            "unsupported file type",
+        ),
+    ],
+)
+def test_user_errors(arguments, status, message, data, plain_model, clf_model, tmp_path, capsys):
     names = {key: str(value) for key, value in data.items()}
-    names |= {"out": str(tmp_path / "m.joblib"), "plain_model": plain_model,
-              "clf_model": clf_model}
+    names |= {
+        "out": str(tmp_path / "m.joblib"),
+        "plain_model": plain_model,
+        "clf_model": clf_model,
+    }
     assert main([argument.format(**names) for argument in arguments]) == status
     err = capsys.readouterr().err
     assert err.startswith("skmoe: error: ") and message in err
     assert "Traceback" not in err
 
 
-def test_predict_names_the_absent_and_non_numeric_columns(data, plain_model, tmp_path,
-                                                          capsys):
+def test_predict_names_the_absent_and_non_numeric_columns(data, plain_model, tmp_path, capsys):
     assert main(["predict", plain_model, data["clf"]]) == 0  # others columns are ignored
     capsys.readouterr()
     pd.DataFrame({"x1": [1.0]}).to_csv(tmp_path / "short.csv", index=False)
     assert main(["predict", plain_model, str(tmp_path / "short.csv")]) == 1
     assert "lacks the column(s) 'x2'" in capsys.readouterr().err
-    pd.DataFrame({"x1": [1.0, 2.0], "x2": ["0.5", "abc"]}).to_csv(tmp_path / "bad.csv",
-                                                                 index=False)
+    pd.DataFrame({"x1": [1.0, 2.0], "x2": ["0.5", "abc"]}).to_csv(
+        tmp_path / "bad.csv", index=False
+    )
     assert main(["predict", plain_model, str(tmp_path / "bad.csv")]) == 1
     err = capsys.readouterr().err
     assert "column 'x2'" in err and "'abc'" in err and "was numeric" in err
@@ -377,8 +481,9 @@ def test_argparse_usage_errors(data, capsys):
     assert main(["evaluate", data["plain"], "-t", "y", "--cv", "1"]) == 2
 
 
-@pytest.mark.parametrize("command", [[], ["fit"], ["predict"], ["evaluate"], ["inspect"],
-                                     ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["fit"], ["predict"], ["evaluate"], ["inspect"], ["demo"]]
+)
 def test_help(command, capsys):
     assert main(command + ["--help"]) == 0
     out = capsys.readouterr().out
@@ -406,8 +511,10 @@ def test_parquet_without_pyarrow(data, plain_model, monkeypatch, capsys, tmp_pat
     (tmp_path / "data.parquet").write_bytes(b"PAR1")
     assert main(["fit", str(tmp_path / "data.parquet"), "-t", "y", "-o", "m.joblib"]) == 1
     assert "reading Parquet files needs pyarrow" in capsys.readouterr().err
-    assert main(["predict", plain_model, data["plain_new"], "-o",
-                 str(tmp_path / "pred.parquet")]) == 1
+    assert (
+        main(["predict", plain_model, data["plain_new"], "-o", str(tmp_path / "pred.parquet")])
+        == 1
+    )
     assert "writing Parquet files needs pyarrow" in capsys.readouterr().err
 
 
@@ -428,8 +535,14 @@ def test_parquet_round_trip(data, plain_model, tmp_path):
 
 def _run(arguments, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "skmoe", *arguments], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "skmoe", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_subprocess_exit_statuses(data, plain_model, tmp_path):
@@ -447,11 +560,16 @@ def test_subprocess_stdout_closed_early(plain_model, tmp_path):
     # More predictions than a pipe holds, read by a reader that stops early (| head -1).
     rng = np.random.default_rng(1)
     pd.DataFrame(rng.normal(size=(3000, 2)), columns=["x1", "x2"]).to_csv(
-        tmp_path / "many.csv", index=False)
+        tmp_path / "many.csv", index=False
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "skmoe", "predict", plain_model, "many.csv"], cwd=tmp_path,
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "skmoe", "predict", plain_model, "many.csv"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout.readline() == "prediction,std,lower_90,upper_90\n"
     assert np.isfinite([float(value) for value in process.stdout.readline().split(",")]).all()

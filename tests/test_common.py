@@ -3,7 +3,9 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoe import (
-    MixtureOfExpertsClassifier, MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressor,
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsClassifierCV,
+    MixtureOfExpertsRegressor,
     MixtureOfExpertsRegressorCV,
 )
 from skmoe.gates import HMEGate, TreeGate
@@ -11,28 +13,33 @@ from skmoe.gates import HMEGate, TreeGate
 # Small settings keep the ~60 checks per estimator fast. Every gate and sparse
 # routing get the checks with the regressor; the classifier shares the engine
 # and is checked with the default and the tree gate.
-ESTIMATORS = [
-    MixtureOfExpertsRegressor(n_experts=2, max_iter=10, random_state=0, **options)
-    for options in (
-        {},
-        {"gate": TreeGate(min_samples_leaf=2)},
-        {"gate": HMEGate(depth=1)},
-    )
-] + [
-    # Sparse routing needs a third expert: top_k=2 of 2 is dense, and top_k=1 is refused.
-    MixtureOfExpertsRegressor(n_experts=3, top_k=2, max_iter=10, random_state=0)
-] + [
-    MixtureOfExpertsClassifier(n_experts=2, max_iter=10, random_state=0, **options)
-    for options in ({}, {"gate": TreeGate(min_samples_leaf=2)})
-] + [
-    # The searches over n_experts, on the smallest grid that still searches.
-    MixtureOfExpertsRegressorCV(
-        MixtureOfExpertsRegressor(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
-    ),
-    MixtureOfExpertsClassifierCV(
-        MixtureOfExpertsClassifier(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
-    ),
-]
+ESTIMATORS = (
+    [
+        MixtureOfExpertsRegressor(n_experts=2, max_iter=10, random_state=0, **options)
+        for options in (
+            {},
+            {"gate": TreeGate(min_samples_leaf=2)},
+            {"gate": HMEGate(depth=1)},
+        )
+    ]
+    + [
+        # Sparse routing needs a third expert: top_k=2 of 2 is dense, and top_k=1 is refused.
+        MixtureOfExpertsRegressor(n_experts=3, top_k=2, max_iter=10, random_state=0)
+    ]
+    + [
+        MixtureOfExpertsClassifier(n_experts=2, max_iter=10, random_state=0, **options)
+        for options in ({}, {"gate": TreeGate(min_samples_leaf=2)})
+    ]
+    + [
+        # The searches over n_experts, on the smallest grid that still searches.
+        MixtureOfExpertsRegressorCV(
+            MixtureOfExpertsRegressor(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
+        ),
+        MixtureOfExpertsClassifierCV(
+            MixtureOfExpertsClassifier(max_iter=10, random_state=0), n_experts=(1, 2), cv=2
+        ),
+    ]
+)
 
 WEIGHTED_START_DIFFERS = (
     "EM finds a local optimum from a k-means start; k-means++ draws different "

@@ -33,8 +33,15 @@ def parallel_lines(n_samples=600, seed=0):
 def test_acceleration_reaches_the_same_optimum_in_far_fewer_iterations():
     X, y = overlapping_lines()
     # Exact M-steps (every row refits every expert), so that EM itself is monotone.
-    params = dict(estimator=LinearRegression(), gate=SoftmaxGate(C=np.inf), init="random",
-                  min_responsibility=0.0, tol=1e-8, max_iter=20_000, random_state=0)
+    params = dict(
+        estimator=LinearRegression(),
+        gate=SoftmaxGate(C=np.inf),
+        init="random",
+        min_responsibility=0.0,
+        tol=1e-8,
+        max_iter=20_000,
+        random_state=0,
+    )
     plain = MixtureOfExpertsRegressor(2, accelerate=False, **params).fit(X, y)
     fast = MixtureOfExpertsRegressor(2, accelerate=True, **params).fit(X, y)
     assert plain.converged_ and fast.converged_
@@ -81,8 +88,7 @@ def test_auto_starts_differ_and_are_recorded():
     X, y = parallel_lines()
     moe = MixtureOfExpertsRegressor(2, estimator=LinearRegression(), n_init=5, random_state=0)
     moe.fit(X, y)
-    assert list(moe.init_methods_) == ["kmeans", "residuals", "random", "residual_tree",
-                                       "kmeans"]
+    assert list(moe.init_methods_) == ["kmeans", "residuals", "random", "residual_tree", "kmeans"]
     assert moe.init_log_likelihoods_.shape == (5,)
     assert np.unique(moe.init_log_likelihoods_.round(8)).size > 1
     assert moe.log_likelihood_ == moe.init_log_likelihoods_.max()
@@ -90,15 +96,23 @@ def test_auto_starts_differ_and_are_recorded():
 
 def test_tree_gates_start_from_softmax_warm_ups_of_each_kind():
     X, y = parallel_lines(300)
-    moe = MixtureOfExpertsRegressor(2, estimator=LinearRegression(), gate="tree", n_init=3,
-                                    random_state=0, max_iter=30).fit(X, y)
+    moe = MixtureOfExpertsRegressor(
+        2, estimator=LinearRegression(), gate="tree", n_init=3, random_state=0, max_iter=30
+    ).fit(X, y)
     assert list(moe.init_methods_) == ["softmax", "softmax(residuals)", "softmax(random)"]
 
 
 def test_only_the_best_half_of_short_runs_continues(capsys):
     X, y = overlapping_lines(600)
-    MixtureOfExpertsRegressor(2, estimator=LinearRegression(), n_init=6, tol=1e-10,
-                              max_iter=500, verbose=1, random_state=0).fit(X, y)
+    MixtureOfExpertsRegressor(
+        2,
+        estimator=LinearRegression(),
+        n_init=6,
+        tol=1e-10,
+        max_iter=500,
+        verbose=1,
+        random_state=0,
+    ).fit(X, y)
     out = capsys.readouterr().out
     assert out.count("paused (short run)") == 6
     assert out.count("EM converged") + out.count("EM did not converge") == 3
@@ -106,8 +120,9 @@ def test_only_the_best_half_of_short_runs_continues(capsys):
 
 def test_residual_start_separates_regimes_that_differ_in_y_only():
     X, y = parallel_lines()
-    moe = MixtureOfExpertsRegressor(2, estimator=LinearRegression(), init="residuals",
-                                    random_state=0).fit(X, y)
+    moe = MixtureOfExpertsRegressor(
+        2, estimator=LinearRegression(), init="residuals", random_state=0
+    ).fit(X, y)
     intercepts = np.sort([expert.intercept_ for expert in moe.experts_])
     assert_allclose(intercepts, [-2.0, 2.0], atol=0.15)
     assert_allclose([expert.coef_[0] for expert in moe.experts_], [0.5, 0.5], atol=0.05)

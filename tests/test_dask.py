@@ -16,10 +16,13 @@ da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
-from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor  # noqa: E402
-from skmoe import _dask  # noqa: E402
-from skmoe.gates import SoftmaxGate, TreeGate  # noqa: E402
+from skmoe import (  # noqa: E402
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsRegressor,
+    _dask,  # noqa: E402
+)
 from skmoe.experts import WeightedLeastSquares  # noqa: E402
+from skmoe.gates import SoftmaxGate, TreeGate  # noqa: E402
 
 N, D, K, CHUNK = 20_000, 5, 3, 2_500  # 8 partitions
 
@@ -48,15 +51,19 @@ def data():
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes of one thread each, for the whole module."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         with distributed.Client(cluster) as client:
             yield client
 
 
 def _chunked(X, y, *others):
-    return (da.from_array(X, chunks=(CHUNK, X.shape[1])), da.from_array(y, chunks=CHUNK),
-            *(da.from_array(other, chunks=(CHUNK,) + other.shape[1:]) for other in others))
+    return (
+        da.from_array(X, chunks=(CHUNK, X.shape[1])),
+        da.from_array(y, chunks=CHUNK),
+        *(da.from_array(other, chunks=(CHUNK,) + other.shape[1:]) for other in others),
+    )
 
 
 def _centred(coef):
@@ -77,14 +84,20 @@ def _assert_same_fit(dask_fit, memory_fit):
         assert type(ours) is type(theirs)
         np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(_centred(dask_fit.gate_.coef_), _centred(memory_fit.gate_.coef_),
-                               rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(_centred(dask_fit.gate_.intercept_),
-                               _centred(memory_fit.gate_.intercept_), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _centred(dask_fit.gate_.coef_), _centred(memory_fit.gate_.coef_), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        _centred(dask_fit.gate_.intercept_),
+        _centred(memory_fit.gate_.intercept_),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     np.testing.assert_allclose(dask_fit.expert_share_, memory_fit.expert_share_, rtol=1e-6)
     fitted = {name for name in vars(memory_fit) if name.endswith("_") or name.startswith("_l")}
-    assert fitted == {name for name in vars(dask_fit)
-                      if name.endswith("_") or name.startswith("_l")}
+    assert fitted == {
+        name for name in vars(dask_fit) if name.endswith("_") or name.startswith("_l")
+    }
 
 
 def _nbytes(value):
@@ -117,8 +130,13 @@ def default_fits(client, data):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_dask, "_gather", counting)
         dask_fit = MixtureOfExpertsRegressor(**params).fit(X_dask, y_dask)
-    return {"memory": memory_fit, "dask": dask_fit, "received": received, "tasks": tasks,
-            "n_blocks": X_dask.numblocks[0]}
+    return {
+        "memory": memory_fit,
+        "dask": dask_fit,
+        "received": received,
+        "tasks": tasks,
+        "n_blocks": X_dask.numblocks[0],
+    }
 
 
 def test_fit_equals_in_memory_fit_from_the_same_start(default_fits, data):
@@ -138,10 +156,18 @@ def test_fit_with_column_selections_weights_and_mixed_experts(client, data):
     X = np.column_stack([X, rng.normal(size=N)])  # a column neither part uses
     weight = rng.uniform(0.5, 2.0, size=N)
     params = dict(
-        n_experts=K, init=start, tol=1e-10, max_iter=500, random_state=0,
-        estimator=[("a", Ridge(alpha=1.0)), ("b", LinearRegression()),
-                   ("c", WeightedLeastSquares(alpha=0.5))],
-        gate_features=[0, 1, 2, 3, 4], expert_features=[4, 3, 2, 1, 0],
+        n_experts=K,
+        init=start,
+        tol=1e-10,
+        max_iter=500,
+        random_state=0,
+        estimator=[
+            ("a", Ridge(alpha=1.0)),
+            ("b", LinearRegression()),
+            ("c", WeightedLeastSquares(alpha=0.5)),
+        ],
+        gate_features=[0, 1, 2, 3, 4],
+        expert_features=[4, 3, 2, 1, 0],
     )
     memory_fit = MixtureOfExpertsRegressor(**params).fit(X, y, sample_weight=weight)
     X_dask, y_dask, weight_dask = dask.persist(*_chunked(X, y, weight))
@@ -149,8 +175,9 @@ def test_fit_with_column_selections_weights_and_mixed_experts(client, data):
     assert memory_fit.converged_ and dask_fit.converged_
     _assert_same_fit(dask_fit, memory_fit)
     assert dask_fit.experts_[1].rank_ == memory_fit.experts_[1].rank_ == D
-    np.testing.assert_allclose(dask_fit.experts_[1].singular_, memory_fit.experts_[1].singular_,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        dask_fit.experts_[1].singular_, memory_fit.experts_[1].singular_, rtol=1e-8
+    )
 
 
 def test_top_k_routing_takes_the_same_steps(data):
@@ -162,9 +189,11 @@ def test_top_k_routing_takes_the_same_steps(data):
         memory_fit = MixtureOfExpertsRegressor(**params).fit(X, y)
         with dask.config.set(scheduler="sync"):
             dask_fit = MixtureOfExpertsRegressor(**params).fit(
-                da.from_array(X, chunks=(1_000, D)), da.from_array(y, chunks=1_000))
-    np.testing.assert_allclose(dask_fit.log_likelihood_history_,
-                               memory_fit.log_likelihood_history_, rtol=1e-8)
+                da.from_array(X, chunks=(1_000, D)), da.from_array(y, chunks=1_000)
+            )
+    np.testing.assert_allclose(
+        dask_fit.log_likelihood_history_, memory_fit.log_likelihood_history_, rtol=1e-8
+    )
     np.testing.assert_allclose(dask_fit.noise_variance_, memory_fit.noise_variance_, rtol=1e-6)
 
 
@@ -173,15 +202,18 @@ def fitted(default_fits):
     return default_fits["dask"]
 
 
-@pytest.mark.parametrize("method, args, kwargs, shape", [
-    ("predict", (), {}, (N,)),
-    ("predict_gate", (), {}, (N, K)),
-    ("predict_experts", (), {}, (N, K)),
-    ("log_likelihood", ("y",), {}, (N,)),
-    ("predict_responsibilities", (), {"y": "y"}, (N, K)),
-    ("predict_interval", (0.8,), {}, (N, 2)),
-    ("predict_quantiles", (), {"q": [0.1, 0.5, 0.9]}, (N, 3)),
-])
+@pytest.mark.parametrize(
+    "method, args, kwargs, shape",
+    [
+        ("predict", (), {}, (N,)),
+        ("predict_gate", (), {}, (N, K)),
+        ("predict_experts", (), {}, (N, K)),
+        ("log_likelihood", ("y",), {}, (N,)),
+        ("predict_responsibilities", (), {"y": "y"}, (N, K)),
+        ("predict_interval", (0.8,), {}, (N, 2)),
+        ("predict_quantiles", (), {"q": [0.1, 0.5, 0.9]}, (N, 3)),
+    ],
+)
 def test_predictions_on_dask_arrays_equal_numpy_ones(fitted, data, method, args, kwargs, shape):
     X, y, _ = data
     X_dask, y_dask = _chunked(X, y)
@@ -189,15 +221,17 @@ def test_predictions_on_dask_arrays_equal_numpy_ones(fitted, data, method, args,
     def given(values, y_value):
         return [y_value if value == "y" else value for value in values]
 
-    result = getattr(fitted, method)(X_dask, *given(args, y_dask),
-                                     **dict(zip(kwargs, given(kwargs.values(), y_dask))))
+    result = getattr(fitted, method)(
+        X_dask, *given(args, y_dask), **dict(zip(kwargs, given(kwargs.values(), y_dask)))
+    )
     assert isinstance(result, da.Array)
     assert result.shape == shape and result.chunks[0] == X_dask.chunks[0]
     # Quantiles' Newton steps can overflow (skmoe._distribution ignores only
     # divide and invalid there); harmless, but an error under this suite's filters.
     with np.errstate(over="ignore"):
-        expected = getattr(fitted, method)(X, *given(args, y),
-                                           **dict(zip(kwargs, given(kwargs.values(), y))))
+        expected = getattr(fitted, method)(
+            X, *given(args, y), **dict(zip(kwargs, given(kwargs.values(), y)))
+        )
     np.testing.assert_allclose(result.compute(), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -231,15 +265,15 @@ def test_dask_dataframe_fit_and_predict(client):
     assert model.init_methods_[0].startswith("sample(")
     assert model.converged_ and model.n_iter_ >= 1
     # As good as an in-memory fit of the same model.
-    memory_fit = MixtureOfExpertsRegressor(K, gate_features=["x0", "x1", "x2"],
-                                           random_state=0).fit(frame[columns], y)
+    memory_fit = MixtureOfExpertsRegressor(
+        K, gate_features=["x0", "x1", "x2"], random_state=0
+    ).fit(frame[columns], y)
     assert model.log_likelihood_ == pytest.approx(memory_fit.log_likelihood_, abs=1e-3)
     predicted = model.predict(ddf[columns])
     assert isinstance(predicted, da.Array)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # each partition keeps its column names
-        np.testing.assert_allclose(predicted.compute(), model.predict(frame[columns]),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(predicted.compute(), model.predict(frame[columns]), rtol=1e-12)
     text = ddf.assign(kind="a")
     with pytest.raises(ValueError, match=re.escape("X has non-numeric columns ['kind']")):
         model.predict(text)
@@ -265,12 +299,14 @@ def test_local_scheduler_without_client(data, keep, monkeypatch):
     """Responsibilities kept in memory, or recomputed by every pass: the same fit."""
     monkeypatch.setattr(_dask, "_keeps_responsibilities", lambda n_bytes: keep)
     X, y, start = (part[:3_000] for part in data)
-    memory_fit = MixtureOfExpertsRegressor(K, init=start, tol=1e-10, max_iter=300,
-                                           random_state=0).fit(X, y)
+    memory_fit = MixtureOfExpertsRegressor(
+        K, init=start, tol=1e-10, max_iter=300, random_state=0
+    ).fit(X, y)
     X_dask = da.from_array(X, chunks=(1_000, D))
     with dask.config.set(scheduler="threads"):
-        dask_fit = MixtureOfExpertsRegressor(K, init=start, tol=1e-10, max_iter=300,
-                                             random_state=0).fit(X_dask, y)  # y in memory
+        dask_fit = MixtureOfExpertsRegressor(
+            K, init=start, tol=1e-10, max_iter=300, random_state=0
+        ).fit(X_dask, y)  # y in memory
         predicted = dask_fit.predict(X_dask).compute()
     _assert_same_fit(dask_fit, memory_fit)
     np.testing.assert_allclose(predicted, dask_fit.predict(X), rtol=1e-12)
@@ -297,40 +333,78 @@ class _OwnGate(SoftmaxGate):
     pass
 
 
-@pytest.mark.parametrize("estimator, error, message", [
-    (MixtureOfExpertsClassifier(2), TypeError,
-     "MixtureOfExpertsClassifier cannot be fitted on a Dask collection: only "
-     "MixtureOfExpertsRegressor with linear least-squares experts has refits whose "
-     "sufficient statistics add up over partitions"),
-    (MixtureOfExpertsRegressor(2, gate="tree"), ValueError,
-     "gate='tree' cannot be fitted on a Dask collection: a tree's splits need all rows in "
-     "one place; use gate='softmax', or fit in memory (on a sample of the rows if need be)."),
-    (MixtureOfExpertsRegressor(2, gate=TreeGate(max_depth=2)), ValueError,
-     "gate=TreeGate(max_depth=2) cannot be fitted on a Dask collection: a tree's splits"),
-    (MixtureOfExpertsRegressor(2, gate="hme"), ValueError,
-     "gate='hme' cannot be fitted on a Dask collection: its M-step fits one logistic "
-     "regression per node of the tree, each its own series of passes over the data; use "
-     "gate='softmax'"),
-    (MixtureOfExpertsRegressor(2, gate=_OwnGate()), ValueError,
-     "gate=_OwnGate() cannot be fitted on a Dask collection: only the softmax gate's"),
-    (MixtureOfExpertsRegressor(2, estimator=DecisionTreeRegressor()), TypeError,
-     "Expert 'expert0' (DecisionTreeRegressor) cannot be fitted on a Dask collection: only "
-     "linear least-squares experts (WeightedLeastSquares, Ridge, LinearRegression) have "
-     "sufficient statistics that add up over partitions; use one of them, or fit in memory"),
-    (MixtureOfExpertsRegressor(2, estimator=make_pipeline(StandardScaler(), Ridge())),
-     TypeError, "Expert 'expert0' (Pipeline) cannot be fitted on a Dask collection"),
-    (MixtureOfExpertsRegressor(2, estimator=[("lin", LinearRegression()),
-                                             ("pos", Ridge(positive=True))]),
-     TypeError, "Expert 'pos' (Ridge with positive=True) cannot be fitted"),
-    (MixtureOfExpertsRegressor(2, likelihood="poisson"), ValueError,
-     "likelihood='poisson' cannot be fitted on a Dask collection: only the Gaussian noise "
-     "variances follow from the experts' sufficient statistics; use likelihood='gaussian'"),
-    (MixtureOfExpertsRegressor(2, early_stopping=True), ValueError,
-     "early_stopping=True cannot be used on a Dask collection: it holds rows out in memory"),
-    (MixtureOfExpertsRegressor(2, min_expert_share=0.1), ValueError,
-     "min_expert_share=0.1 cannot be used on a Dask collection: it re-seeds experts"),
-    (MixtureOfExpertsRegressor(2, top_k=1), ValueError, "top_k=1 cannot be trained by EM"),
-])
+@pytest.mark.parametrize(
+    "estimator, error, message",
+    [
+        (
+            MixtureOfExpertsClassifier(2),
+            TypeError,
+            "MixtureOfExpertsClassifier cannot be fitted on a Dask collection: only "
+            "MixtureOfExpertsRegressor with linear least-squares experts has refits whose "
+            "sufficient statistics add up over partitions",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, gate="tree"),
+            ValueError,
+            "gate='tree' cannot be fitted on a Dask collection: a tree's splits need all rows "
+            "in one place; use gate='softmax', or fit in memory (on a sample of the rows if "
+            "need be).",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, gate=TreeGate(max_depth=2)),
+            ValueError,
+            "gate=TreeGate(max_depth=2) cannot be fitted on a Dask collection: a tree's splits",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, gate="hme"),
+            ValueError,
+            "gate='hme' cannot be fitted on a Dask collection: its M-step fits one logistic "
+            "regression per node of the tree, each its own series of passes over the data; use "
+            "gate='softmax'",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, gate=_OwnGate()),
+            ValueError,
+            "gate=_OwnGate() cannot be fitted on a Dask collection: only the softmax gate's",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, estimator=DecisionTreeRegressor()),
+            TypeError,
+            "Expert 'expert0' (DecisionTreeRegressor) cannot be fitted on a Dask collection: only "
+            "linear least-squares experts (WeightedLeastSquares, Ridge, LinearRegression) have "
+            "sufficient statistics that add up over partitions; use one of them, or fit in memory",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, estimator=make_pipeline(StandardScaler(), Ridge())),
+            TypeError,
+            "Expert 'expert0' (Pipeline) cannot be fitted on a Dask collection",
+        ),
+        (
+            MixtureOfExpertsRegressor(
+                2, estimator=[("lin", LinearRegression()), ("pos", Ridge(positive=True))]
+            ),
+            TypeError,
+            "Expert 'pos' (Ridge with positive=True) cannot be fitted",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, likelihood="poisson"),
+            ValueError,
+            "likelihood='poisson' cannot be fitted on a Dask collection: only the Gaussian noise "
+            "variances follow from the experts' sufficient statistics; use likelihood='gaussian'",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, early_stopping=True),
+            ValueError,
+            "early_stopping=True cannot be used on a Dask collection: it holds rows out in memory",
+        ),
+        (
+            MixtureOfExpertsRegressor(2, min_expert_share=0.1),
+            ValueError,
+            "min_expert_share=0.1 cannot be used on a Dask collection: it re-seeds experts",
+        ),
+        (MixtureOfExpertsRegressor(2, top_k=1), ValueError, "top_k=1 cannot be trained by EM"),
+    ],
+)
 def test_refusals_say_what_cannot_be_distributed(estimator, error, message):
     X_dask = da.zeros((100, 3), chunks=(50, 3))
     y_dask = da.zeros(100, chunks=50)
@@ -345,11 +419,14 @@ def test_bad_inputs_are_refused(data):
     X_bad[3, 1] = np.nan
     with dask.config.set(scheduler="sync"):
         with pytest.raises(ValueError, match=re.escape("Input X contains NaN or infinity (1")):
-            MixtureOfExpertsRegressor(2).fit(da.from_array(X_bad, chunks=(100, D)),
-                                             da.from_array(y, chunks=100))
+            MixtureOfExpertsRegressor(2).fit(
+                da.from_array(X_bad, chunks=(100, D)), da.from_array(y, chunks=100)
+            )
         with pytest.raises(ValueError, match=re.escape("init has shape (400, 3), but")):
-            MixtureOfExpertsRegressor(2, init=start).fit(da.from_array(X, chunks=(100, D)),
-                                                         da.from_array(y, chunks=100))
+            MixtureOfExpertsRegressor(2, init=start).fit(
+                da.from_array(X, chunks=(100, D)), da.from_array(y, chunks=100)
+            )
         with pytest.raises(ValueError, match=re.escape("y has shape (399, 1), but X has 400")):
-            MixtureOfExpertsRegressor(2).fit(da.from_array(X, chunks=(100, D)),
-                                             da.from_array(y[:-1], chunks=100))
+            MixtureOfExpertsRegressor(2).fit(
+                da.from_array(X, chunks=(100, D)), da.from_array(y[:-1], chunks=100)
+            )

@@ -22,8 +22,9 @@ def fitted():
     rng = np.random.default_rng(0)
     X, y = crossing_heteroscedastic(3000, rng)
     X_test, y_test = crossing_heteroscedastic(20_000, rng)
-    model = MixtureOfExpertsRegressor(2, estimator=LinearRegression(), n_init=3,
-                                      random_state=0).fit(X, y)
+    model = MixtureOfExpertsRegressor(
+        2, estimator=LinearRegression(), n_init=3, random_state=0
+    ).fit(X, y)
     return model, X_test, y_test
 
 
@@ -40,9 +41,9 @@ def test_density_is_the_gated_mixture_of_gaussians(fitted):
     model, X_test, y_test = fitted
     X, y = X_test[:500], y_test[:500]
     gate, means = model.predict_gate(X), model.predict_experts(X)
-    reference = np.log(np.sum(
-        gate * norm.pdf(y[:, None], means, np.sqrt(model.noise_variance_)), axis=1
-    ))
+    reference = np.log(
+        np.sum(gate * norm.pdf(y[:, None], means, np.sqrt(model.noise_variance_)), axis=1)
+    )
     distribution = model.predict_distribution(X)
     assert_allclose(distribution.logpdf(y), reference, rtol=1e-10)
     assert_allclose(model.log_likelihood(X, y), reference, rtol=1e-10)
@@ -53,8 +54,9 @@ def test_density_is_the_gated_mixture_of_gaussians(fitted):
     mean, std = model.predict(X, return_std=True)
     assert_allclose(distribution.mean(), mean)
     assert_allclose(distribution.std(), std)
-    assert_allclose(distribution.var(),
-                    np.sum(gate * (means**2 + model.noise_variance_), axis=1) - mean**2)
+    assert_allclose(
+        distribution.var(), np.sum(gate * (means**2 + model.noise_variance_), axis=1) - mean**2
+    )
 
 
 def test_density_integrates_to_one(fitted):
@@ -106,8 +108,9 @@ def test_top_k_distribution_mixes_only_the_routed_experts():
     X = rng.uniform(-3, 3, size=(1500, 1))
     regime = np.digitize(X[:, 0], [-1.0, 1.0])
     y = np.array([-2.0, 0.5, 3.0])[regime] * X[:, 0] + 0.2 * rng.normal(size=1500)
-    model = MixtureOfExpertsRegressor(3, estimator=LinearRegression(), top_k=2,
-                                      random_state=0).fit(X, y)
+    model = MixtureOfExpertsRegressor(
+        3, estimator=LinearRegression(), top_k=2, random_state=0
+    ).fit(X, y)
     distribution = model.predict_distribution(X[:100])
     assert np.all((distribution.weights > 0).sum(axis=1) <= 2)
     assert_allclose(distribution.weights.sum(axis=1), 1.0)
@@ -123,8 +126,11 @@ def test_top_k_distribution_mixes_only_the_routed_experts():
     [
         (lambda d: d.ppf(1.5), r"q must hold probabilities in \[0, 1\]"),
         (lambda d: d.interval(1.0), r"confidence must be in \(0, 1\), got 1.0"),
-        (lambda d: d.cdf(np.zeros(3)), r"y has shape \(3,\); give a scalar, one value per row "
-                                       r"\(shape \(10,\)\)"),
+        (
+            lambda d: d.cdf(np.zeros(3)),
+            r"y has shape \(3,\); give a scalar, one value per row "
+            r"\(shape \(10,\)\)",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(fitted, call, message):
@@ -139,8 +145,12 @@ def test_responsibilities_are_the_posterior_over_experts(fitted):
     joint = model.predict_gate(X) * norm.pdf(
         y[:, None], model.predict_experts(X), np.sqrt(model.noise_variance_)
     )
-    assert_allclose(model.predict_responsibilities(X, y),
-                    joint / joint.sum(axis=1, keepdims=True), rtol=1e-8, atol=1e-12)
+    assert_allclose(
+        model.predict_responsibilities(X, y),
+        joint / joint.sum(axis=1, keepdims=True),
+        rtol=1e-8,
+        atol=1e-12,
+    )
 
 
 def test_classifier_responsibilities_sum_to_one():

@@ -13,8 +13,13 @@ import skmoe
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 # Modules whose examples need an optional package.
-_OPTIONAL = {"skmoe.plotting": "matplotlib", "skmoe._dask": "dask.array",
-             "skmoe._cli": "pandas", "skmoe._demo": "pandas"}
+_OPTIONAL = {
+    "skmoe.inspection": "pandas",
+    "skmoe.plotting": "matplotlib",
+    "skmoe._dask": "dask.array",
+    "skmoe._cli": "pandas",
+    "skmoe._demo": "pandas",
+}
 
 
 def _modules():

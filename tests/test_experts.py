@@ -7,9 +7,9 @@ per expert gives.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn.base import clone
-import scipy.sparse as sp
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -18,10 +18,14 @@ from skmoe import _base as skmoe_base
 from skmoe.experts import WeightedLeastSquares, WeightedLogisticRegression
 
 
-@parametrize_with_checks([
-    WeightedLeastSquares(), WeightedLeastSquares(alpha=1.0), WeightedLogisticRegression(),
-    WeightedLogisticRegression(C=1.0, warm_start=True),
-])
+@parametrize_with_checks(
+    [
+        WeightedLeastSquares(),
+        WeightedLeastSquares(alpha=1.0),
+        WeightedLogisticRegression(),
+        WeightedLogisticRegression(C=1.0, warm_start=True),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -107,8 +111,11 @@ def test_fit_many_equals_one_fit_per_weighting():
     X, y, _ = _weighted_problem(rng, n=5000)
     weights = rng.dirichlet(np.ones(3), size=5000)
     weights[weights < 0.2] = 0.0  # rows below min_responsibility
-    experts = [WeightedLeastSquares(), WeightedLeastSquares(alpha=5.0),
-               WeightedLeastSquares(fit_intercept=False)]
+    experts = [
+        WeightedLeastSquares(),
+        WeightedLeastSquares(alpha=5.0),
+        WeightedLeastSquares(fit_intercept=False),
+    ]
     fitted = WeightedLeastSquares._fit_many(experts, X, y, weights)
     for k, expert in enumerate(fitted):
         alone = clone(experts[k]).fit(X, y, sample_weight=weights[:, k])
@@ -118,7 +125,8 @@ def test_fit_many_equals_one_fit_per_weighting():
     assert_allclose(
         WeightedLeastSquares._predict_many(fitted, X),
         np.column_stack([expert.predict(X) for expert in fitted]),
-        rtol=1e-12, atol=1e-12,  # one GEMM against K matrix-vector products
+        rtol=1e-12,
+        atol=1e-12,  # one GEMM against K matrix-vector products
     )
 
 
@@ -131,13 +139,12 @@ def test_mixture_batch_refit_equals_one_task_per_expert(three_expert_truth, monk
     monkeypatch.setattr(skmoe_base, "batch_class", lambda experts: None)
     one_by_one = MixtureOfExpertsRegressor(**params).fit(X, y)
     assert batched.n_iter_ == one_by_one.n_iter_
-    assert_allclose(batched.log_likelihood_history_, one_by_one.log_likelihood_history_,
-                    rtol=1e-9)
+    assert_allclose(batched.log_likelihood_history_, one_by_one.log_likelihood_history_, rtol=1e-9)
     assert_allclose(batched.predict(X), one_by_one.predict(X), rtol=1e-7, atol=1e-9)
 
 
 def _standardised_classes(n_classes, seed=0, n=400, d=4):
-    """Features standardised with the weights (so that both penalties coincide), labels, weights."""
+    """Features standardised with the weights (both penalties coincide), labels, weights."""
     rng = np.random.RandomState(seed)
     X = rng.randn(n, d) * [1.0, 3.0, 0.1, 10.0] + 5.0
     w = rng.uniform(0.0, 2.0, n)
@@ -172,8 +179,7 @@ def test_logistic_penalty_is_blind_to_feature_units():
     narrow = X * [1e-4, 1.0, 1.0, 1.0]
     model = WeightedLogisticRegression(C=1.0, tol=1e-10, max_iter=2000)
     wide = model.fit(X, y, sample_weight=w).predict_proba(X)
-    assert_allclose(model.fit(narrow, y, sample_weight=w).predict_proba(narrow), wide,
-                    atol=1e-7)
+    assert_allclose(model.fit(narrow, y, sample_weight=w).predict_proba(narrow), wide, atol=1e-7)
 
 
 def test_logistic_sparse_and_warm_start():

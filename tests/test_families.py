@@ -13,7 +13,10 @@ from sklearn.preprocessing import StandardScaler
 
 from skmoe import MixtureOfExpertsRegressor
 from skmoe.likelihoods import (
-    BaseLikelihood, PoissonLikelihood, TweedieLikelihood, check_likelihood,
+    BaseLikelihood,
+    PoissonLikelihood,
+    TweedieLikelihood,
+    check_likelihood,
 )
 
 TRUE_INTERCEPTS = np.array([0.5, 1.5, 2.5])
@@ -78,8 +81,9 @@ def test_poisson_log_likelihood_and_quantiles_are_the_mixtures():
     # The smallest count whose probability mass reaches q.
     assert np.all(distribution.cdf(quantiles) >= levels)
     assert np.all(distribution.cdf(quantiles - 1) < levels)
-    assert_allclose(distribution.var(),
-                    np.sum(gate * (means + means**2), axis=1) - distribution.mean() ** 2)
+    assert_allclose(
+        distribution.var(), np.sum(gate * (means + means**2), axis=1) - distribution.mean() ** 2
+    )
 
 
 def test_gamma_quantiles_invert_the_cdf():
@@ -106,14 +110,30 @@ def test_parameter_counts_follow_the_family():
 @pytest.mark.parametrize(
     "family, shift, message",
     [
-        ("poisson", -1.0, r"likelihood='poisson' needs non-negative targets \(counts\), but y "
-                          r"has \d+ negative values \(the smallest is -1\)"),
-        ("gamma", 0.0, r"likelihood='gamma' needs positive targets, but y has \d+ values <= 0 "
-                       r"\(the smallest is 0\)"),
-        ("tweedie", -1.0, r"likelihood='tweedie' needs non-negative targets, but y has \d+ "
-                          r"negative values \(the smallest is -1\)"),
-        (TweedieLikelihood(power=2.5), 0.0, r"TweedieLikelihood needs 1 < power < 2 \(compound "
-                                            r"Poisson-gamma\), got power=2.5"),
+        (
+            "poisson",
+            -1.0,
+            r"likelihood='poisson' needs non-negative targets \(counts\), but y "
+            r"has \d+ negative values \(the smallest is -1\)",
+        ),
+        (
+            "gamma",
+            0.0,
+            r"likelihood='gamma' needs positive targets, but y has \d+ values <= 0 "
+            r"\(the smallest is 0\)",
+        ),
+        (
+            "tweedie",
+            -1.0,
+            r"likelihood='tweedie' needs non-negative targets, but y has \d+ "
+            r"negative values \(the smallest is -1\)",
+        ),
+        (
+            TweedieLikelihood(power=2.5),
+            0.0,
+            r"TweedieLikelihood needs 1 < power < 2 \(compound "
+            r"Poisson-gamma\), got power=2.5",
+        ),
     ],
 )
 def test_targets_the_family_cannot_score_are_refused(family, shift, message):
@@ -129,8 +149,11 @@ def test_a_likelihood_object_must_implement_the_interface():
         def e_step(self, *args):
             pass
 
-    with pytest.raises(TypeError, match=r"lacks expert_output, empty_outputs, can_train_on, "
-                                        r"fit_params, residual"):
+    with pytest.raises(
+        TypeError,
+        match=r"lacks expert_output, empty_outputs, can_train_on, "
+        r"fit_params, residual",
+    ):
         check_likelihood(Incomplete())
     with pytest.raises(TypeError, match="Can't instantiate abstract class"):
         type("Partial", (BaseLikelihood,), {})()
@@ -144,12 +167,14 @@ def test_a_likelihood_object_must_implement_the_interface():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=30
-@pytest.mark.parametrize("params", [{"gate": "tree"}, {"gate": "hme"},
-                                    {"n_experts": 3, "top_k": 2}])
+@pytest.mark.parametrize(
+    "params", [{"gate": "tree"}, {"gate": "hme"}, {"n_experts": 3, "top_k": 2}]
+)
 def test_every_gate_and_routing_takes_the_families(params):
     X, y, _, _ = gated_glm_mixture("poisson", 2_000, seed=7)
-    model = MixtureOfExpertsRegressor(**{"n_experts": 2, **params}, likelihood="poisson",
-                                      random_state=0, max_iter=30)
+    model = MixtureOfExpertsRegressor(
+        **{"n_experts": 2, **params}, likelihood="poisson", random_state=0, max_iter=30
+    )
     model.fit(X, y)
     assert np.all(model.predict(X) > 0)
     assert np.all(np.isfinite(model.log_likelihood(X, y)))
@@ -173,8 +198,9 @@ def test_every_gate_and_routing_takes_the_families(params):
 )
 def test_auto_takes_the_family_the_experts_loss_declares(estimator, family):
     X, y, _, _ = gated_glm_mixture("poisson", 600, seed=8)
-    model = MixtureOfExpertsRegressor(2, estimator=estimator, likelihood="auto",
-                                      random_state=0, max_iter=5)
+    model = MixtureOfExpertsRegressor(
+        2, estimator=estimator, likelihood="auto", random_state=0, max_iter=5
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # five iterations do not converge
         model.fit(X, y + 1)
@@ -202,8 +228,10 @@ def test_student_t_experts_are_not_dragged_by_gross_outliers():
             r2[family, outliers] = model.fit(X, y).score(X_test, y_test)
     # Measured: Student-t 0.9821 clean and with outliers; Gaussian 0.9821 and 0.9729.
     assert abs(r2["student_t", True] - r2["student_t", False]) < 0.01
-    assert r2["gaussian", False] - r2["gaussian", True] > r2["student_t", False] - r2[
-        "student_t", True]
+    assert (
+        r2["gaussian", False] - r2["gaussian", True]
+        > r2["student_t", False] - r2["student_t", True]
+    )
 
 
 def test_student_t_density_and_quantiles():
@@ -218,8 +246,10 @@ def test_student_t_density_and_quantiles():
     distribution = model.predict_distribution(X[:100])
     levels = np.tile([0.01, 0.5, 0.99], (100, 1))
     assert_allclose(distribution.cdf(distribution.ppf(levels)), levels, atol=1e-8)
-    assert_allclose(distribution.var(), np.sum(gate * (means**2 + 2 * scale**2), axis=1)
-                    - distribution.mean() ** 2)
+    assert_allclose(
+        distribution.var(),
+        np.sum(gate * (means**2 + 2 * scale**2), axis=1) - distribution.mean() ** 2,
+    )
 
 
 def test_student_t_degrees_of_freedom_are_estimated():
@@ -243,20 +273,27 @@ def test_student_t_degrees_of_freedom_are_estimated():
     assert_allclose(model.likelihood_params_["variance"], 0.09, rtol=0.1)
     gate, means = model.predict_gate(X[:50]), model.predict_experts(X[:50])
     params = model.likelihood_params_
-    reference = np.log(np.sum(
-        gate * t.pdf(y[:50, None], params["df"], means, np.sqrt(params["variance"])), axis=1
-    ))
+    reference = np.log(
+        np.sum(
+            gate * t.pdf(y[:50, None], params["df"], means, np.sqrt(params["variance"])), axis=1
+        )
+    )
     assert_allclose(model.log_likelihood(X[:50], y[:50]), reference, rtol=1e-10)
     fixed = MixtureOfExpertsRegressor(2, likelihood="student_t", random_state=0).fit(X, y)
     # Two parameters more (a df per expert), and a better fit than df=4 for both.
     assert model.log_likelihood_ > fixed.log_likelihood_
-    extra = (model.bic(X, y) - fixed.bic(X, y)
-             + 2 * (model.log_likelihood(X, y).sum() - fixed.log_likelihood(X, y).sum()))
+    extra = (
+        model.bic(X, y)
+        - fixed.bic(X, y)
+        + 2 * (model.log_likelihood(X, y).sum() - fixed.log_likelihood(X, y).sum())
+    )
     assert_allclose(extra, 2 * np.log(X.shape[0]))
 
 
-@pytest.mark.parametrize("power, mean, dispersion", [(1.5, 2.0, 1.0), (1.2, 0.3, 0.5),
-                                                     (1.8, 10.0, 2.0), (1.5, 50.0, 0.2)])
+@pytest.mark.parametrize(
+    "power, mean, dispersion",
+    [(1.5, 2.0, 1.0), (1.2, 0.3, 0.5), (1.8, 10.0, 2.0), (1.5, 50.0, 0.2)],
+)
 def test_tweedie_distribution_is_a_distribution(power, mean, dispersion):
     # The jump series against numerical integration: total mass one, the
     # given mean and variance phi mu^p, a CDF that integrates the density
@@ -269,8 +306,7 @@ def test_tweedie_distribution_is_a_distribution(power, mean, dispersion):
         return np.exp(family.logpdf(np.array([y]), np.array([mean]), params))[0]
 
     at_zero = density(0.0)
-    moments = [quad(lambda y, m=m: y**m * density(y), 0, np.inf, limit=500)[0]
-               for m in range(3)]
+    moments = [quad(lambda y, m=m: y**m * density(y), 0, np.inf, limit=500)[0] for m in range(3)]
     assert_allclose(moments[0] + at_zero, 1.0, atol=1e-8)
     assert_allclose(moments[1], mean, rtol=1e-8)
     assert_allclose(moments[2] - mean**2, dispersion * mean**power, rtol=1e-7)
@@ -279,7 +315,9 @@ def test_tweedie_distribution_is_a_distribution(power, mean, dispersion):
     levels = np.array([0.3, 0.7, 0.95])
     quantiles = family.ppf(levels, np.full(3, mean), params)
     reached = family.cdf(quantiles, np.full(3, mean), params)
-    assert np.all((reached >= levels - 1e-10) & ((quantiles == 0) | (abs(reached - levels) < 1e-8)))
+    assert np.all(
+        (reached >= levels - 1e-10) & ((quantiles == 0) | (abs(reached - levels) < 1e-8))
+    )
     draws = family.sample(np.full(200_000, mean), params, np.random.RandomState(0))
     assert_allclose(np.mean(draws == 0), at_zero, atol=3e-3)
     assert_allclose(draws.mean(), mean, rtol=0.02)
@@ -298,8 +336,9 @@ def test_tweedie_dispersion_is_the_weighted_maximum_likelihood():
     def loss(log_phi):
         return -weights @ family.logpdf(y, mean, {"dispersion": np.exp(log_phi)})
 
-    reference = np.exp(minimize_scalar(loss, bounds=(-5, 5), method="bounded",
-                                       options={"xatol": 1e-10}).x)
+    reference = np.exp(
+        minimize_scalar(loss, bounds=(-5, 5), method="bounded", options={"xatol": 1e-10}).x
+    )
     assert_allclose(fitted, reference, rtol=1e-7)
     assert_allclose(fitted, 0.7, rtol=0.1)
 
@@ -342,16 +381,21 @@ def test_poisson_exposure_is_the_offset_of_the_counts():
     assert_allclose([model.experts_[k].intercept_ for k in order], [0.5, -0.5], atol=0.03)
     # The log-likelihood is the counts' under means exposure * rate.
     gate, rates = model.predict_gate(X[:100]), model.predict_experts(X[:100])
-    reference = np.log(np.sum(gate * poisson.pmf(y[:100, None], exposure[:100, None] * rates),
-                              axis=1))
-    assert_allclose(model.log_likelihood(X[:100], y[:100], exposure=exposure[:100]), reference,
-                    rtol=1e-10)
+    reference = np.log(
+        np.sum(gate * poisson.pmf(y[:100, None], exposure[:100, None] * rates), axis=1)
+    )
+    assert_allclose(
+        model.log_likelihood(X[:100], y[:100], exposure=exposure[:100]), reference, rtol=1e-10
+    )
     assert_allclose(model.log_likelihood_, model.log_likelihood(X, y, exposure=exposure).mean())
-    assert_allclose(model.predict(X[:50], exposure=exposure[:50]),
-                    exposure[:50] * model.predict(X[:50]))
+    assert_allclose(
+        model.predict(X[:50], exposure=exposure[:50]), exposure[:50] * model.predict(X[:50])
+    )
     # 2 experts x 3 coefficients and an intercept, a gate of 1 x 4.
-    assert_allclose(model.bic(X, y, exposure=exposure),
-                    -2 * model.log_likelihood(X, y, exposure=exposure).sum() + 12 * np.log(20_000))
+    assert_allclose(
+        model.bic(X, y, exposure=exposure),
+        -2 * model.log_likelihood(X, y, exposure=exposure).sum() + 12 * np.log(20_000),
+    )
     assert model.score(X, y, exposure=exposure) > model.score(X, y) + 0.1
     bounds = model.predict_interval(X[:50], exposure=exposure[:50])
     assert np.all(bounds == np.round(bounds)) and np.all(bounds[:, 0] <= bounds[:, 1])
@@ -364,21 +408,27 @@ def test_one_expert_with_exposure_is_the_poisson_glm_with_offset():
     # scikit-learn's way to an offset: rates y / e with sample_weight e.
     X, y, exposure, _ = counts_over_exposures(3_000, seed=1)
     model = MixtureOfExpertsRegressor(1, likelihood="poisson", tol=1e-10).fit(
-        X, y, exposure=exposure)
+        X, y, exposure=exposure
+    )
     reference = PoissonRegressor(alpha=1e-8, solver="newton-cholesky", tol=1e-12).fit(
-        X, y / exposure, sample_weight=exposure)
+        X, y / exposure, sample_weight=exposure
+    )
     assert_allclose(model.experts_[0].coef_, reference.coef_, atol=1e-7)
 
 
 def test_exposure_is_checked():
     X, y, exposure, _ = counts_over_exposures(500, seed=2)
-    with pytest.raises(ValueError, match=r"exposure is for likelihood='poisson' \(counts over an "
-                                         r"exposure\); this model's likelihood is "
-                                         r"GaussianLikelihood"):
+    with pytest.raises(
+        ValueError,
+        match=r"exposure is for likelihood='poisson' \(counts over an "
+        r"exposure\); this model's likelihood is "
+        r"GaussianLikelihood",
+    ):
         MixtureOfExpertsRegressor(2).fit(X, y, exposure=exposure)
     with pytest.raises(ValueError, match=r"exposure must be positive, but it has 1 values <= 0"):
         MixtureOfExpertsRegressor(2, likelihood="poisson").fit(
-            X, y, exposure=np.r_[0.0, exposure[1:]])
+            X, y, exposure=np.r_[0.0, exposure[1:]]
+        )
     with pytest.raises(ValueError, match=r"exposure has 499 values but y has 500"):
         MixtureOfExpertsRegressor(2, likelihood="poisson").fit(X, y, exposure=exposure[1:])
 
@@ -387,7 +437,10 @@ def test_exposure_is_split_with_the_rows_by_grid_search():
     from sklearn.model_selection import GridSearchCV
 
     X, y, exposure, _ = counts_over_exposures(1_500, seed=3)
-    search = GridSearchCV(MixtureOfExpertsRegressor(likelihood="poisson", random_state=0),
-                          {"n_experts": [1, 2]}, cv=3)
+    search = GridSearchCV(
+        MixtureOfExpertsRegressor(likelihood="poisson", random_state=0),
+        {"n_experts": [1, 2]},
+        cv=3,
+    )
     search.fit(X, y, exposure=exposure)
     assert search.best_params_ == {"n_experts": 2}

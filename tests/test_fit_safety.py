@@ -1,4 +1,4 @@
-"""Fits are all or nothing, long fits are watchable and stoppable, parameters behave as documented."""
+"""Fits are all or nothing, long fits are watchable and stoppable, parameters as documented."""
 
 import ast
 import inspect
@@ -19,7 +19,11 @@ from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from skmoe import (
-    HMEGate, MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, SoftmaxGate, TreeGate,
+    HMEGate,
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsRegressor,
+    SoftmaxGate,
+    TreeGate,
 )
 from skmoe.exceptions import ExpertFitError
 from skmoe.experts import WeightedLeastSquares
@@ -130,7 +134,11 @@ def test_a_warm_start_that_fails_leaves_the_fitted_gate_untouched(data):
     X, y = data
     FailingRegressor.calls = 0
     model = MixtureOfExpertsRegressor(
-        2, estimator=FailingRegressor(), warm_start=True, random_state=0, max_iter=3,
+        2,
+        estimator=FailingRegressor(),
+        warm_start=True,
+        random_state=0,
+        max_iter=3,
     )
     model.fit(X, y)
     coef = model.gate_.coef_.copy()
@@ -146,8 +154,13 @@ def test_early_stopping_keeps_the_best_held_out_iterate():
     X = rng.uniform(-3, 3, size=(1500, 2))
     y = np.sin(2 * X[:, 0]) + 0.5 * rng.normal(size=1500)
     model = MixtureOfExpertsRegressor(
-        4, estimator=DecisionTreeRegressor(max_depth=8), early_stopping=True,
-        n_iter_no_change=3, max_iter=200, tol=0.0, random_state=0,
+        4,
+        estimator=DecisionTreeRegressor(max_depth=8),
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=200,
+        tol=0.0,
+        random_state=0,
     ).fit(X, y)
     history = model.validation_log_likelihood_history_
     # It stopped n_iter_no_change iterations after the best held-out score.
@@ -158,8 +171,13 @@ def test_early_stopping_keeps_the_best_held_out_iterate():
     assert model.converged_
     # The held-out score of the kept model is the best one recorded.
     again = MixtureOfExpertsRegressor(
-        4, estimator=DecisionTreeRegressor(max_depth=8), early_stopping=True,
-        n_iter_no_change=3, max_iter=200, tol=0.0, random_state=0,
+        4,
+        estimator=DecisionTreeRegressor(max_depth=8),
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=200,
+        tol=0.0,
+        random_state=0,
     ).fit(X, y)
     assert_array_equal(again.predict(X), model.predict(X))
 
@@ -168,19 +186,24 @@ def test_early_stopping_holds_out_stratified_rows_for_a_classifier():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(400, 2))
     y = (X[:, 0] > 1.2).astype(int)  # a rare class
-    model = MixtureOfExpertsClassifier(2, early_stopping=True, validation_fraction=0.2,
-                                       random_state=0).fit(X, y)
+    model = MixtureOfExpertsClassifier(
+        2, early_stopping=True, validation_fraction=0.2, random_state=0
+    ).fit(X, y)
     assert np.isfinite(model.validation_log_likelihood_history_).all()
     with pytest.raises(ValueError, match="early_stopping cannot hold out validation_fraction"):
-        MixtureOfExpertsClassifier(2, early_stopping=True, validation_fraction=0.01,
-                                   random_state=0).fit(X[:50], y[:50])
+        MixtureOfExpertsClassifier(
+            2, early_stopping=True, validation_fraction=0.01, random_state=0
+        ).fit(X[:50], y[:50])
 
 
-@pytest.mark.parametrize("name, nested, Gate", [
-    ("tree", {"gate__max_depth": 3}, TreeGate),
-    ("softmax", {"gate__C": 10.0}, SoftmaxGate),
-    ("hme", {"gate__C": 10.0}, HMEGate),
-])
+@pytest.mark.parametrize(
+    "name, nested, Gate",
+    [
+        ("tree", {"gate__max_depth": 3}, TreeGate),
+        ("softmax", {"gate__C": 10.0}, SoftmaxGate),
+        ("hme", {"gate__C": 10.0}, HMEGate),
+    ],
+)
 def test_a_gate_name_takes_nested_parameters(data, name, nested, Gate):
     X, y = data
     model = MixtureOfExpertsRegressor(2, gate=name).set_params(**nested)
@@ -194,9 +217,11 @@ def test_a_gate_name_takes_nested_parameters(data, name, nested, Gate):
 def test_grid_search_over_a_named_gate_parameter(data):
     X, y = data
     search = GridSearchCV(
-        MixtureOfExpertsRegressor(2, estimator=LinearRegression(), gate="tree", random_state=0,
-                                  max_iter=10),
-        {"gate__max_depth": [1, 3]}, cv=2,
+        MixtureOfExpertsRegressor(
+            2, estimator=LinearRegression(), gate="tree", random_state=0, max_iter=10
+        ),
+        {"gate__max_depth": [1, 3]},
+        cv=2,
     ).fit(X, y)
     assert search.best_params_["gate__max_depth"] in (1, 3)
     assert search.best_estimator_.gate_.max_depth == search.best_params_["gate__max_depth"]
@@ -232,10 +257,17 @@ def _documented_defaults(cls):
     return defaults
 
 
-@pytest.mark.parametrize("cls", [
-    MixtureOfExpertsRegressor, MixtureOfExpertsClassifier, SoftmaxGate, TreeGate, HMEGate,
-    WeightedLeastSquares,
-])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        MixtureOfExpertsRegressor,
+        MixtureOfExpertsClassifier,
+        SoftmaxGate,
+        TreeGate,
+        HMEGate,
+        WeightedLeastSquares,
+    ],
+)
 def test_every_signature_default_is_the_documented_default(cls):
     documented = _documented_defaults(cls)
     signature = inspect.signature(cls.__init__).parameters

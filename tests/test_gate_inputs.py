@@ -16,8 +16,14 @@ def sparse_data(n, d, k, density, seed, informative=2):
     """A CSR matrix with normal nonzeros, uneven weights and responsibilities
     that follow its first ``informative`` columns (a softmax of them)."""
     rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=density, format="csr", random_state=rng,
-                  data_rvs=lambda size: rng.normal(1.0, 2.0, size=size))
+    X = sp.random(
+        n,
+        d,
+        density=density,
+        format="csr",
+        random_state=rng,
+        data_rvs=lambda size: rng.normal(1.0, 2.0, size=size),
+    )
     direction = rng.normal(size=(d, k))
     direction[informative:] = 0.0
     logits = X @ direction * 3.0
@@ -63,8 +69,9 @@ def test_weighted_mean_scale_sparse_duplicates_constants_and_large_means():
     for X in (csr, csr.tocsc(), doubled, doubled.tocsc(), dense):
         mean, scale = weighted_mean_scale(X, w)
         assert_array_equal(scale[:2], [1.0, 1.0])
-        expected = np.sqrt(np.average((dense - np.average(dense, weights=w, axis=0)) ** 2,
-                                      weights=w, axis=0))
+        expected = np.sqrt(
+            np.average((dense - np.average(dense, weights=w, axis=0)) ** 2, weights=w, axis=0)
+        )
         assert_allclose(scale[2:], expected[2:], rtol=1e-9)
 
 
@@ -263,8 +270,9 @@ def test_linear_gates_refuse_missing_values_clearly(gate):
             gate.decision_function(sp.csr_matrix(X_nan))
 
 
-@pytest.mark.parametrize("gate", [SoftmaxGate(), TreeGate(), HMEGate(depth=1)],
-                         ids=["softmax", "tree", "hme"])
+@pytest.mark.parametrize(
+    "gate", [SoftmaxGate(), TreeGate(), HMEGate(depth=1)], ids=["softmax", "tree", "hme"]
+)
 def test_every_gate_refuses_infinity(gate):
     rng = np.random.default_rng(10)
     X = rng.normal(size=(50, 3))

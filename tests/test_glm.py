@@ -70,20 +70,24 @@ def test_objective_is_sklearns(power):
     rng = np.random.default_rng(1)
     alpha = np.array([0.0, 0.1, 1.0])
     values = []
-    points = [(rng.normal(scale=0.3, size=(3, 4)), rng.normal(scale=0.3, size=3))
-              for _ in range(2)]
+    points = [
+        (rng.normal(scale=0.3, size=(3, 4)), rng.normal(scale=0.3, size=3)) for _ in range(2)
+    ]
     for coef, intercept in points:
         objective, _ = _glm._objective_and_gradient(X, y, weights, power, alpha, coef, intercept)
         expected = [
-            0.5 * mean_tweedie_deviance(y, np.exp(X @ coef[k] + intercept[k]),
-                                        sample_weight=weights[:, k], power=power)
+            0.5
+            * mean_tweedie_deviance(
+                y, np.exp(X @ coef[k] + intercept[k]), sample_weight=weights[:, k], power=power
+            )
             + 0.5 * alpha[k] * coef[k] @ coef[k]
             for k in range(3)
         ]
         values.append((objective, np.array(expected)))
     (first, first_expected), (second, second_expected) = values
-    np.testing.assert_allclose(first - second, first_expected - second_expected,
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        first - second, first_expected - second_expected, rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("power", POWERS)
@@ -99,8 +103,9 @@ def test_gradient_matches_finite_differences(power):
         shift = np.zeros((3, 5))
         shift[:, j] = step
         values = [
-            _glm._objective_and_gradient(X, y, weights, power, alpha, coef + s[:, :4],
-                                         intercept + s[:, 4])[0]
+            _glm._objective_and_gradient(
+                X, y, weights, power, alpha, coef + s[:, :4], intercept + s[:, 4]
+            )[0]
             for s in (shift, -shift)
         ]
         numeric[:, j] = (values[0] - values[1]) / (2 * step)
@@ -121,12 +126,14 @@ def test_hessian_matches_finite_differences(power):
         shift = np.zeros((3, 5))
         shift[:, j] = step
         gradients = [
-            _glm._objective_and_gradient(X, y, weights, power, alpha, coef + s[:, :4],
-                                         intercept + s[:, 4])[1]
+            _glm._objective_and_gradient(
+                X, y, weights, power, alpha, coef + s[:, :4], intercept + s[:, 4]
+            )[1]
             for s in (shift, -shift)
         ]
-        np.testing.assert_allclose(hessians[:, :, j], (gradients[0] - gradients[1]) / (2 * step),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            hessians[:, :, j], (gradients[0] - gradients[1]) / (2 * step), rtol=1e-5, atol=1e-7
+        )
 
 
 def test_fisher_hessian_above_power_two():
@@ -146,8 +153,12 @@ def test_fisher_hessian_above_power_two():
     exact, fisher = _glm._hessians_at(X, y_small, weights, 3.0, 0.0, coef, intercept)
     assert np.linalg.eigvalsh(exact[0]).min() < 0 < np.linalg.eigvalsh(fisher[0]).min()
     _, gradient = _glm._objective_and_gradient(X, y_small, weights, 3.0, 0.0, coef, intercept)
-    np.testing.assert_allclose(_glm._newton_direction(exact[0], fisher[0], gradient[0]),
-                               np.linalg.solve(fisher[0], -gradient[0]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        _glm._newton_direction(exact[0], fisher[0], gradient[0]),
+        np.linalg.solve(fisher[0], -gradient[0]),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     coef_fit, intercept_fit, _ = fit_log_link_glms(X, y_small, weights, 3.0, 0.0)
     np.testing.assert_allclose(np.exp(X @ coef_fit[0] + intercept_fit[0]), y_small, rtol=1e-6)
 
@@ -166,8 +177,9 @@ def test_warm_start_same_answer_fewer_iterations(power):
     np.testing.assert_allclose(warm[1], cold[1], rtol=0, atol=1e-7)
     assert np.all(warm[2] < cold[2])
     # From the solution itself: nothing to do.
-    assert np.all(fit_log_link_glms(X, y, weights, power, 0.01, coef=coef,
-                                    intercept=intercept)[2] == 0)
+    assert np.all(
+        fit_log_link_glms(X, y, weights, power, 0.01, coef=coef, intercept=intercept)[2] == 0
+    )
 
 
 def test_estimator_warm_start():
@@ -237,7 +249,8 @@ def test_fit_many_equals_separate_fits():
     assert means.shape == (X.shape[0], 3)
     for k, expert in enumerate(experts):
         alone = WeightedTweedieRegressor(power=1.5, alpha=expert.alpha).fit(
-            X, y, sample_weight=weights[:, k])
+            X, y, sample_weight=weights[:, k]
+        )
         np.testing.assert_allclose(expert.coef_, alone.coef_, rtol=0, atol=1e-10)
         assert abs(expert.intercept_ - alone.intercept_) <= 1e-10
         assert expert.n_iter_ == alone.n_iter_
@@ -262,10 +275,13 @@ def test_mixture_with_tweedie_experts():
         return fit_many(experts, *args, **kwargs)
 
     scores = []
-    for estimator in (PoissonRegressor(alpha=1e-8, solver="newton-cholesky"),
-                      WeightedTweedieRegressor(warm_start=True)):
-        mixture = MixtureOfExpertsRegressor(n_experts=2, estimator=estimator,
-                                            likelihood="poisson", random_state=0)
+    for estimator in (
+        PoissonRegressor(alpha=1e-8, solver="newton-cholesky"),
+        WeightedTweedieRegressor(warm_start=True),
+    ):
+        mixture = MixtureOfExpertsRegressor(
+            n_experts=2, estimator=estimator, likelihood="poisson", random_state=0
+        )
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(WeightedTweedieRegressor, "_fit_many", staticmethod(counting))
             mixture.fit(X, y)
@@ -283,20 +299,26 @@ def test_fit_many_refuses_mixed_powers():
 
 def test_negative_target_refused():
     X = np.arange(4.0)[:, None]
-    with pytest.raises(ValueError, match=(
-        r"^y has negative values, but a Tweedie model with power=1.0 needs y >= 0 "
-        r"\(counts, or non-negative amounts\); remove or correct those rows.$"
-    )):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^y has negative values, but a Tweedie model with power=1.0 needs y >= 0 "
+            r"\(counts, or non-negative amounts\); remove or correct those rows.$"
+        ),
+    ):
         WeightedTweedieRegressor(power=1.0).fit(X, [1.0, -1.0, 2.0, 0.0])
 
 
 def test_zero_target_refused_for_gamma():
     X = np.arange(4.0)[:, None]
-    with pytest.raises(ValueError, match=(
-        r"^y has zero or negative values, but a Tweedie model with power=2.0 needs y > 0; "
-        r"use a power in \[1, 2\) \(Poisson or compound Poisson-gamma\) for targets with "
-        r"zeros, or remove those rows.$"
-    )):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^y has zero or negative values, but a Tweedie model with power=2.0 needs y > 0; "
+            r"use a power in \[1, 2\) \(Poisson or compound Poisson-gamma\) for targets with "
+            r"zeros, or remove those rows.$"
+        ),
+    ):
         WeightedTweedieRegressor(power=2.0).fit(X, [1.0, 0.0, 2.0, 3.0])
     # Zeros are fine below power 2.
     WeightedTweedieRegressor(power=1.5).fit(X, [1.0, 0.0, 2.0, 3.0])
@@ -319,8 +341,11 @@ def test_line_search_failure_stops_only_that_expert(monkeypatch):
     np.testing.assert_allclose(intercept, reference[1], rtol=0, atol=1e-7)
     # Without halvings experts 0 and 2 stop where they are; expert 1 goes on.
     monkeypatch.setattr(_glm, "_MAX_HALVINGS", 0)
-    with pytest.warns(ConvergenceWarning, match=r"expert 0 \(line search failed\), "
-                                                r"expert 2 \(line search failed\)"):
+    with pytest.warns(
+        ConvergenceWarning,
+        match=r"expert 0 \(line search failed\), "
+        r"expert 2 \(line search failed\)",
+    ):
         coef, intercept, n_iter = fit_log_link_glms(X, y, weights, 1.0, 0.01, *start)
     np.testing.assert_array_equal(coef[[0, 2]], 0.0)
     np.testing.assert_array_equal(intercept[[0, 2]], -10.0)

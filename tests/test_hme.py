@@ -63,7 +63,7 @@ def random_tree(n_leaves, rng):
     while len(leaves) < n_leaves:
         split = leaves.pop(rng.integers(len(leaves)))
         node = len(grown)
-        for parent, kids in grown.items():
+        for kids in grown.values():
             if split in kids:
                 kids[kids.index(split)] = node
         grown[node] = [split, f"L{n_leaf_labels}"]
@@ -87,9 +87,7 @@ def random_tree(n_leaves, rng):
 
 
 TREES = {f"balanced{k}": _binary_tree(k) for k in (2, 3, 5, 7, 8)}
-TREES.update(
-    {f"random{k}": random_tree(k, np.random.default_rng(k)) for k in (3, 6, 9)}
-)
+TREES.update({f"random{k}": random_tree(k, np.random.default_rng(k)) for k in (3, 6, 9)})
 TREES["chain5"] = np.array([[-1, 1], [-2, 2], [3, -3], [-4, -5]], dtype=np.intp)
 tree_ids = pytest.mark.parametrize("tree", list(TREES), ids=list(TREES))
 
@@ -180,8 +178,12 @@ class HMETruth:
         z = X @ self.gate_coef.T + self.gate_intercept
         left, right = log_expit(z), log_expit(-z)
         return np.stack(
-            [left[:, 0] + left[:, 1], left[:, 0] + right[:, 1],
-             right[:, 0] + left[:, 2], right[:, 0] + right[:, 2]],
+            [
+                left[:, 0] + left[:, 1],
+                left[:, 0] + right[:, 1],
+                right[:, 0] + left[:, 2],
+                right[:, 0] + right[:, 2],
+            ],
             axis=1,
         )
 
@@ -195,9 +197,7 @@ class HMETruth:
     def log_likelihood(self, X, y):
         """log p(y | x) per row under the true parameters."""
         means = X @ self.coef.T + self.intercept
-        return logsumexp(
-            self.log_gate(X) + norm.logpdf(y[:, None], means, self.noise_std), axis=1
-        )
+        return logsumexp(self.log_gate(X) + norm.logpdf(y[:, None], means, self.noise_std), axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +207,12 @@ def hme_truth():
         gate_coef=np.array([[3.0, 0.0, 0.0, 0.0], [0.0, 3.0, -0.5, 0.0], [0.0, 0.0, -3.0, 1.0]]),
         gate_intercept=np.array([0.3, -0.5, 0.5]),
         coef=np.array(
-            [[2.0, -1.0, 0.5, 0.0], [-1.5, 2.0, 0.0, 1.0], [0.0, 0.5, -2.0, -1.0],
-             [1.0, 1.0, 1.0, -1.5]]
+            [
+                [2.0, -1.0, 0.5, 0.0],
+                [-1.5, 2.0, 0.0, 1.0],
+                [0.0, 0.5, -2.0, -1.0],
+                [1.0, 1.0, 1.0, -1.5],
+            ]
         ),
         intercept=np.array([1.0, -1.0, 3.0, 0.0]),
         noise_std=np.array([0.5, 0.6, 0.4, 0.7]),
@@ -304,9 +308,7 @@ def test_node_targets_match_reference(n, tree, n_threads):
     responsibilities = random_responsibilities(rng, n, children)
     targets = run_node_targets(children, responsibilities, n_threads)
     # Sums of non-negative numbers, in a different order: relative tolerance.
-    assert_allclose(
-        targets, reference_node_targets(children, responsibilities), rtol=RTOL, atol=0
-    )
+    assert_allclose(targets, reference_node_targets(children, responsibilities), rtol=RTOL, atol=0)
 
 
 def test_one_node_leaf_log_proba_is_log_softmax():
@@ -315,15 +317,18 @@ def test_one_node_leaf_log_proba_is_log_softmax():
     children = _binary_tree(2)
     node_logits = random_node_logits(rng, 500, children)
     assert_allclose(
-        run_leaf_log_proba(children, node_logits), log_softmax(node_logits[:, 0, :], axis=1),
-        rtol=RTOL, atol=0,
+        run_leaf_log_proba(children, node_logits),
+        log_softmax(node_logits[:, 0, :], axis=1),
+        rtol=RTOL,
+        atol=0,
     )
     responsibilities = random_responsibilities(rng, 500, children)
     assert_array_equal(run_node_targets(children, responsibilities)[:, 0, :], responsibilities)
     # Swapped leaves swap the columns.
     swapped = np.array([[-2, -1]], dtype=np.intp)
-    assert_array_equal(run_node_targets(swapped, responsibilities)[:, 0, :],
-                       responsibilities[:, ::-1])
+    assert_array_equal(
+        run_node_targets(swapped, responsibilities)[:, 0, :], responsibilities[:, ::-1]
+    )
 
 
 @tree_ids
@@ -359,12 +364,14 @@ def test_kernels_identical_across_thread_counts(tree):
     node_logits = random_node_logits(rng, n, children)
     assert_array_equal(
         run_leaf_log_proba(children, node_logits, 1),
-        run_leaf_log_proba(children, node_logits, 2), strict=True,
+        run_leaf_log_proba(children, node_logits, 2),
+        strict=True,
     )
     responsibilities = random_responsibilities(rng, n, children)
     assert_array_equal(
         run_node_targets(children, responsibilities, 1),
-        run_node_targets(children, responsibilities, 2), strict=True,
+        run_node_targets(children, responsibilities, 2),
+        strict=True,
     )
 
 
@@ -496,8 +503,11 @@ def test_gate_objective_is_the_sum_of_the_node_objectives(fitted_gate):
 
 
 @pytest.mark.parametrize("C", [0.5, np.inf])
-@pytest.mark.parametrize("gate, n_experts", [(HMEGate(depth=3), 8), (HMEGate(), 5),
-                                             (HMEGate(), 7)], ids=["depth3", "five", "seven"])
+@pytest.mark.parametrize(
+    "gate, n_experts",
+    [(HMEGate(depth=3), 8), (HMEGate(), 5), (HMEGate(), 7)],
+    ids=["depth3", "five", "seven"],
+)
 def test_m_step_never_decreases_the_penalised_gate_objective(gate, n_experts, C):
     """Generalised EM: a (truncated) warm-started M-step on new targets cannot go down."""
     rng = np.random.default_rng(8)
@@ -519,8 +529,9 @@ def test_m_step_never_decreases_the_penalised_gate_objective(gate, n_experts, C)
         assert penalised() >= before - 1e-12 * abs(before)
 
 
-@pytest.mark.parametrize("gate, n_experts", [(HMEGate(depth=2), 4), (HMEGate(), 3),
-                                             (HMEGate(), 6)])
+@pytest.mark.parametrize(
+    "gate, n_experts", [(HMEGate(depth=2), 4), (HMEGate(), 3), (HMEGate(), 6)]
+)
 def test_no_gate_features_gives_the_mean_responsibilities(gate, n_experts):
     """Intercept-only nodes: the path products telescope to the weighted mean of R.
 
@@ -531,8 +542,10 @@ def test_no_gate_features_gives_the_mean_responsibilities(gate, n_experts):
     rng = np.random.default_rng(9)
     responsibilities = rng.dirichlet(np.ones(n_experts), size=300)
     sample_weight = rng.uniform(0.5, 2.0, size=300)
-    gate = clone(gate).set_params(tol=1e-12, max_iter=100).fit(
-        np.empty((300, 0)), responsibilities, sample_weight
+    gate = (
+        clone(gate)
+        .set_params(tol=1e-12, max_iter=100)
+        .fit(np.empty((300, 0)), responsibilities, sample_weight)
     )
     expected = np.average(responsibilities, axis=0, weights=sample_weight)
     assert_allclose(gate.predict_proba(np.empty((3, 0))), np.tile(expected, (3, 1)), rtol=1e-8)
@@ -594,8 +607,10 @@ def test_fits_sparse_inputs_as_dense_ones():
     sparse_gate = HMEGate(tol=1e-10).fit(sp.csr_matrix(dense), responsibilities)
     dense_gate = HMEGate(tol=1e-10).fit(dense, responsibilities)
     assert_allclose(
-        sparse_gate.predict_proba(sp.csr_matrix(dense)), dense_gate.predict_proba(dense),
-        rtol=1e-6, atol=1e-8,
+        sparse_gate.predict_proba(sp.csr_matrix(dense)),
+        dense_gate.predict_proba(dense),
+        rtol=1e-6,
+        atol=1e-8,
     )
 
 
@@ -614,8 +629,9 @@ def test_mixture_hands_the_gate_sparse_inputs(monkeypatch):
     y = np.where(X[:, 0] > 0, 2.0 * X[:, 1], -X[:, 2]) + 0.1 * rng.normal(size=500)
     # C=1: a penalty that pins the gate's steepness down, so that both fits
     # reach the same point (a weak one leaves it barely identified).
-    params = dict(estimator=Ridge(alpha=1e-6), gate=HMEGate(C=1.0), tol=1e-9, max_iter=500,
-                  random_state=0)
+    params = dict(
+        estimator=Ridge(alpha=1e-6), gate=HMEGate(C=1.0), tol=1e-9, max_iter=500, random_state=0
+    )
     sparse = MixtureOfExpertsRegressor(3, **params).fit(sp.csr_matrix(X), y)
     assert seen and all(seen)
     dense = MixtureOfExpertsRegressor(3, **params).fit(X, y)
@@ -625,10 +641,12 @@ def test_mixture_hands_the_gate_sparse_inputs(monkeypatch):
 
 @pytest.mark.parametrize(
     "n_experts, depth, advice",
-    [(3, 2, "use n_experts=4, or depth=None"),
-     (8, 2, "use n_experts=4, or depth=3 or depth=None"),
-     (2, 3, "use n_experts=8, or depth=1 or depth=None"),
-     (1, 1, "use n_experts=2, or depth=None")],
+    [
+        (3, 2, "use n_experts=4, or depth=None"),
+        (8, 2, "use n_experts=4, or depth=3 or depth=None"),
+        (2, 3, "use n_experts=8, or depth=1 or depth=None"),
+        (1, 1, "use n_experts=2, or depth=None"),
+    ],
 )
 def test_wrong_number_of_experts_is_explained(hme_truth, n_experts, depth, advice):
     _, X, y, _, _ = hme_truth
@@ -705,16 +723,24 @@ def test_two_experts_is_the_softmax_gate(hme_truth):
     )
 
 
-@pytest.mark.parametrize("gate, n_experts", [(HMEGate(depth=2), 4), (HMEGate(), 3),
-                                             (HMEGate(), 5)], ids=["depth2", "three", "five"])
+@pytest.mark.parametrize(
+    "gate, n_experts",
+    [(HMEGate(depth=2), 4), (HMEGate(), 3), (HMEGate(), 5)],
+    ids=["depth2", "three", "five"],
+)
 def test_log_likelihood_never_decreases(hme_truth, gate, n_experts):
     """Exact M-steps make EM monotone: weighted least squares on every row
     (``min_responsibility=0``), each node an unpenalised GEM step; on the
     complete tree and on unbalanced ones."""
     _, X, y, _, _ = hme_truth
     moe = MixtureOfExpertsRegressor(
-        n_experts, estimator=LinearRegression(), gate=clone(gate).set_params(C=np.inf),
-        min_responsibility=0.0, tol=0.0, max_iter=40, random_state=1,
+        n_experts,
+        estimator=LinearRegression(),
+        gate=clone(gate).set_params(C=np.inf),
+        min_responsibility=0.0,
+        tol=0.0,
+        max_iter=40,
+        random_state=1,
     )
     with pytest.warns(ConvergenceWarning):
         moe.fit(X[:2000], y[:2000])
@@ -819,7 +845,9 @@ def test_classifier_sample_weight_equals_repeated_rows(sign_flip_classes):
     start = np.random.default_rng(1).dirichlet(np.ones(4), size=300)
     params = dict(
         estimator=LogisticRegression(tol=1e-10, max_iter=1000),
-        gate=HMEGate(depth=2, tol=1e-10), max_iter=10, tol=0.0,
+        gate=HMEGate(depth=2, tol=1e-10),
+        max_iter=10,
+        tol=0.0,
     )
     weighted = MixtureOfExpertsClassifier(4, init=start, **params)
     repeated = MixtureOfExpertsClassifier(4, init=np.repeat(start, weights, axis=0), **params)

@@ -89,20 +89,35 @@ def problems(draw, classification):
     experts = CLASSIFICATION_EXPERTS if classification else REGRESSION_EXPERTS
     expert = draw(st.sampled_from([*experts, "mixed"]), label="experts")
     if expert == "mixed":  # a list of (name, estimator), possibly all different
-        expert = draw(st.lists(st.sampled_from(sorted(experts)), min_size=n_experts,
-                               max_size=n_experts), label="expert per expert")
-    X_kind = draw(st.sampled_from(["normal", "integers", "constant column", "duplicated rows"]),
-                  label="X")
+        expert = draw(
+            st.lists(st.sampled_from(sorted(experts)), min_size=n_experts, max_size=n_experts),
+            label="expert per expert",
+        )
+    X_kind = draw(
+        st.sampled_from(["normal", "integers", "constant column", "duplicated rows"]), label="X"
+    )
     if classification:
         y_kind = draw(st.integers(2, 4), label="n_classes")
     else:
         y_kind = draw(st.sampled_from(["smooth", "kinked", "integers", "constant"]), label="y")
-    weights = draw(st.sampled_from([None, "positive", "with zeros", "counts"]),
-                   label="sample_weight")
+    weights = draw(
+        st.sampled_from([None, "positive", "with zeros", "counts"]), label="sample_weight"
+    )
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     max_iter = draw(st.integers(1, 5), label="max_iter")
-    return dict(n=n, d=d, n_experts=n_experts, top_k=top_k, gate=gate, expert=expert,
-                X_kind=X_kind, y_kind=y_kind, weights=weights, seed=seed, max_iter=max_iter)
+    return dict(
+        n=n,
+        d=d,
+        n_experts=n_experts,
+        top_k=top_k,
+        gate=gate,
+        expert=expert,
+        X_kind=X_kind,
+        y_kind=y_kind,
+        weights=weights,
+        seed=seed,
+        max_iter=max_iter,
+    )
 
 
 def make_data(p, classification):
@@ -151,13 +166,20 @@ def make_model(p, classification):
     experts = CLASSIFICATION_EXPERTS if classification else REGRESSION_EXPERTS
     if isinstance(p["expert"], list):
         default = LogisticRegression if classification else WeightedLeastSquares
-        estimator = [(f"{name}{k}", experts[name]() or default())
-                     for k, name in enumerate(p["expert"])]
+        estimator = [
+            (f"{name}{k}", experts[name]() or default()) for k, name in enumerate(p["expert"])
+        ]
     else:
         estimator = experts[p["expert"]]()
     Model = MixtureOfExpertsClassifier if classification else MixtureOfExpertsRegressor
-    return Model(p["n_experts"], estimator=estimator, gate=p["gate"], top_k=p["top_k"],
-                 max_iter=p["max_iter"], random_state=p["seed"] % 1000)
+    return Model(
+        p["n_experts"],
+        estimator=estimator,
+        gate=p["gate"],
+        top_k=p["top_k"],
+        max_iter=p["max_iter"],
+        random_state=p["seed"] % 1000,
+    )
 
 
 def documented_errors(p, y, classification):
@@ -184,8 +206,9 @@ def fit_or_refuse(model, X, y, sample_weight, errors):
     except Exception as error:  # noqa: BLE001 -- checked against the documented ones
         with pytest.raises(NotFittedError):  # a failed fit leaves the estimator unfitted
             check_is_fitted(model)
-        if not any(isinstance(error, kind) and re.match(pattern, str(error))
-                   for kind, pattern in errors):
+        if not any(
+            isinstance(error, kind) and re.match(pattern, str(error)) for kind, pattern in errors
+        ):
             raise AssertionError(
                 f"fit raised an undocumented {type(error).__name__}: {error}\n"
                 f"(documented errors whose condition holds here: {errors})"
@@ -294,8 +317,9 @@ def test_an_expert_with_no_routed_rows_is_not_evaluated(kind):
     """With top_k, an expert no row is routed to and that has no responsibility
     left is kept as it is, and not evaluated on an empty set of rows."""
     if kind == "regressor":
-        model = MixtureOfExpertsRegressor(3, estimator=Ridge(), gate="tree", top_k=2,
-                                          max_iter=1, random_state=0)
+        model = MixtureOfExpertsRegressor(
+            3, estimator=Ridge(), gate="tree", top_k=2, max_iter=1, random_state=0
+        )
         y = np.array([0.0, 1.0, 0.0])
     else:
         model = MixtureOfExpertsClassifier(3, gate="tree", top_k=2, max_iter=1, random_state=0)
@@ -309,14 +333,18 @@ def test_an_expert_with_no_routed_rows_is_not_evaluated(kind):
     assert np.isfinite(model.predict(THREE_ROWS)).all()
 
 
-@pytest.mark.parametrize("Model, estimator, X, y, sample_weight", [
-    # Each was an error: ExpertFitError wrapping NotFittedError,
-    (MixtureOfExpertsRegressor, Ridge(), [[0.0], [1.0]], [0.0, 1.0], [1.0, 0.1]),
-    # AttributeError "'WeightedLeastSquares' object has no attribute 'coef_'",
-    (MixtureOfExpertsRegressor, None, [[0.0], [1.0]], [0.0, 1.0], [0.0, 1.0]),
-    # ExpertFitError wrapping "'LogisticRegression' object has no attribute 'classes_'".
-    (MixtureOfExpertsClassifier, None, [[0.0], [1.0], [2.0], [0.0]], [0, 1, 0, 1], None),
-], ids=["Ridge-weighted", "WeightedLeastSquares-weighted", "LogisticRegression-4-experts"])
+@pytest.mark.parametrize(
+    "Model, estimator, X, y, sample_weight",
+    [
+        # Each was an error: ExpertFitError wrapping NotFittedError,
+        (MixtureOfExpertsRegressor, Ridge(), [[0.0], [1.0]], [0.0, 1.0], [1.0, 0.1]),
+        # AttributeError "'WeightedLeastSquares' object has no attribute 'coef_'",
+        (MixtureOfExpertsRegressor, None, [[0.0], [1.0]], [0.0, 1.0], [0.0, 1.0]),
+        # ExpertFitError wrapping "'LogisticRegression' object has no attribute 'classes_'".
+        (MixtureOfExpertsClassifier, None, [[0.0], [1.0], [2.0], [0.0]], [0, 1, 0, 1], None),
+    ],
+    ids=["Ridge-weighted", "WeightedLeastSquares-weighted", "LogisticRegression-4-experts"],
+)
 def test_an_expert_reseeding_left_without_rows_at_the_start_is_fitted(
     Model, estimator, X, y, sample_weight
 ):
@@ -333,8 +361,9 @@ def test_an_expert_reseeding_left_without_rows_at_the_start_is_fitted(
 def test_predict_proba_never_exceeds_one():
     """The gate's rows sum to 1 only up to rounding; predict_proba renormalises."""
     X, y = np.array([[2.0], [1.0], [-3.0], [1.0]]), np.array([0, 0, 0, 1])
-    model = MixtureOfExpertsClassifier(2, estimator=DecisionTreeClassifier(), max_iter=1,
-                                       random_state=0)
+    model = MixtureOfExpertsClassifier(
+        2, estimator=DecisionTreeClassifier(), max_iter=1, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         proba = model.fit(X, y).predict_proba(X)

@@ -36,7 +36,10 @@ def test_missing_compiled_core_is_explained(tmp_path):
         "    print('imported', skmoe.__file__)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", script], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -28,11 +28,13 @@ def frame_model():
     """Fitted on a DataFrame with a categorical column that only the gate sees."""
     rng = np.random.RandomState(0)
     n = 300
-    X = pd.DataFrame({
-        "a": rng.randn(n),
-        "b": rng.randn(n),
-        "group": pd.Categorical(rng.choice(["u", "v", "w"], n)),
-    })
+    X = pd.DataFrame(
+        {
+            "a": rng.randn(n),
+            "b": rng.randn(n),
+            "group": pd.Categorical(rng.choice(["u", "v", "w"], n)),
+        }
+    )
     y = np.where(X["group"] == "u", 2 * X["a"], -X["a"] + 1) + 0.1 * rng.randn(n)
     model = MixtureOfExpertsRegressor(
         2, estimator=LinearRegression(), expert_features=["a", "b"], random_state=0
@@ -56,8 +58,9 @@ def test_expert_coefficients_names_from_dataframe(frame_model):
     table = expert_coefficients(frame_model)
     assert list(table.index) == ["a", "b", "intercept"]
     for k, expert in enumerate(frame_model.experts_):
-        assert_allclose(table[f"expert {k}"].to_numpy(),
-                        np.append(expert.coef_, expert.intercept_))
+        assert_allclose(
+            table[f"expert {k}"].to_numpy(), np.append(expert.coef_, expert.intercept_)
+        )
     # The two regimes' slopes on "a" (2 and -1), in either order.
     assert sorted(np.round(table.loc["a"].to_numpy())) == [-1.0, 2.0]
 
@@ -101,9 +104,7 @@ def test_classifier_experts_one_column_per_class():
     labels = np.array(["A", "B", "C"])[np.digitize(X[:, 1] + 0.3 * rng.randn(400), [-0.5, 0.5])]
     model = MixtureOfExpertsClassifier(2, random_state=0).fit(X, labels)
     table = expert_coefficients(model)
-    assert list(table.columns) == [
-        f"expert {k}, class {c}" for k in range(2) for c in "ABC"
-    ]
+    assert list(table.columns) == [f"expert {k}, class {c}" for k in range(2) for c in "ABC"]
     for k, expert in enumerate(model.experts_):
         for row, c in enumerate(expert.classes_):
             column = table[f"expert {k}, class {c}"].to_numpy()
@@ -116,14 +117,16 @@ def test_hme_gate_one_column_per_branch():
     table = gate_coefficients(model)
     assert list(table.columns) == ["node 0 left", "node 0 right", "node 1 left", "node 1 right"]
     for j, node in enumerate(model.gate_.nodes_):
-        assert_allclose(table[f"node {j} right"].to_numpy(),
-                        np.append(node.coef_[:, 1], node.intercept_[1]))
+        assert_allclose(
+            table[f"node {j} right"].to_numpy(), np.append(node.coef_[:, 1], node.intercept_[1])
+        )
 
 
 def test_non_linear_expert_raises():
     X, y = two_regimes()
     model = MixtureOfExpertsRegressor(
-        2, estimator=[("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))],
+        2,
+        estimator=[("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))],
         random_state=0,
     ).fit(X, y)
     with pytest.raises(ValueError, match=r"'tree' \(DecisionTreeRegressor\).*model.experts_"):

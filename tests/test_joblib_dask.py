@@ -14,9 +14,12 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -25,7 +28,9 @@ def test_dask_fit_equals_local_fit_and_ships_data_once(client, monkeypatch):
     X = rng.normal(size=(2000, 5))
     y = X[:, 0] * X[:, 1] + rng.normal(size=2000)
     make = lambda: MixtureOfExpertsRegressor(  # noqa: E731
-        3, estimator=DecisionTreeRegressor(max_depth=3, max_features=0.6), max_iter=5,
+        3,
+        estimator=DecisionTreeRegressor(max_depth=3, max_features=0.6),
+        max_iter=5,
         random_state=0,
     )
 

@@ -73,6 +73,7 @@ def exp_path(request):
     yield request.param
     use_simd(True)
 
+
 # Rows of gate logits at the edge of the exponent range: exp(1e3) overflows and
 # exp(-1e3) underflows, and 700 is close to log(DBL_MAX) ~ 709.8; only kernels
 # that shift each row by its maximum survive them.
@@ -161,9 +162,7 @@ def run_on_logits(logits, targets, sample_weight, n_threads=1):
     G summed over rows.
     """
     K = logits.shape[1]
-    return run_gate_objective(
-        logits, np.eye(K), np.zeros(K), targets, sample_weight, n_threads
-    )
+    return run_gate_objective(logits, np.eye(K), np.zeros(K), targets, sample_weight, n_threads)
 
 
 def gradient_atol(X, sample_weight):
@@ -436,11 +435,14 @@ def test_softmax_gate_objective_extreme_logits():
     assert_allclose(loss, expected_loss, rtol=RTOL, atol=0)
     # grad_coef = Z.T G sums terms up to 1e3 w in size: see gradient_atol.
     assert_allclose(
-        grad_coef, EXTREME_LOGITS.T @ expected_gradient, rtol=RTOL,
+        grad_coef,
+        EXTREME_LOGITS.T @ expected_gradient,
+        rtol=RTOL,
         atol=gradient_atol(EXTREME_LOGITS, sample_weight),
     )
-    assert_allclose(grad_intercept, expected_gradient.sum(axis=0), rtol=RTOL,
-                    atol=1e-14 * sample_weight.sum())
+    assert_allclose(
+        grad_intercept, expected_gradient.sum(axis=0), rtol=RTOL, atol=1e-14 * sample_weight.sum()
+    )
     # Rows of the gradient of a softmax loss sum to w_i (s_i - s_i) = 0.
     assert_allclose(grad_intercept.sum(), 0.0, atol=1e-14 * sample_weight.sum() * K)
 
@@ -591,10 +593,15 @@ def test_softmax_gate_objective_is_derivative_of_loss(targets_kind, K):
 
     # Stencil error: O(h^4) truncation plus ~eps |loss| / h rounding, ~1e-11 here;
     # gradient entries that cancel to ~0 need that as an absolute floor.
-    assert_allclose(grad_coef, central_difference(loss_of_coef, coef, h=1e-3),
-                    rtol=1e-7, atol=1e-9)
-    assert_allclose(grad_intercept, central_difference(loss_of_intercept, intercept, h=1e-3),
-                    rtol=1e-7, atol=1e-9)
+    assert_allclose(
+        grad_coef, central_difference(loss_of_coef, coef, h=1e-3), rtol=1e-7, atol=1e-9
+    )
+    assert_allclose(
+        grad_intercept,
+        central_difference(loss_of_intercept, intercept, h=1e-3),
+        rtol=1e-7,
+        atol=1e-9,
+    )
 
 
 def test_softmax_gate_objective_on_simplex_targets_is_weighted_residual():
@@ -607,8 +614,9 @@ def test_softmax_gate_objective_on_simplex_targets_is_weighted_residual():
     logits = X @ coef + intercept
     residual = sample_weight[:, None] * (softmax(logits, axis=1) - targets)
     assert_allclose(grad_coef, X.T @ residual, rtol=RTOL, atol=gradient_atol(X, sample_weight))
-    assert_allclose(grad_intercept, residual.sum(axis=0), rtol=RTOL,
-                    atol=1e-14 * sample_weight.sum())
+    assert_allclose(
+        grad_intercept, residual.sum(axis=0), rtol=RTOL, atol=1e-14 * sample_weight.sum()
+    )
     cross_entropy = -np.sum(sample_weight[:, None] * targets * log_softmax(logits, axis=1))
     assert_allclose(loss, cross_entropy, rtol=RTOL, atol=0)
 
@@ -692,7 +700,9 @@ def test_kernels_reject_mismatched_shapes_and_thread_counts():
     """A buffer of the wrong length would be read or written out of bounds."""
     rng = np.random.default_rng(23)
     gate_logits, log_likelihood = random_e_step_inputs(rng, 5, 3)
-    with pytest.raises(ValueError, match=re.escape("log_likelihood has shape (4, 3), expected (5, 3)")):
+    with pytest.raises(
+        ValueError, match=re.escape("log_likelihood has shape (4, 3), expected (5, 3)")
+    ):
         run_e_step(gate_logits, log_likelihood[:4])
     with pytest.raises(ValueError, match="variance has shape"):
         gaussian_e_step(
@@ -710,6 +720,7 @@ def test_kernels_reject_mismatched_shapes_and_thread_counts():
 # --------------------------------------------------------------------------
 # Properties over arbitrary finite inputs
 # --------------------------------------------------------------------------
+
 
 # The autouse exp_path fixture only selects a code path: sharing it between
 # examples is what is wanted.
@@ -1009,7 +1020,10 @@ def test_failed_scratch_allocation_raises_memory_error(exp_path, tmp_path):
     # From another directory, so that the child imports the installed package
     # and not the source tree (python -c puts the working directory first).
     result = subprocess.run(
-        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=tmp_path,
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)

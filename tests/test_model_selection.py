@@ -8,7 +8,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skmoe import (
-    MixtureOfExpertsClassifier, MixtureOfExpertsClassifierCV, MixtureOfExpertsRegressor,
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsClassifierCV,
+    MixtureOfExpertsRegressor,
     MixtureOfExpertsRegressorCV,
 )
 from skmoe.metrics import log_likelihood_scorer
@@ -39,7 +41,9 @@ def test_regressor_cv_finds_the_number_of_regimes(seed):
     # The refitted model is the chosen candidate, fitted on all rows.
     assert search.best_estimator_.n_experts == 3
     np.testing.assert_allclose(search.predict(X), search.best_estimator_.predict(X))
-    np.testing.assert_allclose(search.log_likelihood(X, y), search.best_estimator_.log_likelihood(X, y))
+    np.testing.assert_allclose(
+        search.log_likelihood(X, y), search.best_estimator_.log_likelihood(X, y)
+    )
 
 
 def test_regressor_cv_keeps_one_expert_for_a_line():
@@ -49,8 +53,9 @@ def test_regressor_cv_keeps_one_expert_for_a_line():
     y = X @ [1.5, -1.0] + 0.5 * rng.randn(300)
     search = MixtureOfExpertsRegressorCV(linear_mixture(), n_experts=(1, 2, 3), cv=3).fit(X, y)
     assert search.n_experts_ == 1
-    single = cross_val_score(linear_mixture(n_experts=1), X, y, cv=3,
-                             scoring=log_likelihood_scorer)
+    single = cross_val_score(
+        linear_mixture(n_experts=1), X, y, cv=3, scoring=log_likelihood_scorer
+    )
     assert search.best_score_ == pytest.approx(single.mean())
 
 

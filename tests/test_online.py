@@ -5,7 +5,6 @@ import re
 import tracemalloc
 
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import softmax
@@ -15,6 +14,8 @@ from sklearn.tree import DecisionTreeRegressor
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from skmoe._online import check_partial_fit
 from skmoe.gates import TreeGate
+
+pd = pytest.importorskip("pandas")  # these tests take DataFrames
 
 CHUNK = 1000
 
@@ -69,8 +70,7 @@ def test_regressor_stream_reaches_the_batch_fit(regression_stream):
     # The running log-likelihood is measured on each chunk before the update.
     assert abs(online.log_likelihood_ - online_ll) <= 0.05 * abs(online_ll)
     assert_allclose(online.expert_share_.sum(), 1.0, rtol=1e-10)
-    assert_allclose(np.sort(np.sqrt(online.noise_variance_)), np.sort(truth.noise_std),
-                    rtol=0.05)
+    assert_allclose(np.sort(np.sqrt(online.noise_variance_)), np.sort(truth.noise_std), rtol=0.05)
     assert online.likelihood_params_["variance"] is online.noise_variance_
     assert_array_equal(online.log_likelihood_history_, [online.log_likelihood_])
 
@@ -108,8 +108,10 @@ def test_classifier_stream_reaches_the_batch_fit():
     parts = list(chunks(sample_classes, 30, CHUNK, seed=4))
     X_test, y_test = sample_classes(20_000, np.random.default_rng(54))
     start = MixtureOfExpertsClassifier(3, random_state=0).fit(*parts[0])
-    batch = copy.deepcopy(start).set_params(warm_start=True).fit(
-        np.vstack([X for X, _ in parts]), np.concatenate([y for _, y in parts])
+    batch = (
+        copy.deepcopy(start)
+        .set_params(warm_start=True)
+        .fit(np.vstack([X for X, _ in parts]), np.concatenate([y for _, y in parts]))
     )
     online = stream(copy.deepcopy(start), parts[1:])  # partial_fit continues the fit
     assert abs(online.score(X_test, y_test) - batch.score(X_test, y_test)) <= 0.01
@@ -144,8 +146,11 @@ def test_linear_experts_of_scikit_learn_and_feature_names(regression_stream):
     reference = stream(MixtureOfExpertsRegressor(3, random_state=0), frames)
     test_frame = pd.DataFrame(X_test, columns=columns)
     reference_ll = reference.log_likelihood(test_frame, y_test).mean()
-    for estimator in (LinearRegression(), Ridge(alpha=1e-6),
-                      [("a", Ridge(alpha=1e-6)), ("b", LinearRegression()), ("c", Ridge(1e-6))]):
+    for estimator in (
+        LinearRegression(),
+        Ridge(alpha=1e-6),
+        [("a", Ridge(alpha=1e-6)), ("b", LinearRegression()), ("c", Ridge(1e-6))],
+    ):
         model = stream(MixtureOfExpertsRegressor(3, estimator=estimator, random_state=0), frames)
         assert_allclose(model.log_likelihood(test_frame, y_test).mean(), reference_ll, rtol=1e-3)
         for expert in model.experts_:
@@ -172,12 +177,17 @@ def test_logistic_regression_experts():
     parts = list(chunks(sample_classes, 10, CHUNK, seed=7))
     X_test, y_test = sample_classes(5000, np.random.default_rng(8))
     default = stream(MixtureOfExpertsClassifier(3, random_state=0), parts, classes=[0, 1, 2])
-    model = stream(MixtureOfExpertsClassifier(3, estimator=LogisticRegression(C=1e4),
-                                              random_state=0), parts, classes=[0, 1, 2])
+    model = stream(
+        MixtureOfExpertsClassifier(3, estimator=LogisticRegression(C=1e4), random_state=0),
+        parts,
+        classes=[0, 1, 2],
+    )
     assert abs(model.score(X_test, y_test) - default.score(X_test, y_test)) <= 0.02
-    binary = stream(MixtureOfExpertsClassifier(2, estimator=LogisticRegression(),
-                                               random_state=0),
-                    [(X, y == 0) for X, y in parts], classes=[False, True])
+    binary = stream(
+        MixtureOfExpertsClassifier(2, estimator=LogisticRegression(), random_state=0),
+        [(X, y == 0) for X, y in parts],
+        classes=[False, True],
+    )
     assert binary.experts_[0].coef_.shape == (1, 5)  # LogisticRegression's binary layout
     assert binary.score(X_test, y_test == 0) > 0.8
 
@@ -210,8 +220,11 @@ def test_steps_follow_the_weight_not_the_rows(regression_stream):
     for X, y in parts[1:]:
         halves.partial_fit(X[:500], y[:500]).partial_fit(X[500:], y[500:])
     X_test, y_test = regression_stream[2:]
-    assert_allclose(halves.log_likelihood(X_test, y_test).mean(),
-                    plain.log_likelihood(X_test, y_test).mean(), rtol=2e-3)
+    assert_allclose(
+        halves.log_likelihood(X_test, y_test).mean(),
+        plain.log_likelihood(X_test, y_test).mean(),
+        rtol=2e-3,
+    )
 
 
 def test_partial_fit_after_fit_continues_the_fit(regression_stream):
@@ -231,21 +244,29 @@ def test_errors_leave_the_estimator_as_it_was(regression_stream):
     parts = regression_stream[1]
     X, y = parts[0]
     classifier = MixtureOfExpertsClassifier(3)
-    with pytest.raises(ValueError, match=re.escape(
-            "classes must be passed on the first call to partial_fit.")):
+    with pytest.raises(
+        ValueError, match=re.escape("classes must be passed on the first call to partial_fit.")
+    ):
         classifier.partial_fit(X, y > 0)
     assert not hasattr(classifier, "experts_")
     classifier.partial_fit(X, y > 0, classes=[False, True])
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "classes=[False] is not the same as on the first call to partial_fit (or in "
-            "fit): [False, True].")):
+            "fit): [False, True]."
+        ),
+    ):
         classifier.partial_fit(X, y > 0, classes=[False])
 
     model = stream(MixtureOfExpertsRegressor(3, random_state=0), parts[:2])
     gate_coef = model.gate_.coef_.copy()
-    with pytest.raises(ValueError, match=re.escape(
-            "X has 4 features, but MixtureOfExpertsRegressor is expecting 5 features as "
-            "input.")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "X has 4 features, but MixtureOfExpertsRegressor is expecting 5 features as input."
+        ),
+    ):
         model.partial_fit(X[:, :4], y)
     assert model.n_iter_ == 2
     assert_array_equal(model.gate_.coef_, gate_coef)
@@ -253,28 +274,38 @@ def test_errors_leave_the_estimator_as_it_was(regression_stream):
         model.partial_fit(__import__("scipy.sparse").sparse.csr_matrix(X), y)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"gate": TreeGate()},
-     "partial_fit supports the softmax gate only, not gate=TreeGate(): a tree or "
-     "hierarchical gate has no online update. Use gate='softmax', or fit on the whole "
-     "data, or on a sample of it."),
-    ({"gate": "hme"}, "partial_fit supports the softmax gate only, not gate='hme'"),
-    ({"top_k": 2},
-     "partial_fit trains with dense routing only, not top_k=2. Train the stream with "
-     "top_k=None and predict with set_params(top_k=...), or fit on the whole data, or on "
-     "a sample of it."),
-    ({"early_stopping": True}, "partial_fit does not stop early"),
-    ({"min_expert_share": 0.1}, "partial_fit does not re-seed collapsed experts"),
-    ({"likelihood": "poisson"},
-     "partial_fit supports the Gaussian likelihood only, not likelihood='poisson'"),
-    ({"estimator": DecisionTreeRegressor()},
-     "partial_fit supports linear least-squares experts only (WeightedLeastSquares, Ridge "
-     "with one alpha, LinearRegression; not positive=True), whose statistics are finite; "
-     "expert 'expert0' is DecisionTreeRegressor. Use one of them, or fit on the whole "
-     "data, or on a sample of it."),
-    ({"estimator": LinearRegression(positive=True)},
-     "expert 'expert0' is LinearRegression"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            {"gate": TreeGate()},
+            "partial_fit supports the softmax gate only, not gate=TreeGate(): a tree or "
+            "hierarchical gate has no online update. Use gate='softmax', or fit on the whole "
+            "data, or on a sample of it.",
+        ),
+        ({"gate": "hme"}, "partial_fit supports the softmax gate only, not gate='hme'"),
+        (
+            {"top_k": 2},
+            "partial_fit trains with dense routing only, not top_k=2. Train the stream with "
+            "top_k=None and predict with set_params(top_k=...), or fit on the whole data, or on "
+            "a sample of it.",
+        ),
+        ({"early_stopping": True}, "partial_fit does not stop early"),
+        ({"min_expert_share": 0.1}, "partial_fit does not re-seed collapsed experts"),
+        (
+            {"likelihood": "poisson"},
+            "partial_fit supports the Gaussian likelihood only, not likelihood='poisson'",
+        ),
+        (
+            {"estimator": DecisionTreeRegressor()},
+            "partial_fit supports linear least-squares experts only (WeightedLeastSquares, Ridge "
+            "with one alpha, LinearRegression; not positive=True), whose statistics are finite; "
+            "expert 'expert0' is DecisionTreeRegressor. Use one of them, or fit on the whole "
+            "data, or on a sample of it.",
+        ),
+        ({"estimator": LinearRegression(positive=True)}, "expert 'expert0' is LinearRegression"),
+    ],
+)
 def test_unsupported_settings_are_refused(regression_stream, params, message):
     X, y = regression_stream[1][0]
     model = MixtureOfExpertsRegressor(3, random_state=0, **params)
@@ -285,9 +316,11 @@ def test_unsupported_settings_are_refused(regression_stream, params, message):
 
 
 def test_unsupported_classifier_experts_are_refused():
-    message = ("partial_fit supports multinomial logistic experts only "
-               "(WeightedLogisticRegression, LogisticRegression with an L2 penalty or none, "
-               "no class_weight); expert 'expert0' is LogisticRegression.")
+    message = (
+        "partial_fit supports multinomial logistic experts only "
+        "(WeightedLogisticRegression, LogisticRegression with an L2 penalty or none, "
+        "no class_weight); expert 'expert0' is LogisticRegression."
+    )
     model = MixtureOfExpertsClassifier(2, estimator=LogisticRegression(class_weight="balanced"))
     with pytest.raises(NotImplementedError, match=re.escape(message)):
         check_partial_fit(model)

@@ -85,16 +85,15 @@ def test_n_init_10_reaches_the_best_of_a_long_list_of_starts(family):
     # absolute change) EM may stop up to ~1e-3 short on a slow tail, which
     # is above 1e-4 relative for log-likelihoods near -0.34 (the benchmark
     # reports both tolerances).
-    reached = _fit(X, y, n_experts, init="auto", n_init=10, random_state=0, tol=1e-6,
-                   max_iter=1000)
+    reached = _fit(
+        X, y, n_experts, init="auto", n_init=10, random_state=0, tol=1e-6, max_iter=1000
+    )
     oracle = _fit(X, y, n_experts, init=np.eye(n_experts)[labels], **TIGHT)
     starts = {"oracle": oracle}
     for seed in range(N_RANDOM):
-        starts[f"random#{seed}"] = _fit(X, y, n_experts, init="random", random_state=seed,
-                                        **TIGHT)
+        starts[f"random#{seed}"] = _fit(X, y, n_experts, init="random", random_state=seed, **TIGHT)
     for seed in range(N_KMEANS):
-        starts[f"kmeans#{seed}"] = _fit(X, y, n_experts, init="kmeans", random_state=seed,
-                                        **TIGHT)
+        starts[f"kmeans#{seed}"] = _fit(X, y, n_experts, init="kmeans", random_state=seed, **TIGHT)
     best = max(starts.values())
     found_by = [name for name, ll in starts.items() if ll >= best - 1e-7 * abs(best)]
     assert (best - reached) / abs(best) <= REL_GAP, (

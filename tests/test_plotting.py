@@ -76,8 +76,13 @@ def test_regression_1d_on_given_axes_without_gate_or_data(vee):
 def test_regression_1d_slice_of_a_dataframe():
     pd = pytest.importorskip("pandas")
     rng = np.random.RandomState(1)
-    X = pd.DataFrame({"size": rng.uniform(0, 4, 200), "age": rng.uniform(0, 1, 200),
-                      "kind": pd.Categorical(rng.choice(["p", "q"], 200))})
+    X = pd.DataFrame(
+        {
+            "size": rng.uniform(0, 4, 200),
+            "age": rng.uniform(0, 1, 200),
+            "kind": pd.Categorical(rng.choice(["p", "q"], 200)),
+        }
+    )
     y = np.where(X["size"] < 2, X["size"], 4 - X["size"]) + 0.1 * rng.randn(200)
     model = MixtureOfExpertsRegressor(2, expert_features=["size", "age"], random_state=0)
     model.fit(X, y)
@@ -85,8 +90,13 @@ def test_regression_1d_slice_of_a_dataframe():
     assert gate_ax.get_xlabel() == "size"
     grid = ax.lines[-1].get_xdata()
     mode = X["kind"].mode().iloc[0]
-    held = pd.DataFrame({"size": grid, "age": X["age"].median(),
-                         "kind": pd.Categorical([mode] * grid.size, categories=["p", "q"])})
+    held = pd.DataFrame(
+        {
+            "size": grid,
+            "age": X["age"].median(),
+            "kind": pd.Categorical([mode] * grid.size, categories=["p", "q"]),
+        }
+    )
     assert_allclose(ax.lines[-1].get_ydata(), model.predict(held))
 
 
@@ -111,7 +121,9 @@ def test_gate_regions_quadmesh_and_points():
     assert_allclose(points[0].get_offsets(), X)
     assert_allclose(points[0].get_array(), model.predict_gate(X).argmax(axis=1))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "expert 0", "expert 1", "expert 2"
+        "expert 0",
+        "expert 1",
+        "expert 2",
     ]
     assert ax.get_xlabel() == "x0" and ax.get_ylabel() == "x1"
 
@@ -147,7 +159,8 @@ def test_convergence_with_validation_history():
     assert plot_convergence(model, ax=ax) is ax
     assert_allclose(ax.lines[1].get_ydata(), model.validation_log_likelihood_history_)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "training", "validation (held out)"
+        "training",
+        "validation (held out)",
     ]
 
 

@@ -16,7 +16,11 @@ from skmoe import MixtureOfExpertsRegressor
 def fitted_truth_model(three_expert_truth):
     truth, X, y, X_test, y_test = three_expert_truth
     moe = MixtureOfExpertsRegressor(
-        n_experts=3, estimator=LinearRegression(), n_init=3, tol=1e-8, max_iter=500,
+        n_experts=3,
+        estimator=LinearRegression(),
+        n_init=3,
+        tol=1e-8,
+        max_iter=500,
         random_state=0,
     )
     return moe.fit(X, y)
@@ -84,9 +88,9 @@ def test_pipeline_experts_get_the_responsibility_weights():
     regime = rng.uniform(size=1000) < 0.5
     y = np.sin(6 * X[:, 0]) + np.where(regime, 3.0, -3.0) + 0.05 * rng.normal(size=1000)
     expert = make_pipeline(SplineTransformer(n_knots=6), Ridge(alpha=1e-3))
-    moe = MixtureOfExpertsRegressor(
-        2, estimator=expert, gate_features=[], random_state=0
-    ).fit(X, y)
+    moe = MixtureOfExpertsRegressor(2, estimator=expert, gate_features=[], random_state=0).fit(
+        X, y
+    )
     offsets = np.sort(moe.predict_experts(X).mean(axis=0) - np.sin(6 * X[:, 0]).mean())
     assert_allclose(offsets, [-3.0, 3.0], atol=0.05)
     assert np.all(moe.noise_variance_ < 0.01)
@@ -98,7 +102,10 @@ def test_gate_and_expert_features_are_separate_columns():
     X = rng.normal(size=(2000, 3))
     y = np.where(X[:, 0] > 0, 2 * X[:, 1], -2 * X[:, 2]) + 0.1 * rng.normal(size=2000)
     moe = MixtureOfExpertsRegressor(
-        2, estimator=LinearRegression(), gate_features=[0], expert_features=[1, 2],
+        2,
+        estimator=LinearRegression(),
+        gate_features=[0],
+        expert_features=[1, 2],
         random_state=0,
     ).fit(X, y)
     assert moe.gate_.coef_.shape == (1, 2)

@@ -131,7 +131,10 @@ def test_min_expert_share_reseeds_a_starved_expert():
     start = np.column_stack([X[:, 0] > 0, X[:, 0] <= 0, np.zeros(1000)]).astype(float)
     start[:5, 2] = 1.0  # a third expert with a 0.5% share
     moe = MixtureOfExpertsRegressor(
-        3, estimator=DecisionTreeRegressor(max_depth=3), init=start, min_expert_share=0.05,
+        3,
+        estimator=DecisionTreeRegressor(max_depth=3),
+        init=start,
+        min_expert_share=0.05,
         random_state=0,
     )
     with pytest.warns(ExpertCollapseWarning, match="below 50"):

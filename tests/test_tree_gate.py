@@ -79,8 +79,9 @@ def test_tree_gate_in_grid_search_with_sample_weight(regimes):
     ).fit(X, y, sample_weight=weights)
     assert search.best_params_["gate"].max_depth == 3
     search = GridSearchCV(
-        MixtureOfExpertsRegressor(4, estimator=LinearRegression(), gate=TreeGate(),
-                                  random_state=0),
+        MixtureOfExpertsRegressor(
+            4, estimator=LinearRegression(), gate=TreeGate(), random_state=0
+        ),
         {"gate__max_depth": [1, 3]},
         cv=2,
     ).fit(X, y)
@@ -121,7 +122,10 @@ def test_tree_gate_of_a_dataframe_fit_names_its_rules_and_routes_missing_values(
     X.loc[missing, "income"] = np.nan
     y = np.where(missing, 3.0 * X["age"], 4.0 - 2.0 * X["age"]) + 0.1 * rng.normal(size=2000)
     moe = MixtureOfExpertsRegressor(
-        2, estimator=LinearRegression(), gate=TreeGate(max_depth=1), expert_features=["age"],
+        2,
+        estimator=LinearRegression(),
+        gate=TreeGate(max_depth=1),
+        expert_features=["age"],
         random_state=0,
     ).fit(X, y)
     assert moe.score(X, y) > 0.99

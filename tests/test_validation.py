@@ -4,7 +4,6 @@ import re
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -17,6 +16,8 @@ from sklearn.svm import LinearSVC
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from skmoe.exceptions import ExpertCollapseWarning, ExpertFitError
+
+pd = pytest.importorskip("pandas")  # these tests take DataFrames
 
 ESTIMATORS = [MixtureOfExpertsRegressor, MixtureOfExpertsClassifier]
 
@@ -86,7 +87,9 @@ def test_expert_without_predict_proba(data):
 def test_expert_without_sample_weight(data, expert):
     X, y = data
     msg = (
-        re.escape("Expert 'expert0' (") + r"\w+" + re.escape(") does not accept sample_weight")
+        re.escape("Expert 'expert0' (")
+        + r"\w+"
+        + re.escape(") does not accept sample_weight")
         + ".*responsibility"
     )
     with pytest.raises(TypeError, match=msg):
@@ -227,10 +230,13 @@ def test_different_feature_names_at_predict(data):
         model.predict(frame.rename(columns={"a": "z"}))
 
 
-@pytest.mark.parametrize("weights, message", [
-    (np.ones(39), re.escape("sample_weight.shape == (39,), expected (40,)!")),
-    (np.r_[np.nan, np.ones(39)], "Input sample_weight contains NaN"),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (np.ones(39), re.escape("sample_weight.shape == (39,), expected (40,)!")),
+        (np.r_[np.nan, np.ones(39)], "Input sample_weight contains NaN"),
+    ],
+)
 def test_sample_weight_of_wrong_length_or_nan(data, weights, message):
     X, y = data
     with pytest.raises(ValueError, match=message):

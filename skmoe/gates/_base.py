@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_array, check_is_fitted, _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
 
 from .._inputs import has_missing
 from .._routing import routes
@@ -240,4 +240,3 @@ class BaseGate(BaseEstimator, metaclass=ABCMeta):
             Gate probabilities.
         """
         return np.exp(self.predict_log_proba(X))
-

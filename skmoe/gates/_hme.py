@@ -315,7 +315,9 @@ class HMEGate(BaseGate):
         check_is_fitted(self)
         leaf_log_proba = np.empty((X.shape[0], self.n_experts_))
         hme_leaf_log_proba(
-            self.children_, self._node_logits(X), leaf_log_proba,
+            self.children_,
+            self._node_logits(X),
+            leaf_log_proba,
             kernel_threads(leaf_log_proba.size),
         )
         if self.leaf_experts_ is None:  # before the first M-step all leaves are alike

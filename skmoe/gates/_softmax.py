@@ -9,8 +9,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._kernels import softmax_gate_objective, softmax_gate_top_k
-from .._threads import kernel_threads, single_threaded_blas
 from .._stats import weighted_mean_scale
+from .._threads import kernel_threads, single_threaded_blas
 from ._base import BaseGate
 
 
@@ -115,11 +115,15 @@ class SoftmaxGate(BaseGate):
         grad_coef = np.empty_like(coef)
         grad_intercept = np.empty_like(intercept)
         # The compiled kernel reads dense C-ordered rows; sparse X has its own path.
-        loss_and_gradient = (
-            _sparse_gate_objective if sp.issparse(X) else softmax_gate_objective
-        )
+        loss_and_gradient = _sparse_gate_objective if sp.issparse(X) else softmax_gate_objective
         loss = loss_and_gradient(
-            X, coef, intercept, responsibilities, sample_weight, grad_coef, grad_intercept,
+            X,
+            coef,
+            intercept,
+            responsibilities,
+            sample_weight,
+            grad_coef,
+            grad_intercept,
             n_threads,
         )
         # Chain rule through the standardisation, without forming (X - mean) / scale.
@@ -179,9 +183,11 @@ class SoftmaxGate(BaseGate):
                 theta0,
                 jac=True,
                 method="L-BFGS-B",
-                options={"maxiter": min(self.max_iter, max_iter or self.max_iter),
-                         "gtol": _inner_tol(self.tol, tol),
-                         "ftol": 1e-64},
+                options={
+                    "maxiter": min(self.max_iter, max_iter or self.max_iter),
+                    "gtol": _inner_tol(self.tol, tol),
+                    "ftol": 1e-64,
+                },
             )
         # Generalised EM only needs the objective not to go down; L-BFGS's line
         # search ensures that, and this guard makes it unconditional.
@@ -207,7 +213,12 @@ class SoftmaxGate(BaseGate):
         # kernel's threads each make small BLAS calls: BLAS itself on one thread.
         with single_threaded_blas():
             softmax_gate_top_k(
-                np.ascontiguousarray(X), self.coef_, self.intercept_, top_k, experts, weights,
+                np.ascontiguousarray(X),
+                self.coef_,
+                self.intercept_,
+                top_k,
+                experts,
+                weights,
                 kernel_threads(X.shape[0] * self.n_experts_),
             )
         return experts, weights

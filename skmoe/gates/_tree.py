@@ -185,8 +185,9 @@ class TreeGate(BaseGate):
                 proba = self.node_proba_[node]
                 best = int(np.argmax(proba))
                 listed = ", ".join(f"{p:.{decimals}f}" for p in proba)
-                lines.append(f"{indent}expert {best} (p={proba[best]:.{decimals}f}); "
-                             f"experts: [{listed}]")
+                lines.append(
+                    f"{indent}expert {best} (p={proba[best]:.{decimals}f}); experts: [{listed}]"
+                )
                 return
             name, threshold = names[tree.feature[node]], tree.threshold[node]
             lines.append(f"{indent}{name} <= {threshold:.{decimals}f}")
