@@ -288,8 +288,9 @@ def test_only_small_results_travel_and_responsibilities_stay(default_fits):
     assert max(max(sizes) for sizes in received) <= bound
     # Not a responsibility, row or column of X came back: each is >= CHUNK * 8 bytes.
     assert bound < CHUNK * 8
-    # A pass is one task per partition (reading X's chunks and the kept state) plus a few.
-    assert max(default_fits["tasks"]) <= 4 * n_blocks
+    # A pass is a few tasks per partition (reading X's chunks and the kept state):
+    # at most 4 on recent Dask, 5 on Dask 2023.1 (the minimum-versions job).
+    assert max(default_fits["tasks"]) <= 6 * n_blocks
     # Passes per EM iteration: the fused E-step, the gate's further L-BFGS evaluations.
     assert len(received) / default_fits["dask"].n_iter_ < 12
 
