@@ -3,9 +3,10 @@
 import sys
 import warnings
 
-# Frames of these packages are skipped: a warning raised deep inside EM, or in
-# a fit that GridSearchCV or joblib called, is shown at the user's call.
-_LIBRARY_PREFIXES = ("skmoe.", "sklearn.", "joblib.")
+# Frames of these packages are skipped: a warning raised deep inside EM (also in
+# tasks Dask runs), or in a fit that GridSearchCV or joblib called, is shown at
+# the user's call.
+_LIBRARY_PREFIXES = ("skmoe.", "sklearn.", "joblib.", "dask.", "distributed.")
 
 
 def warn(message, category):
