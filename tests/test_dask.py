@@ -319,7 +319,9 @@ def test_warnings_point_at_the_callers_line_and_warm_start_continues(data):
     model = MixtureOfExpertsRegressor(K, init=start, max_iter=2, random_state=0)
     with dask.config.set(scheduler="sync"), pytest.warns(ConvergenceWarning) as record:
         model.fit(X_dask, y_dask)
-    assert record[0].filename == __file__
+    # Only ours: an older Dask adds a UserWarning when a test before left a client active.
+    (ours,) = [w for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert ours.filename == __file__
     assert model.n_iter_ == 2 and not model.converged_
     history = model.log_likelihood_history_
     model.set_params(warm_start=True, max_iter=200)
