@@ -394,6 +394,16 @@ def _training_setup(args):
     task, reason = _infer_task(y, args)
     if task == "classification" and args.likelihood is not None:
         raise _usage_error("--likelihood applies to regression only")
+    if task == "classification" and _is_quantity(y):
+        values = y.to_numpy(dtype=np.float64)
+        fractional = values[values != np.round(values)]
+        if fractional.size:
+            raise _usage_error(
+                f"the target {args.target!r} holds fractional numbers (such as "
+                f"{fractional[0]:g}), which are not classes, so it cannot be the target of a "
+                f"classification (asked for by {reason}); for regression use --task regression, "
+                "and an expert for it"
+            )
     if task == "regression" and not _is_quantity(y):
         raise _usage_error(
             f"the target {args.target!r} is not numeric, so it cannot be the target of a "

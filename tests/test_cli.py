@@ -428,6 +428,16 @@ def test_progress_only_on_a_terminal_or_when_asked(data, tmp_path, capsys, monke
             2,
             "--likelihood applies to regression only",
         ),
+        (
+            ["fit", "{plain}", "-t", "y", "--expert", "logistic", "-o", "{out}"],
+            2,
+            "(asked for by --expert logistic); for regression use --task regression",
+        ),
+        (
+            ["fit", "{plain}", "-t", "y", "--task", "classification", "-o", "{out}"],
+            2,
+            "holds fractional numbers (such as",
+        ),
         (["fit", "{plain}", "-t", "y", "--top-k", "3", "-o", "{out}"], 2, "--top-k"),
         (["fit", "{dir}/data.xlsx", "-t", "y", "-o", "{out}"], 2, "unsupported file type"),
         (["fit", "{dir}/absent.csv", "-t", "y", "-o", "{out}"], 1, "absent.csv: no such file"),
