@@ -46,6 +46,7 @@ from ._multinomial import (
     logistic_regression_start,
     set_logistic_regression_attributes,
 )
+from ._stats import encode_classes
 from .experts import fit_least_squares_many
 from .gates._softmax import _inner_tol
 
@@ -198,7 +199,7 @@ class _LogisticRegressionBatch:
 
     @staticmethod
     def _fit_many(experts, X, y, weights, tol=None):
-        classes, codes = np.unique(y, return_inverse=True)
+        classes, codes = encode_classes(y)
         n_classes, n_features = classes.shape[0], X.shape[1]
         settings = [logistic_regression_settings(expert, n_classes) for expert in experts]
         coef = np.zeros((len(experts), n_classes, n_features))

@@ -19,7 +19,7 @@ from ._glm import WeightedTweedieRegressor
 from ._kernels import weighted_gram
 from ._linalg import solve_normal_equations
 from ._multinomial import fit_multinomial_logits
-from ._stats import weighted_mean_scale
+from ._stats import encode_classes, weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 from .gates._softmax import SoftmaxGate, _inner_tol
 
@@ -264,7 +264,7 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         )
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, order="C")
         check_classification_targets(y)
-        classes, codes = np.unique(y, return_inverse=True)
+        classes, codes = encode_classes(y)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"y has 1 class ({classes[0]!r}); a classifier needs at least two classes."
@@ -340,7 +340,7 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         """
         for expert in experts:
             expert._validate_params()
-        classes, codes = np.unique(y, return_inverse=True)
+        classes, codes = encode_classes(y)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"y has 1 class ({classes[0]!r}); a classifier needs at least two classes."

@@ -762,7 +762,8 @@ class CategoricalLikelihood(BaseLikelihood):
 
         They must hold two classes: most classifiers refuse to fit on one.
         """
-        return np.unique(y[weights > 0]).shape[0] >= 2
+        present = y[weights > 0]
+        return present.size >= 2 and bool(np.any(present != present[0]))
 
     def residual(self, y, output):
         """Each target's log-probability under one expert (for EM's starts)."""

@@ -45,6 +45,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from skmoe._stats import encode_classes
 from skmoe.exceptions import ExpertCollapseWarning
 from skmoe.experts import WeightedLeastSquares
 
@@ -368,3 +369,19 @@ def test_predict_proba_never_exceeds_one():
         warnings.simplefilter("ignore", ConvergenceWarning)
         proba = model.fit(X, y).predict_proba(X)
     assert (proba <= 1).all(), proba  # proba[0, 0] == 1.0000000000000002
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([np.int8, np.int64, np.uint16, bool, np.float64, "U3"]),
+    st.lists(st.integers(-3, 120), min_size=1, max_size=60),
+)
+def test_encode_classes_equals_np_unique(dtype, labels):
+    # The counting path (integers within n of each other), the sorting path (wider
+    # integers, floats, strings) and booleans all give np.unique's answer.
+    y = np.asarray(labels).astype(dtype)
+    classes, codes = encode_classes(y)
+    expected_classes, expected_codes = np.unique(y, return_inverse=True)
+    assert classes.dtype == expected_classes.dtype and codes.dtype == np.intp
+    assert_array_equal(classes, expected_classes)
+    assert_array_equal(codes, expected_codes.reshape(-1))
