@@ -18,6 +18,13 @@ everything EM needs from the rows adds up over partitions:
 * the gate's M-step is L-BFGS on a loss and gradient that are sums over the
   rows (``softmax_gate_objective``).
 
+The classifier's logistic experts have no finite statistics, but their
+refit's loss, gradient and Hessians are sums over the rows: each
+evaluation of them in the in-memory refit's Newton steps
+(:class:`skmoe._multinomial._GroupedProblem`, whose row sums
+``_PartitionedProblem`` takes from the partitions) is one pass, and the
+E-step's pass brings the moments that standardise each expert's features.
+
 So one EM iteration is a *fused pass* (each partition: E-step with the
 current parameters, its log-likelihood sum, the experts' moments and the
 gate's loss and gradient at its current parameters), solves on the driver,
@@ -63,16 +70,25 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _COLLAPSE_MASS_IN_SAMPLES, _EARLY_GATE_STEPS, BaseMixtureOfExperts, _EMState
 from ._batch import set_least_squares_attributes
+from ._classification import MixtureOfExpertsClassifier
 from ._experts import check_experts, make_experts, seed_random_states
 from ._features import resolve_columns
 from ._kernels import responsibility_weights, weighted_gram
 from ._linalg import solve_normal_equations
+from ._multinomial import _GroupedProblem, gram_sums, objective_sums, solve_grouped
 from ._regression import MixtureOfExpertsRegressor
 from ._routing import routed_logits
 from ._threads import single_threaded_blas
 from ._warnings import warn
 from .exceptions import ExpertCollapseWarning
-from .experts import WeightedLeastSquares
+from .experts import (
+    WeightedLeastSquares,
+    WeightedLogisticRegression,
+    logistic_starts,
+    logistic_tolerances,
+    set_logistic_fits,
+    stacked_log_proba,
+)
 from .gates import SoftmaxGate, make_gate
 from .gates._softmax import _inner_tol
 from .likelihoods import GaussianLikelihood
@@ -87,6 +103,9 @@ _KEEP_FRACTION = 0.5
 
 # Experts whose refits are least squares: their sufficient statistics add up.
 _LINEAR_EXPERTS = (WeightedLeastSquares, Ridge, LinearRegression)
+# The classifier's experts whose refits are sums over rows: each Newton step of
+# the multinomial logits is one pass for the objective and one for the Hessians.
+_LOGISTIC_EXPERTS = (WeightedLogisticRegression,)
 
 
 # ----------------------------------------------------------------------
@@ -101,13 +120,12 @@ def _check_supported(estimator):
 
     Returns the named experts.
     """
-    if not isinstance(estimator, MixtureOfExpertsRegressor):
+    classifier = isinstance(estimator, MixtureOfExpertsClassifier)
+    if not (classifier or isinstance(estimator, MixtureOfExpertsRegressor)):
         raise TypeError(
             f"{type(estimator).__name__} cannot be fitted on a Dask collection: only "
-            "MixtureOfExpertsRegressor with linear least-squares experts has refits whose "
-            "sufficient statistics add up over partitions (a classifier's experts need an "
-            f"iterative solver over all rows); fit it in memory (on a sample of the rows if "
-            "need be). Its predictions work on Dask collections either way."
+            "MixtureOfExpertsRegressor and MixtureOfExpertsClassifier have refits whose "
+            f"sums add up over partitions; {_IN_MEMORY}."
         )
     gate = make_gate(estimator.gate)
     if type(gate) is not SoftmaxGate:
@@ -128,7 +146,7 @@ def _check_supported(estimator):
             f"gate='softmax', {_IN_MEMORY}."
         )
     # Before the experts: the likelihood chooses the default ones.
-    likelihood = estimator.likelihood
+    likelihood = "gaussian" if classifier else estimator.likelihood
     if not (likelihood in ("gaussian", "auto") or type(likelihood) is GaussianLikelihood):
         raise ValueError(
             f"likelihood={likelihood!r} cannot be fitted on a Dask collection: only the "
@@ -142,6 +160,15 @@ def _check_supported(estimator):
         estimator._expert_method,
     )
     for name, expert in named:
+        if classifier:
+            if type(expert) not in _LOGISTIC_EXPERTS:
+                raise TypeError(
+                    f"Expert {name!r} ({type(expert).__name__}) cannot be fitted on a Dask "
+                    "collection: only WeightedLogisticRegression (the classifier's default "
+                    "expert) has a refit whose loss, gradient and Hessian the partitions "
+                    f"sum; use it, {_IN_MEMORY}."
+                )
+            continue
         detail = ""
         if type(expert) in (Ridge, LinearRegression) and expert.positive:
             detail = " with positive=True"
@@ -179,12 +206,13 @@ def _is_dask(value):
     return type(value).__module__.partition(".")[0] == "dask"
 
 
-def _as_dask_array(X, name, lengths=None):
+def _as_dask_array(X, name, lengths=None, labels=False):
     """``X`` as a Dask array of known chunk sizes; a DataFrame's numeric values.
 
     ``lengths`` are the row counts of a DataFrame's partitions, when known
     (else they are counted, as are an array's unknown chunk sizes: a pass).
-    Returns the array and the column names (None for an array).
+    ``labels``: class labels, of any dtype NumPy sorts. Returns the array and
+    the column names (None for an array).
     """
     columns = None
     if hasattr(X, "to_dask_array"):  # a Dask DataFrame or Series
@@ -195,7 +223,7 @@ def _as_dask_array(X, name, lengths=None):
             for column, dtype in dtypes.items()
             if dtype.kind not in "biuf" or hasattr(dtype, "categories")
         ]
-        if other:
+        if other and not labels:
             raise ValueError(
                 f"{name} has non-numeric columns {other}: a Dask DataFrame reaches skmoe as "
                 "an array of numbers. Encode them first (one column of numbers per "
@@ -203,6 +231,8 @@ def _as_dask_array(X, name, lengths=None):
             )
         if frame:
             columns = X.columns
+        elif labels and not isinstance(X.dtype, np.dtype):  # pandas' string dtype, say
+            X = X.astype(object)  # what to_dask_array would make of it, with a warning
         X = X.to_dask_array(lengths=True if lengths is None else list(lengths))
     if not isinstance(X, da.Array):
         raise TypeError(f"{name} must be a Dask array or DataFrame, got {type(X).__name__}.")
@@ -212,7 +242,7 @@ def _as_dask_array(X, name, lengths=None):
             "NumPy arrays; skmoe takes dense NumPy chunks from Dask (convert them with "
             f"{name}.map_blocks(np.asarray))."
         )
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind not in "biuf" and not labels:
         raise ValueError(f"{name} has dtype {X.dtype}; skmoe takes numbers from Dask.")
     if any(np.isnan(size) for size in X.chunks[0]):
         X = X.compute_chunk_sizes()
@@ -221,12 +251,13 @@ def _as_dask_array(X, name, lengths=None):
     return X, columns
 
 
-def _row_aligned(value, X, name, frame=None):
+def _row_aligned(value, X, name, frame=None, labels=False):
     """A per-row companion of ``X`` (Dask or NumPy) as an (n, m) Dask array with X's row chunks.
 
     Two-dimensional, so that ``map_blocks`` pairs its blocks with ``X``'s.
     ``frame`` is the DataFrame ``X`` came from, if any: a Series or
     DataFrame with its divisions has its partitions' lengths, known already.
+    ``labels``: see ``_as_dask_array``.
     """
     rows = X.chunks[0]
     if _is_dask(value):
@@ -236,7 +267,7 @@ def _row_aligned(value, X, name, frame=None):
             and frame.known_divisions
             and value.divisions == frame.divisions
         )
-        value, _ = _as_dask_array(value, name, lengths=rows if same else None)
+        value, _ = _as_dask_array(value, name, lengths=rows if same else None, labels=labels)
     else:
         value = da.from_array(np.asarray(value), chunks=rows[0] if rows else 1)
     if value.ndim == 1:
@@ -324,11 +355,13 @@ def _summary_of(state):
 # ----------------------------------------------------------------------
 
 
-def _moments_block(X, y, sample_weight, seed, *, rate):
+def _moments_block(X, y, sample_weight, seed, *, rate, every_class=False):
     """Column moments, bad-value counts and a Bernoulli sample of one partition.
 
     Moments about the partition's own weighted mean, combined on the driver
     by Chan, Golub & LeVeque's pairwise update: no sum of squares cancels.
+    ``every_class``: ``y`` holds class indices, and the sample keeps the
+    partition's first row of each class too, so that a rare class is in it.
     """
     X, y, w = _block_inputs(X, y, sample_weight)
     Z = np.column_stack([X, y])
@@ -349,6 +382,8 @@ def _moments_block(X, y, sample_weight, seed, *, rate):
     if rate is None:
         return moments, None
     keep = np.random.default_rng(int(seed[0, 0])).random(X.shape[0]) < rate
+    if every_class:
+        keep[np.unique(y, return_index=True)[1]] = True
     return moments, (X[keep], y[keep], w[keep])
 
 
@@ -366,12 +401,12 @@ def _combine_moments(parts):
     return weight, mean, squares
 
 
-def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None):
-    """The experts' sufficient statistics on one partition, about the global ``centre``.
+def _refit_weights(resp, w, threshold, uniform=None):
+    """Refit weights as ``_training_weights`` makes them, and each expert's count of rows.
 
-    Refit weights as ``_training_weights`` makes them: ``w_i r_ik`` where
-    ``r_ik > threshold`` (a float, or one per expert), else 0; experts in
-    ``uniform`` (a mask) weigh every row by its sample weight.
+    ``w_i r_ik`` where ``r_ik > threshold`` (a float, or one per expert),
+    else 0; experts in ``uniform`` (a mask) weigh every row by its sample
+    weight.
     """
     n_samples, n_experts = resp.shape
     if np.ndim(threshold) == 0:
@@ -382,7 +417,35 @@ def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None):
         weights = np.where(resp > threshold, resp * w[:, None], 0.0)
         weights[:, uniform] = w[:, None]
         counts = np.count_nonzero(weights, axis=0)
+    return weights, counts
+
+
+def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None, n_classes=0):
+    """The experts' sufficient statistics on one partition, about the global ``centre``.
+
+    Refit weights from ``_refit_weights``. Least-squares experts: the
+    weighted cross products of ``[x, y]``. Logistic experts (``n_classes``
+    classes; ``y`` holds class indices): the weighted first moments and
+    squares of ``x``, from which the driver standardises each expert's
+    features as its in-memory refit does, and each expert's count of rows
+    of positive weight per class (an expert refit on one class cannot learn).
+    """
+    weights, counts = _refit_weights(resp, w, threshold, uniform)
+    n_experts = weights.shape[1]
     X_centred = X_expert - centre[:-1]
+    if n_classes:
+        codes = y.astype(np.intp)
+        present = weights > 0
+        classes = np.stack(
+            [np.bincount(codes[present[:, k]], minlength=n_classes) for k in range(n_experts)]
+        )
+        return {
+            "mass": weights.sum(axis=0),
+            "counts": counts,
+            "first": weights.T @ X_centred,
+            "squares": weights.T @ (X_centred * X_centred),
+            "classes": classes,
+        }
     y_centred = y - centre[-1]
     width = centre.shape[0]
     second = np.empty((n_experts, width, width))
@@ -397,7 +460,13 @@ def _responsibility_summary(X, y, w, resp, model):
     """What the M-step needs from a partition's responsibilities; they stay on the worker."""
     X_gate = _columns(X, model.gate_columns)
     summary = _expert_moments(
-        _columns(X, model.expert_columns), y, w, resp, model.centre, model.threshold
+        _columns(X, model.expert_columns),
+        y,
+        w,
+        resp,
+        model.centre,
+        model.threshold,
+        n_classes=model.n_classes,
     )
     summary["share"] = w @ resp
     summary["positive"] = np.count_nonzero((resp > 0) & (w[:, None] > 0), axis=0)
@@ -415,7 +484,11 @@ def _gate_terms(gate, theta, X_gate, resp, w):
 def _posterior(X, y, model):
     """Responsibilities and row log-likelihoods of the model's parameters on one partition."""
     logits = routed_logits(model.gate._logits(_columns(X, model.gate_columns)), model.top_k)
-    outputs = _columns(X, model.expert_columns) @ model.coef.T
+    X_expert = _columns(X, model.expert_columns)
+    if model.n_classes:  # logistic experts' class probabilities; y holds class indices
+        outputs = np.exp(stacked_log_proba(X_expert, model.coef, model.intercept))
+        return model.likelihood.e_step(y.astype(np.intp), outputs, model.params, logits, 1)
+    outputs = X_expert @ model.coef.T
     outputs += model.intercept
     return model.likelihood.e_step(y, outputs, model.params, logits, 1)
 
@@ -464,8 +537,39 @@ def _refit_moments_block(X, y, sample_weight, source, *, model, threshold, unifo
     X, y, w = _block_inputs(X, y, sample_weight)
     resp = _responsibilities_of(X, y, source, model)
     return _expert_moments(
-        _columns(X, model.expert_columns), y, w, resp, model.centre, threshold, uniform
+        _columns(X, model.expert_columns),
+        y,
+        w,
+        resp,
+        model.centre,
+        threshold,
+        uniform,
+        model.n_classes,
     )
+
+
+def _logistic_block(X, y, sample_weight, source, *, model, weighting, columns, layout=None, **at):
+    """The logistic experts' row sums on one partition: objective (``at``) or Grams (``layout``).
+
+    ``weighting`` is the ``(threshold, uniform)`` of the refit weights and
+    ``columns`` the experts asked; ``at`` holds the ``kernel_coef`` and
+    ``intercept`` of ``objective_sums``.
+    """
+    X, y, w = _block_inputs(X, y, sample_weight)
+    resp = _responsibilities_of(X, y, source, model)
+    weights = np.ascontiguousarray(_refit_weights(resp, w, *weighting)[0][:, columns])
+    X_expert = _columns(X, model.expert_columns)
+    if layout is not None:
+        return {"grams": gram_sums(X_expert, weights, layout)}
+    grad_coef, grad_intercept, losses = objective_sums(
+        X_expert, y.astype(np.intp), weights, at["kernel_coef"], at["intercept"], 1
+    )
+    return {"grad_coef": grad_coef, "grad_intercept": grad_intercept, "losses": losses}
+
+
+def _codes_block(y, *, classes):
+    """One partition's labels as class indices into ``classes`` (float64, as y's blocks are)."""
+    return np.searchsorted(classes, y.reshape(-1)).astype(np.float64).reshape(-1, 1)
 
 
 def _gate_block(X, y, sample_weight, source, *, model, gate, theta):
@@ -491,10 +595,11 @@ class _Model:
     centre: np.ndarray  # the experts' columns' and y's global weighted mean
     threshold: float  # min_responsibility
     top_k: int = None
-    likelihood: GaussianLikelihood = None
+    likelihood: GaussianLikelihood = None  # or CategoricalLikelihood
     params: dict = None
-    coef: np.ndarray = None  # (K, n_expert_features)
-    intercept: np.ndarray = None  # (K,)
+    coef: np.ndarray = None  # (K, n_expert_features); logistic experts (K, C, n_expert_features)
+    intercept: np.ndarray = None  # (K,); logistic experts (K, C)
+    n_classes: int = 0  # a classifier's; 0: a regressor (y holds targets, not class indices)
 
 
 @dataclass
@@ -530,6 +635,7 @@ class _DaskData:
     likelihood: GaussianLikelihood
     feature_names: np.ndarray  # of the experts' columns, or None
     keep: bool  # responsibilities kept on the workers (else recomputed by each pass)
+    classes: np.ndarray = None  # a classifier's labels (y holds indices into them)
     validation: object = None  # no early stopping on Dask
 
 
@@ -573,6 +679,42 @@ def _install(expert, coef, intercept, gram, n_rows, feature_names):
     set_least_squares_attributes(expert, coef, intercept, gram, n_rows)
     if feature_names is not None:
         expert.feature_names_in_ = feature_names
+
+
+class _PartitionedProblem(_GroupedProblem):
+    """The logistic experts' refit problems, whose rows are the partitions' (one pass per sum).
+
+    Everything but the row sums is ``_GroupedProblem``'s (set by
+    ``_configure``), so the solvers take the in-memory refit's steps.
+    """
+
+    def __init__(self, data, resp, weighting, columns):
+        self.data, self.resp, self.weighting, self.columns = data, resp, weighting, columns
+
+    def _pass(self, problems, **kwargs):
+        data = self.data
+        return _sum(
+            _gather(
+                _per_block(
+                    _logistic_block,
+                    data.X,
+                    data.y,
+                    data.sample_weight,
+                    self.resp.source,
+                    model=self.resp.model,
+                    weighting=self.weighting,
+                    columns=self.columns[problems],
+                    **kwargs,
+                )
+            )
+        )
+
+    def _objective_sums(self, kernel_coef, intercept, problems):
+        sums = self._pass(problems, kernel_coef=kernel_coef, intercept=intercept)
+        return sums["grad_coef"], sums["grad_intercept"], sums["losses"]
+
+    def _gram_sums(self, problems, layout):
+        return self._pass(problems, layout=layout)["grams"]
 
 
 class _DaskEM:
@@ -621,6 +763,7 @@ class _DaskEM:
             top_k=self.top_k,
             likelihood=data.likelihood,
             params=params,
+            n_classes=0 if data.classes is None else data.classes.shape[0],
         )
         if experts is not None:
             model.coef = np.array([expert.coef_ for expert in experts], dtype=np.float64)
@@ -680,13 +823,18 @@ class _DaskEM:
         return resp
 
     def _m_step(self, data, state, resp, n_iter):
-        """The gate by distributed L-BFGS, then the experts and variances from the moments."""
+        """The gate by distributed L-BFGS, then the experts (and variances) from the partitions."""
         history = state.history
         gate_tol = abs(history[-1] - history[-2]) if len(history) >= 2 else np.inf
         self._gate_m_step(
             data, state.gate, resp, gate_tol, None if state.in_tail else _EARLY_GATE_STEPS
         )
-        moments, train = self._training_moments(data, resp, fresh=n_iter == 0)
+        moments, train, weighting = self._training_moments(data, resp, fresh=n_iter == 0)
+        if data.classes is not None:
+            self._refit_logistic(data, state, resp, moments, train, weighting, gate_tol)
+            state.params = {}
+            state.logits = state.outputs = None
+            return
         variance = np.empty(self.n_experts)
         for k, expert in enumerate(state.experts):
             if train[k] is None:  # no row to learn from: kept; its variance, the floor
@@ -769,8 +917,10 @@ class _DaskEM:
         summary = resp.summary
         train = [True] * self.n_experts
         short = summary["counts"] < 2
+        if "classes" in summary:  # a logistic expert needs rows of two classes
+            short |= np.count_nonzero(summary["classes"], axis=1) < 2
         if not short.any():
-            return summary, train
+            return summary, train, (self.min_responsibility, None)
         thresholds = np.where(short, 0.0, self.min_responsibility)
         uniform = short & (summary["positive"] == 0) & fresh
         for k in np.flatnonzero(short & (summary["positive"] == 0) & (not fresh)):
@@ -789,7 +939,50 @@ class _DaskEM:
                 )
             )
         )
-        return moments, train
+        return moments, train, (thresholds, uniform)
+
+    def _refit_logistic(self, data, state, resp, moments, train, weighting, tol):
+        """The logistic experts' refit: ``WeightedLogisticRegression._fit_many`` on partitions.
+
+        Its Newton (or L-BFGS) steps are the in-memory refit's: each
+        evaluation of the objective, and each of the Hessians, is one pass.
+        The experts' standardisation comes from the moments of the E-step's
+        pass; ``tol`` is EM's latest change.
+        """
+        refit = [k for k in range(self.n_experts) if train[k] is not None]
+        experts = [state.experts[k] for k in refit]
+        for expert in experts:
+            expert._validate_params()
+        mass = moments["mass"][refit]
+        first = moments["first"][refit] / mass[:, None]
+        mean = data.centre[:-1] + first
+        variance = np.maximum(moments["squares"][refit] / mass[:, None] - first**2, 0.0)
+        scale = np.sqrt(variance)
+        # As weighted_mean_scale: a constant column's spread is rounding error.
+        eps = np.finfo(np.float64).eps
+        scale[scale <= eps * np.maximum(data.n_samples * np.abs(mean), 1.0)] = 1.0
+        problem = _PartitionedProblem(data, resp, weighting, np.asarray(refit))
+        problem._configure(
+            data.classes.shape[0],
+            mean.shape[1],
+            mass,
+            [expert.C for expert in experts],
+            mean,
+            scale,
+            True,
+        )
+        coef, intercept = logistic_starts(experts, data.classes, mean.shape[1])
+        coef, intercept, n_iter = solve_grouped(
+            problem,
+            coef,
+            intercept,
+            logistic_tolerances(experts, None if np.isinf(tol) else tol),
+            [expert.max_iter for expert in experts],
+        )
+        set_logistic_fits(experts, data.classes, coef, intercept, n_iter)
+        if data.feature_names is not None:
+            for expert in experts:
+                expert.feature_names_in_ = data.feature_names
 
     def _initial_gate(self, data, gate):
         """The gate with the full data's standardisation (its parameters unchanged)."""
@@ -849,11 +1042,13 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
     Supported: :class:`~skmoe.MixtureOfExpertsRegressor` with the Gaussian
     likelihood, linear least-squares experts (``WeightedLeastSquares``, the
-    default, ``Ridge``, ``LinearRegression``; one per expert may differ), the
+    default, ``Ridge``, ``LinearRegression``; one per expert may differ), and
+    :class:`~skmoe.MixtureOfExpertsClassifier` with
+    ``WeightedLogisticRegression`` experts (labels of any type), under the
     softmax gate, any ``gate_features`` / ``expert_features``, ``top_k``,
     ``warm_start``. Refused with a ``TypeError`` or ``ValueError`` that says
-    why and what to use: other gates, experts or likelihoods, the
-    classifier, ``early_stopping``, ``min_expert_share > 0``.
+    why and what to use: other gates, experts or likelihoods,
+    ``early_stopping``, ``min_expert_share > 0``.
 
     Starting point:
 
@@ -873,7 +1068,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
     Parameters
     ----------
-    estimator : MixtureOfExpertsRegressor
+    estimator : MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
         The estimator to fit; its fitted attributes are set as ``fit`` sets them.
     X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
         Finite numbers, dense NumPy chunks (a DataFrame: numeric columns).
@@ -885,7 +1080,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
     Returns
     -------
-    estimator : MixtureOfExpertsRegressor
+    estimator : MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
         The fitted estimator.
     """
     named_experts = _check_supported(estimator)
@@ -908,9 +1103,16 @@ def fit_dask(estimator, X, y, sample_weight=None):
             "use at most one expert per sample (in practice far fewer)."
         )
     frame = X_given if columns is not None else None
-    y = _row_aligned(y, X, "y", frame)
+    classifier = isinstance(estimator, MixtureOfExpertsClassifier)
+    y = _row_aligned(y, X, "y", frame, labels=classifier)
     if y.shape[1] != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}.")
+    classes = likelihood = None
+    if classifier:  # a pass for the labels; the partitions then read class indices
+        with single_threaded_blas():
+            classes = np.unique(np.concatenate(_gather(_per_block(np.unique, y))))
+        _, _, likelihood = estimator._prepare_target(classes, None)  # checks them
+        y = y.map_blocks(_codes_block, classes=classes, dtype=np.float64)
     if sample_weight is not None:
         sample_weight = _row_aligned(sample_weight, X, "sample_weight", frame)
     names = getattr(estimator, "feature_names_in_", None)
@@ -941,7 +1143,11 @@ def fit_dask(estimator, X, y, sample_weight=None):
     # Every kernel call in a task uses one thread: Dask runs the partitions in parallel.
     with single_threaded_blas():
         rate = min(1.0, _SAMPLE_ROWS / n_samples) if sampled else None
-        parts = _gather(_per_block(_moments_block, X, y, sample_weight, seeds, rate=rate))
+        parts = _gather(
+            _per_block(
+                _moments_block, X, y, sample_weight, seeds, rate=rate, every_class=classifier
+            )
+        )
         data = _global_data(
             estimator,
             [moments for moments, _ in parts],
@@ -951,6 +1157,8 @@ def fit_dask(estimator, X, y, sample_weight=None):
             gate_features,
             expert_features,
             names,
+            likelihood,
+            classes,
         )
         engine = _DaskEM(estimator)
         if warm:
@@ -983,6 +1191,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
                 columns,
                 sample_weight is not None,
                 random_state,
+                classes,
             )
             best = int(np.argmax(starter.init_log_likelihoods_))
             state = engine.start_sampled(
@@ -1009,6 +1218,8 @@ def fit_dask(estimator, X, y, sample_weight=None):
     estimator.gate_features_ = gate_features
     estimator.expert_features_ = expert_features
     estimator.gate_encoder_ = None  # numeric columns without missing values, used as they are
+    if classifier:
+        estimator.classes_ = classes
     estimator._likelihood = data.likelihood
     estimator._likelihood_params = state.params
     estimator._store_likelihood_params(state.params)
@@ -1026,10 +1237,13 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
 def _check_resumable(estimator):
     """A warm start continues the fitted model: it must be one a Dask fit can continue."""
+    supported = (
+        _LOGISTIC_EXPERTS if isinstance(estimator, MixtureOfExpertsClassifier) else _LINEAR_EXPERTS
+    )
     if (
         type(estimator.gate_) is not SoftmaxGate
         or estimator.gate_encoder_ is not None
-        or any(type(expert) not in _LINEAR_EXPERTS for expert in estimator.experts_)
+        or any(type(expert) not in supported for expert in estimator.experts_)
     ):
         raise ValueError(
             "warm_start=True continues the fitted model, which has a gate, experts or an "
@@ -1038,8 +1252,23 @@ def _check_resumable(estimator):
         )
 
 
-def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_features, names):
-    """Check the partitions' moments and derive the fit's global statistics."""
+def _global_data(
+    estimator,
+    moments,
+    X,
+    y,
+    sample_weight,
+    gate_features,
+    expert_features,
+    names,
+    likelihood=None,
+    classes=None,
+):
+    """Check the partitions' moments and derive the fit's global statistics.
+
+    A classifier gives its ``likelihood`` and ``classes`` (``y`` holds
+    indices into them); a regressor's likelihood is made here.
+    """
     bad = {key: sum(part[key] for part in moments) for key in ("bad_X", "bad_y", "bad_weight")}
     if bad["bad_X"]:
         raise ValueError(
@@ -1059,9 +1288,9 @@ def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_
         raise ValueError("sample_weight sums to zero; give some samples positive weight.")
     n_samples, n_features = X.shape
     scale = _scale_of(n_samples, mean, squares, weight)
-    if type(estimator.likelihood) is GaussianLikelihood:
+    if likelihood is None and type(estimator.likelihood) is GaussianLikelihood:
         likelihood = estimator.likelihood
-    else:  # MixtureOfExpertsRegressor._variance_floor, from the moments
+    elif likelihood is None:  # MixtureOfExpertsRegressor._variance_floor, from the moments
         var_y = squares[-1] / weight
         likelihood = GaussianLikelihood(
             estimator.noise_variance_floor * (var_y if var_y > 0 else 1.0)
@@ -1077,10 +1306,11 @@ def _global_data(estimator, moments, X, y, sample_weight, gate_features, expert_
         gate_mean=mean[gate_features],
         gate_scale=scale[gate_features],
         centre=np.append(mean[expert_features], mean[-1]),
-        units=(scale[expert_features], scale[-1]),
+        units=(scale[expert_features], 1.0 if classes is not None else scale[-1]),
         likelihood=likelihood,
         feature_names=None if names is None else np.asarray(names[expert_features], dtype=object),
         keep=_keeps_responsibilities(n_samples * estimator.n_experts * 8),
+        classes=classes,
     )
 
 
@@ -1110,10 +1340,16 @@ def _keeps_responsibilities(n_bytes):
     return memory is None or 2 * n_bytes <= _KEEP_FRACTION * memory
 
 
-def _fit_sample(estimator, samples, columns, weighted, random_state):
-    """A clone of the estimator fitted in memory on the partitions' Bernoulli samples."""
+def _fit_sample(estimator, samples, columns, weighted, random_state, classes=None):
+    """A clone of the estimator fitted in memory on the partitions' Bernoulli samples.
+
+    A classifier's sample holds class indices into ``classes``: it is fitted
+    on the labels, as the full fit is.
+    """
     X = np.concatenate([sample[0] for sample in samples])
     y = np.concatenate([sample[1] for sample in samples])
+    if classes is not None:
+        y = classes[y.astype(np.intp)]
     weights = np.concatenate([sample[2] for sample in samples]) if weighted else None
     if columns is not None:
         import pandas as pd

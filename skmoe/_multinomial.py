@@ -25,6 +25,8 @@ Two uses:
   parametrisation and the symmetric one solved here.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from scipy import linalg
@@ -173,14 +175,24 @@ def fit_multinomial_logits(
         problem = _GroupedProblem(
             X, codes, n_classes, weights, C, mean, scale, fit_intercept, precondition
         )
-        n_problems = problem.shape[0]
-        tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n_problems,))
-        max_iter = np.broadcast_to(np.asarray(max_iter, dtype=np.intp), (n_problems,))
-        theta0 = problem.pack(coef, intercept)
-        if theta0.shape[1] <= _NEWTON_MAX_PARAMETERS:
-            theta, n_iter = _lockstep_newton(problem, theta0, tol, max_iter)
-        else:
-            theta, n_iter = _lockstep_lbfgs(problem.objective, theta0, tol, max_iter)
+        return solve_grouped(problem, coef, intercept, tol, max_iter)
+
+
+def solve_grouped(problem, coef, intercept, tol, max_iter):
+    """Solve a ``_GroupedProblem`` (or one whose row sums come from elsewhere) from a start.
+
+    Newton's method for problems of at most ``_NEWTON_MAX_PARAMETERS``
+    parameters, L-BFGS above; see :func:`fit_multinomial_logits`, whose
+    ``coef``, ``intercept``, ``tol``, ``max_iter`` and return values these are.
+    """
+    n_problems = problem.shape[0]
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n_problems,))
+    max_iter = np.broadcast_to(np.asarray(max_iter, dtype=np.intp), (n_problems,))
+    theta0 = problem.pack(coef, intercept)
+    if theta0.shape[1] <= _NEWTON_MAX_PARAMETERS:
+        theta, n_iter = _lockstep_newton(problem, theta0, tol, max_iter)
+    else:
+        theta, n_iter = _lockstep_lbfgs(problem.objective, theta0, tol, max_iter)
     coef, intercept = problem.unpack(theta)
     return coef, intercept, n_iter
 
@@ -197,8 +209,7 @@ class _GroupedProblem:
     """
 
     def __init__(self, X, codes, n_classes, weights, C, mean, scale, fit_intercept, precondition):
-        self.sparse = sp.issparse(X)
-        self.X = X.tocsr() if self.sparse else np.ascontiguousarray(X, dtype=np.float64)
+        self.X = X.tocsr() if sp.issparse(X) else np.ascontiguousarray(X, dtype=np.float64)
         n_samples, n_features = self.X.shape
         self.weights = np.ascontiguousarray(weights, dtype=np.float64)
         if self.weights.ndim != 2 or self.weights.shape[0] != n_samples:
@@ -215,7 +226,49 @@ class _GroupedProblem:
             raise ValueError(f"codes must be class indices in [0, {n_classes}).")
         # The kernel leaves out rows of weight <= 0; the sums count the others.
         present = np.where(self.weights > 0, self.weights, 0.0)
-        self.totals = present.sum(axis=0)
+        totals = present.sum(axis=0)
+        solver_mean = solver_scale = None
+        if precondition and np.all(totals > 0):  # else _configure refuses the weights
+            solver_mean = np.empty((n_problems, n_features))
+            solver_scale = np.empty((n_problems, n_features))
+            for k in range(n_problems):
+                solver_mean[k], solver_scale[k] = weighted_mean_scale(self.X, present[:, k])
+        self._configure(
+            n_classes,
+            n_features,
+            totals,
+            C,
+            mean,
+            scale,
+            fit_intercept,
+            solver_mean,
+            solver_scale,
+        )
+        self.n_threads = kernel_threads(self.weights.size * n_classes)
+        self._subset = (np.arange(n_problems), self.weights)  # problems -> their weights
+
+    def _configure(
+        self,
+        n_classes,
+        n_features,
+        totals,
+        C,
+        mean,
+        scale,
+        fit_intercept,
+        solver_mean=None,
+        solver_scale=None,
+    ):
+        """Set what does not depend on the rows beyond their weight sums ``totals``.
+
+        ``solver_mean`` and ``solver_scale`` (K, d): the coordinates of the
+        solvers when they differ from the penalty's ``mean`` and ``scale``
+        (``precondition``).  A problem whose rows are elsewhere (partitions
+        of a Dask collection) calls this, and overrides the row sums
+        (:meth:`_objective_sums`, :meth:`_gram_sums`).
+        """
+        n_problems = totals.shape[0]
+        self.totals = totals
         if n_problems < 1 or not np.all(self.totals > 0):
             raise ValueError("Every column of weights needs a positive sum.")
         self.shape = (n_problems, n_classes, n_features)
@@ -227,25 +280,19 @@ class _GroupedProblem:
         scale = _per_problem(scale, 1.0, n_problems, n_features, "scale")
         if not np.all(scale > 0):
             raise ValueError("scale must be positive.")
-        if precondition:
-            mean = np.empty((n_problems, n_features))
-            solver_scale = np.empty((n_problems, n_features))
-            for k in range(n_problems):
-                mean[k], solver_scale[k] = weighted_mean_scale(self.X, present[:, k])
+        if solver_scale is not None:
             # Without intercepts the raw intercept is held at 0, which in
             # centred coordinates it would not be: those are only scaled.
-            mean[~self.fit_intercept] = 0.0
+            solver_mean[~self.fit_intercept] = 0.0
         else:
-            solver_scale = scale
+            solver_mean, solver_scale = mean, scale
             if np.any(mean[~self.fit_intercept] != 0):
                 raise ValueError("A problem without intercepts needs mean = 0.")
-        self.mean, self.scale = mean, solver_scale
+        self.mean, self.scale = solver_mean, solver_scale
         # The penalty is sum(penalty_weights * std_coef ** 2) / 2, the inverse
         # C folded in (0 for no penalty).
         inverse_C = np.where(np.isfinite(self.C), 1.0 / self.C, 0.0)
         self.penalty_weights = ((scale / solver_scale) ** 2 * inverse_C[:, None])[:, :, None]
-        self.n_threads = kernel_threads(self.weights.size * n_classes)
-        self._subset = (np.arange(n_problems), self.weights)  # problems -> their weights
         self._bound_grams = None  # (K, d + 1, d + 1), computed when first needed
 
     def pack(self, coef, intercept):
@@ -300,21 +347,8 @@ class _GroupedProblem:
         std_coef, coef, intercept = self._raw(theta, problems)
         # The kernel's layout: problem k's class c in column k * C + c.
         kernel_coef = np.ascontiguousarray(coef.transpose(1, 0, 2)).reshape(n_features, -1)
-        grad_coef = np.empty((n_features, n_asked * n_classes))
-        grad_intercept = np.empty(n_asked * n_classes)
-        losses = np.empty(n_asked)
-        # The compiled kernel reads dense C-ordered rows; sparse X has its own path.
-        loss_and_gradient = _sparse_grouped_objective if self.sparse else grouped_softmax_objective
-        loss_and_gradient(
-            self.X,
-            kernel_coef,
-            intercept.ravel(),
-            self.codes,
-            self._weights_of(problems),
-            grad_coef,
-            grad_intercept,
-            losses,
-            self.n_threads,
+        grad_coef, grad_intercept, losses = self._objective_sums(
+            kernel_coef, intercept.ravel(), problems
         )
         grad_coef = grad_coef.reshape(n_features, n_asked, n_classes).transpose(1, 0, 2)
         grad_intercept = grad_intercept.reshape(n_asked, n_classes)
@@ -330,6 +364,16 @@ class _GroupedProblem:
         gradient = np.concatenate([grad_coef.reshape(n_asked, -1), grad_intercept], axis=1)
         gradient /= totals[:, None]
         return losses / totals, gradient
+
+    def _objective_sums(self, kernel_coef, intercept, problems):
+        """The unscaled cross-entropies of ``problems`` and their gradients, summed over the rows.
+
+        ``kernel_coef`` (d, k C) and ``intercept`` (k C,) are the raw
+        parameters in the kernel's layout; see :func:`objective_sums`.
+        """
+        return objective_sums(
+            self.X, self.codes, self._weights_of(problems), kernel_coef, intercept, self.n_threads
+        )
 
     def hessians(self, theta, problems):
         """Hessians of the per-sample objectives of ``problems`` at ``theta``: (k, p, p).
@@ -377,87 +421,33 @@ class _GroupedProblem:
         weights ``w_i p_ib p_ic`` for the class pairs b < c; without, the
         (k, 1, d + 1, d + 1) Grams of the weights ``w_i`` alone.
 
-        One pass over ``X`` in blocks of rows (a sparse block is made dense:
-        Newton's method serves few parameters, so few features).  Each block
-        is centred and scaled once, on coordinates shared by all the problems
-        (the mean of their solver centres and scales), and its Grams are
-        summed; each Gram is then mapped to its problem's coordinates.  The
-        arrays are transposed (rows last), so that every operation runs along
-        contiguous rows.  The pass runs in the calling thread (BLAS held to
-        one), so the result does not depend on the thread count.  (Blocks
-        shared among Python threads were slower: 1.9 against 1.4 ms, 20,000
-        rows, 3 problems of 18 parameters, two busy cores.)
+        The sums over the rows (:meth:`_gram_sums`, see :func:`gram_sums`)
+        are on coordinates shared by all the problems (the mean of their
+        solver centres and scales); each Gram is then mapped to its
+        problem's coordinates.
         """
         n_asked = len(problems)
         _, n_classes, n_features = self.shape
         width = n_features + 1
-        centre, spread = self.mean.mean(axis=0), self.scale.mean(axis=0)
-        if theta is None:
-            n_pairs = 1
-        else:
+        layout = _GramLayout(
+            n_classes=n_classes,
+            centre=self.mean.mean(axis=0),
+            spread=self.scale.mean(axis=0),
+            shared=None,
+        )
+        if theta is not None:
             _, coef, intercept = self._raw(theta, problems)  # (k, d, C), (k, C)
             # The parameters on the shared coordinates a = [(x - centre) / spread, 1],
             # class by class: logit (c, k) in row c * k + k of the product.
             shared = np.empty((n_classes, n_asked, width))
-            shared[:, :, :n_features] = (coef * spread[:, None]).transpose(2, 0, 1)
-            shared[:, :, n_features] = (intercept + np.einsum("j,kjc->kc", centre, coef)).T
-            shared = shared.reshape(-1, width)
-            first, second = np.triu_indices(n_classes, 1)
-            n_pairs = first.shape[0]
-        n_grams = n_pairs * n_asked
-        # Each block's Grams come from one product with the (d + 1)(d + 2) / 2
-        # products a_ij a_il (j <= l), or from one weighted syrk per Gram: that
-        # writes d + 1 entries per row and Gram instead of (d + 1)(d + 2) / 2 per
-        # row, and is faster while there are fewer Grams than about (d + 1) / 3
-        # (measured, 8192 rows: 4 ms against 19 ms for 3 Grams of 50 columns).
-        by_products = 3 * n_grams >= width
-        n_products = width * (width + 1) // 2
-        n_samples = self.X.shape[0]
-        rows = max(
-            64,
-            _GRAM_BLOCK_ENTRIES
-            // max(n_products if by_products else width, n_asked * max(n_pairs, n_classes)),
-        )
-        sums = np.zeros((n_grams, n_products) if by_products else (n_grams, width, width))
-        for start in range(0, n_samples, rows):
-            block = self.X[start : start + rows]
-            size = block.shape[0]
-            features = np.empty((width, size))
-            features[n_features] = 1.0
-            np.subtract(
-                (block.toarray() if self.sparse else block).T,
-                centre[:, None],
-                out=features[:n_features],
-            )
-            features[:n_features] /= spread[:, None]
-            # Rows of weight <= 0 are left out, as the kernel leaves them out.
-            weights = np.maximum(self.weights[start : start + rows, problems].T, 0.0)
-            if theta is None:
-                pair = weights
-            else:
-                proba = _softmax_classes((shared @ features).reshape(n_classes, n_asked, size))
-                pair = np.empty((n_pairs, n_asked, size))
-                for p in range(n_pairs):
-                    np.multiply(proba[first[p]], proba[second[p]], out=pair[p])
-                pair *= weights
-                pair = pair.reshape(n_grams, size)
-            if by_products:
-                products = np.empty((n_products, size))
-                offset = 0
-                for j in range(width):
-                    np.multiply(
-                        features[j], features[j:], out=products[offset : offset + width - j]
-                    )
-                    offset += width - j
-                sums += pair @ products.T
-            else:
-                scaled = np.empty((width, size))
-                for g in range(n_grams):
-                    np.multiply(features, np.sqrt(pair[g]), out=scaled)
-                    sums[g] += scaled @ scaled.T  # NumPy calls syrk for A @ A.T
-        if by_products:
+            shared[:, :, :n_features] = (coef * layout.spread[:, None]).transpose(2, 0, 1)
+            shared[:, :, n_features] = (intercept + np.einsum("j,kjc->kc", layout.centre, coef)).T
+            layout.shared = shared.reshape(-1, width)
+        n_pairs = 1 if theta is None else n_classes * (n_classes - 1) // 2
+        sums = self._gram_sums(problems, layout)
+        if sums.ndim == 2:  # the upper triangles
             upper = np.triu_indices(width)
-            grams = np.empty((n_grams, width, width))
+            grams = np.empty((sums.shape[0], width, width))
             grams[:, upper[0], upper[1]] = sums
             grams[:, upper[1], upper[0]] = sums
         else:
@@ -466,11 +456,15 @@ class _GroupedProblem:
         # a_problem = to_problem @ a_shared, the map between the coordinates.
         mean, scale = self.mean[problems], self.scale[problems]
         to_problem = np.zeros((n_asked, 1, width, width))
-        to_problem[:, 0, np.arange(n_features), np.arange(n_features)] = spread / scale
-        to_problem[:, 0, :n_features, n_features] = (centre - mean) / scale
+        to_problem[:, 0, np.arange(n_features), np.arange(n_features)] = layout.spread / scale
+        to_problem[:, 0, :n_features, n_features] = (layout.centre - mean) / scale
         to_problem[:, 0, n_features, n_features] = 1.0
         grams = to_problem @ grams @ to_problem.transpose(0, 1, 3, 2)
         return grams / self.totals[problems][:, None, None, None]
+
+    def _gram_sums(self, problems, layout):
+        """The sums of :meth:`_grams` over the rows; see :func:`gram_sums`."""
+        return gram_sums(self.X, self._weights_of(problems), layout)
 
     def newton_systems(self, theta, gradient, problems):
         """The Newton systems of ``problems`` at ``theta``, where their gradients are ``gradient``.
@@ -868,6 +862,126 @@ def _per_problem(values, default, n_problems, n_features, name):
             f"({n_problems}, {n_features})."
         )
     return np.broadcast_to(values, (n_problems, n_features))
+
+
+def objective_sums(X, codes, weights, kernel_coef, intercept, n_threads=1):
+    """K weighted cross-entropies and their gradients in the raw parameters, summed over rows.
+
+    The row sums of ``_GroupedProblem.objective``: the compiled
+    :func:`~skmoe._kernels.grouped_softmax_objective` for a dense ``X``
+    (C-ordered), NumPy and SciPy for a sparse one.  Sums over disjoint sets
+    of rows add up.
+
+    Returns the (d, k C) gradient in ``kernel_coef``, the (k C,) gradient in
+    ``intercept`` and the (k,) losses, for the k columns of ``weights``.
+    """
+    n_problems = weights.shape[1]
+    n_features, n_columns = kernel_coef.shape
+    grad_coef = np.empty((n_features, n_columns))
+    grad_intercept = np.empty(n_columns)
+    losses = np.empty(n_problems)
+    loss_and_gradient = _sparse_grouped_objective if sp.issparse(X) else grouped_softmax_objective
+    loss_and_gradient(
+        X, kernel_coef, intercept, codes, weights, grad_coef, grad_intercept, losses, n_threads
+    )
+    return grad_coef, grad_intercept, losses
+
+
+@dataclass
+class _GramLayout:
+    """What the row sums of ``_GroupedProblem._grams`` need besides the rows."""
+
+    n_classes: int
+    centre: np.ndarray  # (d,) the shared coordinates a = [(x - centre) / spread, 1]
+    spread: np.ndarray  # (d,)
+    shared: np.ndarray  # (C k, d + 1) the logits' parameters on them; None: weights alone
+
+
+def gram_sums(X, weights, layout):
+    """The weighted Grams of the shared coordinates ``a_i``, summed over the rows of ``X``.
+
+    With ``layout.shared`` the class-pair Grams ``sum_i w_ik p_ib p_ic a_i
+    a_i^T`` (b < c; ``p`` the class probabilities of problem k), else
+    ``sum_i w_ik a_i a_i^T``, for the k columns of ``weights``; rows of
+    weight <= 0 are left out, as the objective's kernel leaves them out.
+    Sums over disjoint sets of rows add up.
+
+    One pass over ``X`` in blocks of rows (a sparse block is made dense:
+    Newton's method serves few parameters, so few features).  Each block is
+    centred and scaled once, and its Grams are summed.  The arrays are
+    transposed (rows last), so that every operation runs along contiguous
+    rows.  The pass runs in the calling thread (BLAS held to one), so the
+    result does not depend on the thread count.  (Blocks shared among
+    Python threads were slower: 1.9 against 1.4 ms, 20,000 rows, 3 problems
+    of 18 parameters, two busy cores; the compiled ``weighted_gram`` on
+    the pair weights was no faster either.)
+
+    Returns the (pairs k, (d + 1)(d + 2) / 2) upper triangles or the
+    (pairs k, d + 1, d + 1) Grams, pair-major: Gram (p, k) in row p k + k.
+    """
+    n_asked = weights.shape[1]
+    n_classes, centre, spread, shared = (
+        layout.n_classes,
+        layout.centre,
+        layout.spread,
+        layout.shared,
+    )
+    n_features = centre.shape[0]
+    width = n_features + 1
+    if shared is None:
+        n_pairs = 1
+    else:
+        first, second = np.triu_indices(n_classes, 1)
+        n_pairs = first.shape[0]
+    n_grams = n_pairs * n_asked
+    # Each block's Grams come from one product with the (d + 1)(d + 2) / 2
+    # products a_ij a_il (j <= l), or from one weighted syrk per Gram: that
+    # writes d + 1 entries per row and Gram instead of (d + 1)(d + 2) / 2 per
+    # row, and is faster while there are fewer Grams than about (d + 1) / 3
+    # (measured, 8192 rows: 4 ms against 19 ms for 3 Grams of 50 columns).
+    by_products = 3 * n_grams >= width
+    n_products = width * (width + 1) // 2
+    n_samples = X.shape[0]
+    rows = max(
+        64,
+        _GRAM_BLOCK_ENTRIES
+        // max(n_products if by_products else width, n_asked * max(n_pairs, n_classes)),
+    )
+    sums = np.zeros((n_grams, n_products) if by_products else (n_grams, width, width))
+    for start in range(0, n_samples, rows):
+        block = X[start : start + rows]
+        size = block.shape[0]
+        features = np.empty((width, size))
+        features[n_features] = 1.0
+        np.subtract(
+            (block.toarray() if sp.issparse(block) else block).T,
+            centre[:, None],
+            out=features[:n_features],
+        )
+        features[:n_features] /= spread[:, None]
+        block_weights = np.maximum(weights[start : start + rows].T, 0.0)
+        if shared is None:
+            pair = block_weights
+        else:
+            proba = _softmax_classes((shared @ features).reshape(n_classes, n_asked, size))
+            pair = np.empty((n_pairs, n_asked, size))
+            for p in range(n_pairs):
+                np.multiply(proba[first[p]], proba[second[p]], out=pair[p])
+            pair *= block_weights
+            pair = pair.reshape(n_grams, size)
+        if by_products:
+            products = np.empty((n_products, size))
+            offset = 0
+            for j in range(width):
+                np.multiply(features[j], features[j:], out=products[offset : offset + width - j])
+                offset += width - j
+            sums += pair @ products.T
+        else:
+            scaled = np.empty((width, size))
+            for g in range(n_grams):
+                np.multiply(features, np.sqrt(pair[g]), out=scaled)
+                sums[g] += scaled @ scaled.T  # NumPy calls syrk for A @ A.T
+    return sums
 
 
 def _sparse_grouped_objective(
