@@ -73,8 +73,8 @@ from ._batch import set_least_squares_attributes
 from ._classification import MixtureOfExpertsClassifier
 from ._experts import check_experts, make_experts, seed_random_states
 from ._features import resolve_columns
-from ._kernels import responsibility_weights, weighted_gram
-from ._linalg import solve_normal_equations
+from ._kernels import responsibility_weights
+from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import _GroupedProblem, gram_sums, objective_sums, solve_grouped
 from ._regression import MixtureOfExpertsRegressor
 from ._routing import routed_logits
@@ -432,8 +432,8 @@ def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None, n_cla
     """
     weights, counts = _refit_weights(resp, w, threshold, uniform)
     n_experts = weights.shape[1]
-    X_centred = X_expert - centre[:-1]
     if n_classes:
+        X_centred = X_expert - centre[:-1]
         codes = y.astype(np.intp)
         present = weights > 0
         classes = np.stack(
@@ -446,14 +446,11 @@ def _expert_moments(X_expert, y, w, resp, centre, threshold, uniform=None, n_cla
             "squares": weights.T @ (X_centred * X_centred),
             "classes": classes,
         }
-    y_centred = y - centre[-1]
-    width = centre.shape[0]
-    second = np.empty((n_experts, width, width))
-    weighted_gram(X_centred, y_centred, weights, np.zeros((n_experts, width)), second, 1)
-    first = np.empty((n_experts, width))
-    first[:, :-1] = weights.T @ X_centred
-    first[:, -1] = y_centred @ weights
-    return {"mass": weights.sum(axis=0), "counts": counts, "first": first, "second": second}
+    # Centred here, on the block: the first moments then suffer no cancellation.
+    mass, first, second, _ = least_squares_moments(
+        X_expert - centre[:-1], y - centre[-1], weights, np.zeros_like(centre)
+    )
+    return {"mass": mass, "counts": counts, "first": first, "second": second}
 
 
 def _responsibility_summary(X, y, w, resp, model):
@@ -644,36 +641,6 @@ def _all_or(columns, n_features):
     return None if np.array_equal(columns, np.arange(n_features)) else columns
 
 
-def _least_squares(mass, first, second, centre, alpha, fit_intercept):
-    """One expert's weighted (ridge) least squares from its moments about ``centre``.
-
-    ``second = sum_i w_i z_i z_i^T`` and ``first = sum_i w_i z_i`` with ``z_i
-    = [x_i, y_i] - centre``, ``mass = sum_i w_i``. The moments are moved to
-    the expert's own weighted mean (intercept) or to the origin, which gives
-    the normal equations ``fit_least_squares_many`` solves. Returns ``coef``,
-    ``intercept``, the unpenalised Gram matrix of the features and the
-    weighted residual sum of squares, ``v^T G v`` with ``v = [-coef, 1]``.
-    """
-    if fit_intercept:
-        gram = second - np.outer(first, first) / mass
-        origin = centre + first / mass
-    else:
-        gram = (
-            second
-            + np.outer(first, centre)
-            + np.outer(centre, first)
-            + mass * np.outer(centre, centre)
-        )
-        origin = np.zeros_like(centre)
-    n_features = centre.shape[0] - 1
-    normal = gram[:n_features, :n_features].copy()
-    normal[np.diag_indices_from(normal)] += alpha
-    coef = solve_normal_equations(normal, gram[:n_features, n_features])
-    intercept = origin[n_features] - origin[:n_features] @ coef
-    v = np.append(-coef, 1.0)
-    return coef, intercept, gram[:n_features, :n_features], max(float(v @ gram @ v), 0.0)
-
-
 def _install(expert, coef, intercept, gram, n_rows, feature_names):
     """Set the attributes a weighted fit sets, as ``skmoe._batch`` does for these classes."""
     set_least_squares_attributes(expert, coef, intercept, gram, n_rows)
@@ -835,24 +802,31 @@ class _DaskEM:
             state.params = {}
             state.logits = state.outputs = None
             return
-        variance = np.empty(self.n_experts)
-        for k, expert in enumerate(state.experts):
-            if train[k] is None:  # no row to learn from: kept; its variance, the floor
-                variance[k] = data.likelihood.variance_floor
-                continue
-            mass = moments["mass"][k]
-            coef, intercept, gram, rss = _least_squares(
-                mass,
-                moments["first"][k],
-                moments["second"][k],
-                data.centre,
-                getattr(expert, "alpha", 0.0),
-                expert.fit_intercept,
+        # Experts with no row to learn from are kept, their variance the floor.
+        variance = np.full(self.n_experts, data.likelihood.variance_floor)
+        refit = [k for k in range(self.n_experts) if train[k] is not None]
+        experts = [state.experts[k] for k in refit]
+        mass = moments["mass"][refit]
+        coef, intercept, gram, rss = least_squares_from_moments(
+            mass,
+            moments["first"][refit],
+            moments["second"][refit],
+            data.centre,
+            [getattr(expert, "alpha", 0.0) for expert in experts],
+            [expert.fit_intercept for expert in experts],
+        )
+        for row, (k, expert) in enumerate(zip(refit, experts)):
+            _install(
+                expert,
+                coef[row],
+                intercept[row],
+                gram[row],
+                int(moments["counts"][k]),
+                data.feature_names,
             )
-            _install(expert, coef, intercept, gram, int(moments["counts"][k]), data.feature_names)
-            variance[k] = max(
-                rss / max(mass, np.finfo(np.float64).tiny), data.likelihood.variance_floor
-            )
+        variance[refit] = np.maximum(
+            rss / np.maximum(mass, np.finfo(np.float64).tiny), data.likelihood.variance_floor
+        )
         state.params = {"variance": variance}
         state.logits = state.outputs = None
 

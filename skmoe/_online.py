@@ -125,7 +125,8 @@ from ._batch import _Warm, batch_class, set_least_squares_attributes
 from ._experts import check_experts
 from ._features import take_columns
 from ._inputs import gate_input, validate_X
-from ._kernels import responsibility_weights, weighted_gram
+from ._kernels import responsibility_weights
+from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._linalg import solve_normal_equations
 from ._multinomial import (
     _GroupedProblem,
@@ -719,12 +720,9 @@ class _LinearGaussianExperts:
         X, y = chunk.expert_array, chunk.y_code
         self.rows_seen += X.shape[0]
         weights = _refit_weights(estimator, chunk, resp)
-        mass = weights.sum(axis=0)
-        sums = np.hstack([weights.T @ X, (weights.T @ y)[:, None]])
-        sums -= mass[:, None] * self.centre
-        products = np.empty_like(self.products)
-        centres = np.ascontiguousarray(np.broadcast_to(self.centre, sums.shape))
-        weighted_gram(X, y, weights, centres, products, chunk.n_threads)
+        mass, sums, products, _ = least_squares_moments(
+            X, y, weights, self.centre, chunk.n_threads
+        )
         self.mass += eta * (mass / chunk.weight - self.mass)
         self.sums += eta * (sums / chunk.weight - self.sums)
         self.products += eta * (products / chunk.weight - self.products)
@@ -739,37 +737,24 @@ class _LinearGaussianExperts:
         return {"variance": variance}
 
     def _refit(self, expert, k, seen_weight, floor):
-        """Expert ``k``'s weighted least squares from the averages; return its noise variance."""
-        n_features = self.centre.shape[0] - 1
-        offset = self.sums[k] / self.mass[k]  # the expert's mean of [x, y], less the centre
-        moments = self.products[k] / self.mass[k]
-        if expert.fit_intercept:  # about the expert's mean
-            moments -= np.outer(offset, offset)
-        else:  # about zero
-            moments += (
-                np.outer(self.centre, offset)
-                + np.outer(offset, self.centre)
-                + np.outer(self.centre, self.centre)
-            )
-        alpha = getattr(expert, "alpha", 0.0)
-        normal = moments[:n_features, :n_features].copy()
-        # The penalty against the expert's mass in all the rows seen, as in a batch fit.
-        normal[np.diag_indices(n_features)] += alpha / (self.mass[k] * seen_weight)
-        cross = moments[:n_features, n_features]
-        coef = solve_normal_equations(normal, cross)
-        intercept = 0.0
-        if expert.fit_intercept:
-            mean = self.centre + offset
-            intercept = float(mean[n_features] - mean[:n_features] @ coef)
-        # LinearRegression's singular values: of the weighted X, over all rows seen.
-        gram = moments[:n_features, :n_features] * self.mass[k] * seen_weight
-        set_least_squares_attributes(expert, coef, intercept, gram, self.rows_seen)
-        residual = (
-            moments[n_features, n_features]
-            - 2.0 * coef @ cross
-            + coef @ moments[:n_features, :n_features] @ coef
+        """Expert ``k``'s weighted least squares from the averages; return its noise variance.
+
+        The averages are per unit weight: scaled to the weight of all the rows
+        seen, they are the moments a batch fit of those rows would sum (the
+        penalty then weighs against the expert's mass in all of them).
+        """
+        rows = slice(k, k + 1)
+        coef, intercept, gram, rss = least_squares_from_moments(
+            self.mass[rows] * seen_weight,
+            self.sums[rows] * seen_weight,
+            self.products[rows] * seen_weight,
+            self.centre,
+            [getattr(expert, "alpha", 0.0)],
+            [expert.fit_intercept],
         )
-        return max(float(residual), floor)
+        # LinearRegression's singular values: of the weighted X, over all rows seen.
+        set_least_squares_attributes(expert, coef[0], intercept[0], gram[0], self.rows_seen)
+        return max(float(rss[0] / (self.mass[k] * seen_weight)), floor)
 
 
 class _LogisticExperts:

@@ -16,8 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._glm import WeightedTweedieRegressor
-from ._kernels import weighted_gram
-from ._linalg import solve_normal_equations
+from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import fit_multinomial_logits
 from ._stats import encode_classes, weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
@@ -472,8 +471,8 @@ def fit_least_squares_many(X, y, weights, alpha, fit_intercept):
     """K weighted (ridge) least-squares fits, one per column of ``weights``, in one pass.
 
     One pass over ``X`` gives the K weighted means, one compiled pass the K
-    centred Gram matrices of ``[X, y]`` (:func:`skmoe._kernels.weighted_gram`);
-    each fit is then a small solve.
+    centred Gram matrices of ``[X, y]``; each fit is then a small solve
+    (:mod:`skmoe._least_squares`, the same steps as on Dask and online).
 
     Parameters
     ----------
@@ -497,25 +496,13 @@ def fit_least_squares_many(X, y, weights, alpha, fit_intercept):
         (their eigenvalues are the squared singular values of the weighted
         centred ``X``).
     """
-    n_experts, n_features = weights.shape[1], X.shape[1]
-    centre = np.zeros((n_experts, n_features + 1))
-    with_intercept = np.asarray(fit_intercept, dtype=bool)
-    if with_intercept.any():
-        totals = weights.sum(axis=0)
-        centre[:, :n_features] = weights.T @ X
-        centre[:, n_features] = weights.T @ y
-        centre /= totals[:, None]
-        centre[~with_intercept] = 0.0
-    system = np.empty((n_experts, n_features + 1, n_features + 1))
+    # Each fit's moments about its own weighted mean (moved to the origin
+    # for a fit without an intercept).
     with single_threaded_blas():  # the kernel calls BLAS from its own threads
-        weighted_gram(X, y, weights, centre, system, kernel_threads(weights.size * n_features))
-    gram = system[:, :n_features, :n_features].copy()
-    coef = np.empty((n_experts, n_features))
-    for k in range(n_experts):
-        normal = system[k, :n_features, :n_features]
-        normal[np.diag_indices_from(normal)] += alpha[k]
-        coef[k] = solve_normal_equations(normal, system[k, :n_features, n_features])
-    intercept = centre[:, n_features] - np.einsum("kd,kd->k", centre[:, :n_features], coef)
+        moments = least_squares_moments(
+            X, y, weights, n_threads=kernel_threads(weights.size * X.shape[1])
+        )
+    coef, intercept, gram, _ = least_squares_from_moments(*moments, alpha, fit_intercept)
     return coef, intercept, gram
 
 
