@@ -61,7 +61,6 @@ from functools import partial
 import dask
 import dask.array as da
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
@@ -90,7 +89,6 @@ from .experts import (
     stacked_log_proba,
 )
 from .gates import SoftmaxGate, make_gate
-from .gates._softmax import _inner_tol
 from .likelihoods import GaussianLikelihood
 
 # The default start fits the estimator in memory on a Bernoulli sample of
@@ -474,7 +472,7 @@ def _responsibility_summary(X, y, w, resp, model):
 
 def _gate_terms(gate, theta, X_gate, resp, w):
     """A partition's unpenalised gate loss and gradient (one vector: loss first)."""
-    loss, grad = gate._objective(theta, X_gate, resp, w, 1.0, 1)
+    loss, grad = gate._row_terms(theta, X_gate, resp, w, 1)
     return np.concatenate([[loss], grad])
 
 
@@ -585,7 +583,7 @@ def _gate_block(X, y, sample_weight, source, *, model, gate, theta):
 class _Model:
     """The parameters a pass ships to the partitions (a few KB)."""
 
-    gate: SoftmaxGate  # without its penalty (the driver adds it once)
+    gate: SoftmaxGate  # the E-step's (its penalty is the driver's)
     gate_theta: np.ndarray  # its standardised parameters, where L-BFGS starts
     gate_columns: np.ndarray  # None: every column
     expert_columns: np.ndarray
@@ -717,11 +715,10 @@ class _DaskEM:
         return data.units
 
     def _model(self, data, gate, experts=None, params=None):
-        """The parameters a pass ships: the gate without its penalty, experts as arrays."""
-        shipped = copy.copy(gate)
-        shipped.C = np.inf
+        """The parameters a pass ships: a copy of the gate (the M-step replaces its
+        parameters), the experts as arrays."""
         model = _Model(
-            gate=shipped,
+            gate=copy.copy(gate),
             gate_theta=gate._pack(),
             gate_columns=data.gate_columns,
             expert_columns=data.expert_columns,
@@ -836,12 +833,8 @@ class _DaskEM:
         Its first evaluation, at the gate's current parameters, came with the
         E-step's pass. The penalty is added once, on the driver.
         """
-        shipped = copy.copy(gate)
-        shipped.C = np.inf
-        empty = (np.empty((0, gate.coef_.shape[0])), np.empty((0, self.n_experts)), np.empty(0))
-        start_values = []
 
-        def objective(theta):
+        def row_terms(theta):
             if np.array_equal(theta, resp.model.gate_theta):
                 terms = resp.summary["gate"]
             else:
@@ -854,31 +847,14 @@ class _DaskEM:
                             data.sample_weight,
                             resp.source,
                             model=resp.model,
-                            gate=shipped,
+                            gate=gate,
                             theta=theta,
                         )
                     )
                 )
-            penalty, penalty_grad = gate._objective(theta, *empty, 1.0, 1)
-            value = (terms[0] + penalty) / data.total_weight
-            if not start_values:
-                start_values.append(value)
-            return value, (terms[1:] + penalty_grad) / data.total_weight
+            return terms[0], terms[1:]
 
-        result = minimize(
-            objective,
-            gate._pack(),
-            jac=True,
-            method="L-BFGS-B",
-            options={
-                "maxiter": min(gate.max_iter, max_iter or gate.max_iter),
-                "gtol": _inner_tol(gate.tol, tol),
-                "ftol": 1e-64,
-            },
-        )
-        if result.fun <= start_values[0]:  # generalised EM: never a worse gate
-            _, gate.coef_, gate.intercept_ = gate._unpack(result.x)
-        gate.n_iter_ = int(result.nit)
+        gate._minimize(row_terms, data.total_weight, tol, max_iter)
 
     def _training_moments(self, data, resp, fresh):
         """Each expert's moments under ``_training_weights``' rules, and which to refit.

@@ -103,7 +103,6 @@ fit's starts (``init_log_likelihoods_``, ``init_methods_``) do not apply
 and are removed.
 """
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -511,23 +510,14 @@ class _Stream:
         ``logits``, the gate's on the chunk, become its probabilities in place.
         """
         gate = self.gate
-        n_coef = gate.coef_.size
-        inverse_C = 1.0 / (gate.C * self.seen_weight) if np.isfinite(gate.C) else 0.0
-        loss = copy.copy(gate)  # the gate's own loss, its penalty added here
-        loss.C = np.inf
-        args = (
-            chunk.gate,
-            np.ascontiguousarray(resp),
-            chunk.sample_weight,
-            chunk.weight,
-            chunk.n_threads,
-        )
+        args = (chunk.gate, np.ascontiguousarray(resp), chunk.sample_weight, chunk.n_threads)
 
         def objective(theta, problems):
-            value, gradient = loss._objective(theta[0], *args)
-            coef = theta[0, :n_coef]
-            value += 0.5 * inverse_C * (coef @ coef)
-            gradient[:n_coef] += inverse_C * coef
+            # Per unit weight; the penalty against all the weight seen, as in a batch fit.
+            value, gradient = gate._row_terms(theta[0], *args)
+            penalty, penalty_gradient = gate._penalty(theta[0])
+            value = value / chunk.weight + penalty / self.seen_weight
+            gradient = gradient / chunk.weight + penalty_gradient / self.seen_weight
             return np.array([value]), gradient[None, :]
 
         proba = logits
@@ -538,7 +528,8 @@ class _Stream:
         row_weights = chunk.sample_weight * resp.sum(axis=1)
         hessian = _softmax_hessian(chunk.gate, gate._mean, gate._scale, proba, row_weights)
         hessian /= chunk.weight
-        hessian[np.diag_indices(n_coef)] += inverse_C
+        if np.isfinite(gate.C):  # the penalty's curvature, on the coefficients
+            hessian[np.diag_indices(gate.coef_.size)] += 1.0 / (gate.C * self.seen_weight)
         self.gate_model.newton_step(eta, objective, hessian[None], gate.n_experts_)
         gate._set_parameter_vector(self.gate_model.theta[0])
 

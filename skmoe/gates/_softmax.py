@@ -111,7 +111,18 @@ class SoftmaxGate(BaseGate):
 
     def _objective(self, theta, X, responsibilities, sample_weight, total_weight, n_threads):
         """Per-sample penalised soft-target cross-entropy and its gradient."""
-        std_coef, coef, intercept = self._unpack(theta)
+        loss, grad = self._row_terms(theta, X, responsibilities, sample_weight, n_threads)
+        penalty, penalty_grad = self._penalty(theta)
+        return (loss + penalty) / total_weight, (grad + penalty_grad) / total_weight
+
+    def _row_terms(self, theta, X, responsibilities, sample_weight, n_threads):
+        """The soft-target cross-entropy and its gradient in ``theta``, summed over the rows.
+
+        Without the penalty: sums over disjoint sets of rows add up, so the
+        M-step on a Dask collection (:mod:`skmoe._dask`) and ``partial_fit``
+        (:mod:`skmoe._online`) take them from the rows they hold.
+        """
+        _, coef, intercept = self._unpack(theta)
         grad_coef = np.empty_like(coef)
         grad_intercept = np.empty_like(intercept)
         # The compiled kernel reads dense C-ordered rows; sparse X has its own path.
@@ -129,11 +140,17 @@ class SoftmaxGate(BaseGate):
         # Chain rule through the standardisation, without forming (X - mean) / scale.
         grad_coef -= np.outer(self._mean, grad_intercept)
         grad_coef /= self._scale[:, None]
-        if np.isfinite(self.C):
-            loss += 0.5 * np.sum(std_coef**2) / self.C
-            grad_coef += std_coef / self.C
-        grad = np.concatenate([grad_coef.ravel(), grad_intercept])
-        return loss / total_weight, grad / total_weight
+        return loss, np.concatenate([grad_coef.ravel(), grad_intercept])
+
+    def _penalty(self, theta):
+        """The penalty ``||V_std||^2 / (2 C)`` (standardised coefficients) and its gradient."""
+        n_coef = self._mean.shape[0] * self.n_experts_
+        grad = np.zeros_like(theta)
+        if not np.isfinite(self.C):
+            return 0.0, grad
+        std_coef = theta[:n_coef]
+        grad[:n_coef] = std_coef / self.C
+        return 0.5 * np.sum(std_coef**2) / self.C, grad
 
     def _n_parameters(self, n_redundant=0):
         """``(n_experts - 1) * (n_features - n_redundant + 1)``: one of the K columns is not free.
@@ -163,38 +180,50 @@ class SoftmaxGate(BaseGate):
             X,
             np.ascontiguousarray(responsibilities),
             sample_weight,
-            sample_weight.sum(),
             kernel_threads(responsibilities.size),
         )
-        theta0 = self._pack()
-        start_values = []  # L-BFGS evaluates theta0 first: keep that value for the guard
-
-        def objective(theta):
-            value, grad = self._objective(theta, *args)
-            if not start_values:
-                start_values.append(value)
-            return value, grad
-
         # The kernel threads over rows and makes its own small BLAS calls in
         # each thread; BLAS threads on top would only contend for the cores.
         with single_threaded_blas():
-            result = minimize(
-                objective,
-                theta0,
-                jac=True,
-                method="L-BFGS-B",
-                options={
-                    "maxiter": min(self.max_iter, max_iter or self.max_iter),
-                    "gtol": _inner_tol(self.tol, tol),
-                    "ftol": 1e-64,
-                },
+            self._minimize(
+                lambda theta: self._row_terms(theta, *args), sample_weight.sum(), tol, max_iter
             )
+        return self
+
+    def _minimize(self, row_terms, total_weight, tol, max_iter):
+        """L-BFGS on the per-sample penalised objective, from the current parameters.
+
+        ``row_terms(theta)`` gives the loss and gradient summed over the rows
+        (:meth:`_row_terms`, or the sums of a Dask collection's partitions)
+        and ``total_weight`` their weight; ``tol`` and ``max_iter`` are what
+        EM asks of this M-step (see ``tol``).
+        """
+        start_values = []  # L-BFGS evaluates the start first: keep that value for the guard
+
+        def objective(theta):
+            loss, grad = row_terms(theta)
+            penalty, penalty_grad = self._penalty(theta)
+            value = (loss + penalty) / total_weight
+            if not start_values:
+                start_values.append(value)
+            return value, (grad + penalty_grad) / total_weight
+
+        result = minimize(
+            objective,
+            self._pack(),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": min(self.max_iter, max_iter or self.max_iter),
+                "gtol": _inner_tol(self.tol, tol),
+                "ftol": 1e-64,
+            },
+        )
         # Generalised EM only needs the objective not to go down; L-BFGS's line
         # search ensures that, and this guard makes it unconditional.
         if result.fun <= start_values[0]:
             _, self.coef_, self.intercept_ = self._unpack(result.x)
         self.n_iter_ = int(result.nit)
-        return self
 
     def _logits(self, X):
         check_is_fitted(self)
