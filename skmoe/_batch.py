@@ -207,7 +207,7 @@ class _LogisticRegressionBatch:
         for k, expert in enumerate(experts):
             # LogisticRegression's optimum is unique (strictly convex with a
             # penalty): start from EM's previous refit whatever warm_start says.
-            start = logistic_regression_start(_Warm(expert), classes, n_features)
+            start = logistic_regression_start(expert, classes, n_features, force=True)
             if start is not None:
                 coef[k], intercept[k] = start
         coef, intercept, n_iter = fit_multinomial_logits(
@@ -235,18 +235,6 @@ class _LogisticRegressionBatch:
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=2, keepdims=True)
         return scores
-
-
-class _Warm:
-    """A view of a fitted estimator that asks for a warm start."""
-
-    warm_start = True
-
-    def __init__(self, estimator):
-        self._estimator = estimator
-
-    def __getattr__(self, name):
-        return getattr(self._estimator, name)
 
 
 _ADAPTERS = {

@@ -1093,11 +1093,13 @@ def logistic_regression_settings(estimator, n_classes):
     }
 
 
-def logistic_regression_start(estimator, classes, n_features):
+def logistic_regression_start(estimator, classes, n_features, force=False):
     """A warm start in the symmetric parametrisation, as ``LogisticRegression`` would take it.
 
     scikit-learn starts from the previous solution when ``warm_start=True``
-    and a previous fit had a compatible shape. A binary ``(b, c)`` becomes
+    and a previous fit had a compatible shape; ``force`` starts from it
+    whatever ``warm_start`` says (EM's refits: the penalised optimum is
+    unique, so the start changes the path, not the solution). A binary ``(b, c)`` becomes
     the rows ``(-b / 2, b / 2)`` and intercepts ``(-c / 2, c / 2)``: the
     same probabilities, and the symmetric optimum's form.
 
@@ -1109,6 +1111,8 @@ def logistic_regression_start(estimator, classes, n_features):
         The classes of the new fit.
     n_features : int
         The number of features of the new fit.
+    force : bool, default=False
+        Start from a compatible previous fit even without ``warm_start``.
 
     Returns
     -------
@@ -1119,7 +1123,7 @@ def logistic_regression_start(estimator, classes, n_features):
     """
     coef = getattr(estimator, "coef_", None)
     if (
-        not getattr(estimator, "warm_start", False)
+        not (force or getattr(estimator, "warm_start", False))
         or coef is None
         or not np.array_equal(getattr(estimator, "classes_", None), classes)
         or coef.shape[-1] != n_features

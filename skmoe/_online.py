@@ -120,7 +120,7 @@ from sklearn.utils.validation import (
     check_consistent_length,
 )
 
-from ._batch import _Warm, batch_class, set_least_squares_attributes
+from ._batch import batch_class, set_least_squares_attributes
 from ._experts import check_experts
 from ._features import take_columns
 from ._inputs import gate_input, validate_X
@@ -879,7 +879,9 @@ def _symmetric(expert, classes, n_features, n_rows):
     saw gets zero coefficients and a probability about ``1 / n_rows``.
     """
     if isinstance(expert, LogisticRegression):
-        coef, intercept = logistic_regression_start(_Warm(expert), expert.classes_, n_features)
+        coef, intercept = logistic_regression_start(
+            expert, expert.classes_, n_features, force=True
+        )
     else:
         coef, intercept = expert.coef_, expert.intercept_
     if np.array_equal(expert.classes_, classes):

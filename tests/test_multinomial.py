@@ -576,8 +576,13 @@ def test_logistic_regression_start_keeps_the_probabilities(n_classes):
     )
     assert_allclose(again.predict_proba(X), fitted.predict_proba(X), rtol=1e-12)
     assert logistic_regression_start(LogisticRegression(), fitted.classes_, 4) is None
-    fitted.warm_start = True
-    assert logistic_regression_start(fitted, fitted.classes_, 5) is None
+    assert logistic_regression_start(fitted, fitted.classes_, 5) is None  # other features
+    # Without warm_start only when forced (EM's refits), with the same start.
+    fitted.warm_start = False
+    assert logistic_regression_start(fitted, fitted.classes_, X.shape[1]) is None
+    forced = logistic_regression_start(fitted, fitted.classes_, X.shape[1], force=True)
+    assert_allclose(forced[0], coef, rtol=0)
+    assert_allclose(forced[1], intercept, rtol=0)
 
 
 # --------------------------------------------------------------------------
