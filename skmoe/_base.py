@@ -576,6 +576,28 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         gate_names = gate_feature_names(gate_encoder, X_gate)
         if gate_names is not None:
             best.gate.feature_names_in_ = gate_names
+        weights = data.sample_weight
+        self._set_fitted(
+            best,
+            runs,
+            likelihood,
+            gate_features,
+            expert_features,
+            gate_encoder,
+            (weights @ best.resp) / weights.sum(),
+        )
+        if self.early_stopping:
+            self.validation_log_likelihood_history_ = np.asarray(best.validation_history)
+        return self
+
+    def _set_fitted(
+        self, best, runs, likelihood, gate_features, expert_features, gate_encoder, expert_share
+    ):
+        """Set the fitted attributes from the best run's state (``_EMState``) and the fit's.
+
+        Called at the end of a fit, in memory or on a Dask collection, and
+        nowhere else: a fit that fails leaves no attribute half set.
+        """
         self.gate_features_ = gate_features
         self.expert_features_ = expert_features
         self.gate_encoder_ = gate_encoder
@@ -588,13 +610,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.converged_ = best.converged
         self.log_likelihood_ = best.log_likelihood
         self.log_likelihood_history_ = np.asarray(best.history)
-        if self.early_stopping:
-            self.validation_log_likelihood_history_ = np.asarray(best.validation_history)
         self.init_log_likelihoods_ = np.array([run.log_likelihood for run in runs])
         self.init_methods_ = np.array([run.start for run in runs], dtype=object)
-        weights = data.sample_weight
-        self.expert_share_ = (weights @ best.resp) / weights.sum()
-        return self
+        self.expert_share_ = expert_share
 
     def _hold_out(self, data, random_state):
         """Split off ``validation_fraction`` of the rows for early stopping.

@@ -1061,7 +1061,8 @@ def fit_dask(estimator, X, y, sample_weight=None):
     if classifier:  # a pass for the labels; the partitions then read class indices
         with single_threaded_blas():
             classes = np.unique(np.concatenate(_gather(_per_block(np.unique, y))))
-        _, _, likelihood = estimator._prepare_target(classes, None)  # checks them
+        # Checks the labels and sets classes_, as the in-memory fit does.
+        _, _, likelihood = estimator._prepare_target(classes, None)
         y = y.map_blocks(_codes_block, classes=classes, dtype=np.float64)
     if sample_weight is not None:
         sample_weight = _row_aligned(sample_weight, X, "sample_weight", frame)
@@ -1165,23 +1166,16 @@ def fit_dask(estimator, X, y, sample_weight=None):
         )
     if names is not None:
         state.gate.feature_names_in_ = np.asarray(names[gate_features], dtype=object)
-    estimator.gate_features_ = gate_features
-    estimator.expert_features_ = expert_features
-    estimator.gate_encoder_ = None  # numeric columns without missing values, used as they are
-    if classifier:
-        estimator.classes_ = classes
-    estimator._likelihood = data.likelihood
-    estimator._likelihood_params = state.params
-    estimator._store_likelihood_params(state.params)
-    estimator.experts_ = state.experts
-    estimator.gate_ = state.gate
-    estimator.n_iter_ = state.n_iter
-    estimator.converged_ = state.converged
-    estimator.log_likelihood_ = state.log_likelihood
-    estimator.log_likelihood_history_ = np.asarray(state.history)
-    estimator.init_log_likelihoods_ = np.array([state.log_likelihood])
-    estimator.init_methods_ = np.array([state.start], dtype=object)
-    estimator.expert_share_ = state.resp.summary["share"] / data.total_weight
+    # The gate's columns are numeric without missing values: used as they are (no encoder).
+    estimator._set_fitted(
+        state,
+        [state],
+        data.likelihood,
+        gate_features,
+        expert_features,
+        None,
+        state.resp.summary["share"] / data.total_weight,
+    )
     return estimator
 
 
