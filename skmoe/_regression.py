@@ -14,6 +14,7 @@ from ._base import BaseMixtureOfExperts, _blockwise
 from ._distribution import MixtureDistribution
 from ._docstrings import fill
 from ._online import check_partial_fit
+from ._warnings import warn
 from .experts import WeightedLeastSquares
 from .likelihoods import (
     BaseLikelihood,
@@ -277,6 +278,8 @@ BaseLikelihood, default="gaussian"
         else:
             likelihood = check_likelihood(self.likelihood)
         likelihood.check_target(y)
+        # Scoring such a model without its exposure is most likely a mistake (_warn_without).
+        self._fitted_with_exposure = exposure is not None
         if exposure is None:
             return y, y, likelihood
         exposure = self._check_exposure(exposure, y.shape[0], likelihood)
@@ -302,6 +305,23 @@ BaseLikelihood, default="gaussian"
                 "values <= 0; drop those rows (they carry no information)."
             )
         return exposure
+
+    def _warn_without(self, exposure, method):
+        """Warn when a model fitted with an exposure scores counts without one.
+
+        ``y`` is then compared with the mixture at exposure 1 (the rates): right
+        for rates, wrong for counts, and what ``GridSearchCV`` and
+        ``cross_validate`` do unless the exposure is routed to ``score``.
+        """
+        if exposure is None and getattr(self, "_fitted_with_exposure", False):
+            warn(
+                f"{method} got no exposure, but this model was fitted with one: y is compared "
+                "with the mixture at exposure 1 (rates). If y holds counts, pass exposure=...; "
+                "in GridSearchCV or cross_validate, turn on metadata routing "
+                "(sklearn.set_config(enable_metadata_routing=True)) and route it with "
+                "set_fit_request(exposure=True).set_score_request(exposure=True).",
+                UserWarning,
+            )
 
     def _check_X_y(self, X, y, exposure=None):
         X, y_code = super()._check_X_y(X, y)
@@ -351,6 +371,7 @@ BaseLikelihood, default="gaussian"
         log_likelihood : ndarray of shape (n_samples,)
             ``log sum_k g_k(x) p_k(y | x)`` for each row.
         """
+        self._warn_without(exposure, "log_likelihood")
         return self._posterior(*self._check_X_y(X, y, exposure))[1]
 
     @_blockwise
@@ -396,6 +417,7 @@ BaseLikelihood, default="gaussian"
         score : float
             R2 of ``self.predict(X, exposure=exposure)``.
         """
+        self._warn_without(exposure, "score")
         return r2_score(y, self.predict(X, exposure=exposure), sample_weight=sample_weight)
 
     @_blockwise

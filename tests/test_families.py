@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy.stats import gamma, poisson
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
 from sklearn.pipeline import make_pipeline
@@ -396,7 +397,9 @@ def test_poisson_exposure_is_the_offset_of_the_counts():
         model.bic(X, y, exposure=exposure),
         -2 * model.log_likelihood(X, y, exposure=exposure).sum() + 12 * np.log(20_000),
     )
-    assert model.score(X, y, exposure=exposure) > model.score(X, y) + 0.1
+    with pytest.warns(UserWarning, match=r"score got no exposure, but this model was fitted"):
+        rates_only = model.score(X, y)
+    assert model.score(X, y, exposure=exposure) > rates_only + 0.1
     bounds = model.predict_interval(X[:50], exposure=exposure[:50])
     assert np.all(bounds == np.round(bounds)) and np.all(bounds[:, 0] <= bounds[:, 1])
     # Ignoring the exposure fits the counts far worse.
@@ -434,13 +437,26 @@ def test_exposure_is_checked():
 
 
 def test_exposure_is_split_with_the_rows_by_grid_search():
-    from sklearn.model_selection import GridSearchCV
+    from sklearn import config_context
+    from sklearn.model_selection import GridSearchCV, KFold
 
     X, y, exposure, _ = counts_over_exposures(1_500, seed=3)
-    search = GridSearchCV(
-        MixtureOfExpertsRegressor(likelihood="poisson", random_state=0),
-        {"n_experts": [1, 2]},
-        cv=3,
-    )
-    search.fit(X, y, exposure=exposure)
+    grid = {"n_experts": [1, 2]}
+    model = MixtureOfExpertsRegressor(likelihood="poisson", random_state=0)
+    # Without metadata routing, fit gets each fold's exposure but score none: it says so.
+    with pytest.warns(UserWarning, match=r"score got no exposure, but this model was fitted"):
+        GridSearchCV(model, grid, cv=3).fit(X, y, exposure=exposure)
+    # Routed, the folds' exposures reach fit and score: the scores are the folds' own.
+    with config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        routed = clone(model).set_fit_request(exposure=True).set_score_request(exposure=True)
+        search = GridSearchCV(routed, grid, cv=3).fit(X, y, exposure=exposure)
     assert search.best_params_ == {"n_experts": 2}
+    train, test = next(KFold(3).split(X))
+    by_hand = (
+        clone(model)
+        .set_params(n_experts=2)
+        .fit(X[train], y[train], exposure=exposure[train])
+        .score(X[test], y[test], exposure=exposure[test])
+    )
+    assert_allclose(search.cv_results_["split0_test_score"][1], by_hand, rtol=1e-12)
