@@ -75,7 +75,6 @@ from ._features import resolve_columns
 from ._kernels import responsibility_weights
 from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import _GroupedProblem, gram_sums, objective_sums, solve_grouped
-from ._regression import MixtureOfExpertsRegressor
 from ._routing import routed_logits
 from ._threads import single_threaded_blas
 from ._warnings import warn
@@ -119,12 +118,6 @@ def _check_supported(estimator):
     Returns the named experts.
     """
     classifier = isinstance(estimator, MixtureOfExpertsClassifier)
-    if not (classifier or isinstance(estimator, MixtureOfExpertsRegressor)):
-        raise TypeError(
-            f"{type(estimator).__name__} cannot be fitted on a Dask collection: only "
-            "MixtureOfExpertsRegressor and MixtureOfExpertsClassifier have refits whose "
-            f"sums add up over partitions; {_IN_MEMORY}."
-        )
     gate = make_gate(estimator.gate)
     if type(gate) is not SoftmaxGate:
         if type(gate).__name__ == "TreeGate":
@@ -143,9 +136,11 @@ def _check_supported(estimator):
             f"gate={estimator.gate!r} cannot be fitted on a Dask collection: {why}; use "
             f"gate='softmax', {_IN_MEMORY}."
         )
-    # Before the experts: the likelihood chooses the default ones.
-    likelihood = "gaussian" if classifier else estimator.likelihood
-    if not (likelihood in ("gaussian", "auto") or type(likelihood) is GaussianLikelihood):
+    # Before the experts: the regressor's likelihood chooses the default ones.
+    likelihood = None if classifier else estimator.likelihood
+    if not (
+        classifier or likelihood in ("gaussian", "auto") or type(likelihood) is GaussianLikelihood
+    ):
         raise ValueError(
             f"likelihood={likelihood!r} cannot be fitted on a Dask collection: only the "
             "Gaussian noise variances follow from the experts' sufficient statistics; use "
