@@ -206,6 +206,12 @@ class _GroupedProblem:
     ``std_intercept = intercept + m @ coef`` are the parameters of the model
     on the features ``(x - m) / s``.  The penalty is on
     ``coef * scale = std_coef * (scale / s)``.
+
+    Only two methods read the rows, and they return sums over them
+    (:meth:`_objective_sums`, :meth:`_gram_sums`); everything else works on
+    those sums.  A problem whose rows are elsewhere overrides just those two
+    (``skmoe._dask._PartitionedProblem``: the partitions of a Dask
+    collection) and is solved by the same steps.
     """
 
     def __init__(self, X, codes, n_classes, weights, C, mean, scale, fit_intercept, precondition):
