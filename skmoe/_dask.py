@@ -338,6 +338,25 @@ def _sum(parts):
     return total
 
 
+def _pass_over(data, resp, func, **kwargs):
+    """``func`` on each partition with its rows and the E-step ``resp``'s responsibilities.
+
+    ``func(X, y, sample_weight, source, *, model, **kwargs)`` reads them from
+    ``source`` (see ``_responsibilities_of``); returns the partitions' results.
+    """
+    return _gather(
+        _per_block(
+            func,
+            data.X,
+            data.y,
+            data.sample_weight,
+            resp.source,
+            model=resp.model,
+            **kwargs,
+        )
+    )
+
+
 def _summary_of(state):
     """The summary half of a persisted E-step block (the responsibilities stay)."""
     return state[0, 0][1]
@@ -652,20 +671,14 @@ class _PartitionedProblem(_GroupedProblem):
         self.data, self.resp, self.weighting, self.columns = data, resp, weighting, columns
 
     def _pass(self, problems, **kwargs):
-        data = self.data
         return _sum(
-            _gather(
-                _per_block(
-                    _logistic_block,
-                    data.X,
-                    data.y,
-                    data.sample_weight,
-                    self.resp.source,
-                    model=self.resp.model,
-                    weighting=self.weighting,
-                    columns=self.columns[problems],
-                    **kwargs,
-                )
+            _pass_over(
+                self.data,
+                self.resp,
+                _logistic_block,
+                weighting=self.weighting,
+                columns=self.columns[problems],
+                **kwargs,
             )
         )
 
@@ -833,20 +846,7 @@ class _DaskEM:
             if np.array_equal(theta, resp.model.gate_theta):
                 terms = resp.summary["gate"]
             else:
-                terms = sum(
-                    _gather(
-                        _per_block(
-                            _gate_block,
-                            data.X,
-                            data.y,
-                            data.sample_weight,
-                            resp.source,
-                            model=resp.model,
-                            gate=gate,
-                            theta=theta,
-                        )
-                    )
-                )
+                terms = sum(_pass_over(data, resp, _gate_block, gate=gate, theta=theta))
             return terms[0], terms[1:]
 
         gate._minimize(row_terms, data.total_weight, tol, max_iter)
@@ -871,18 +871,7 @@ class _DaskEM:
         for k in np.flatnonzero(short & (summary["positive"] == 0) & (not fresh)):
             train[k] = None
         moments = _sum(
-            _gather(
-                _per_block(
-                    _refit_moments_block,
-                    data.X,
-                    data.y,
-                    data.sample_weight,
-                    resp.source,
-                    model=resp.model,
-                    threshold=thresholds,
-                    uniform=uniform,
-                )
-            )
+            _pass_over(data, resp, _refit_moments_block, threshold=thresholds, uniform=uniform)
         )
         return moments, train, (thresholds, uniform)
 
@@ -901,11 +890,9 @@ class _DaskEM:
         mass = moments["mass"][refit]
         first = moments["first"][refit] / mass[:, None]
         mean = data.centre[:-1] + first
-        variance = np.maximum(moments["squares"][refit] / mass[:, None] - first**2, 0.0)
-        scale = np.sqrt(variance)
-        # As weighted_mean_scale: a constant column's spread is rounding error.
-        eps = np.finfo(np.float64).eps
-        scale[scale <= eps * np.maximum(data.n_samples * np.abs(mean), 1.0)] = 1.0
+        # The squares about each expert's mean, from those about the global centre.
+        squares = np.maximum(moments["squares"][refit] - mass[:, None] * first**2, 0.0)
+        scale = _scale_of(data.n_samples, mean, squares, mass[:, None])
         problem = _PartitionedProblem(data, resp, weighting, np.asarray(refit))
         problem._configure(
             data.classes.shape[0],
