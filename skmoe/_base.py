@@ -96,8 +96,8 @@ _STARTS = ("kmeans", "random", "residuals", "residual_tree", "softmax")
 # init="auto" with n_init > 1: the gate's own start first, then these in turn.
 _PORTFOLIO = ("residuals", "random", "residual_tree", "kmeans")
 
-# With n_init > 1, every start runs this many EM iterations; the best half
-# of them then runs to convergence (Biernacki, Celeux & Govaert 2003).
+# With n_init > 1, every start runs this many EM iterations; the best of
+# them then runs to convergence (Biernacki, Celeux & Govaert 2003).
 _SHORT_RUN = 20
 
 # EM's slow tail: its gains shrink by less than this ratio per step. There the
@@ -659,9 +659,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """Run the ``n_init`` starts; return each start's last state.
 
         One start runs to convergence. Several first run ``_SHORT_RUN``
-        iterations each, and the best half of them continues
-        to convergence (Biernacki, Celeux & Govaert 2003): starts in poor
-        basins are dropped early, so ``n_init`` can be large. With early
+        iterations each, and the best of them continues to convergence (the
+        "em-EM" of Biernacki, Celeux & Govaert 2003): starts in poor basins
+        are dropped early, so ``n_init`` can be large. Continuing the best
+        half instead reached the same optima on every hard case of
+        ``benchmarks/bench_optimum.py`` and took 1.6x the time of a 3-start
+        classifier fit (the second start's continuation). With early
         stopping every start runs in full, as its held-out record is one run's.
         """
         short = self.n_init > 1 and data.validation is None and self.max_iter > _SHORT_RUN
@@ -671,10 +674,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             for init_index in range(self.n_init)
         ]
         if short:
-            ranked = np.argsort([-run.log_likelihood for run in runs], kind="stable")
-            for index in ranked[: math.ceil(self.n_init / 2)]:
-                if not runs[index].converged:
-                    runs[index] = self._iterate(data, runs[index], self.max_iter)
+            best = int(np.argmax([run.log_likelihood for run in runs]))
+            if not runs[best].converged:
+                runs[best] = self._iterate(data, runs[best], self.max_iter)
         return runs
 
     def _start_method(self, init_index):

@@ -32,7 +32,7 @@ or array-like of shape (n_samples, n_experts), default="auto"
 
     n_init : int, default=1
         Number of EM starts. With more than one, every start runs 20
-        iterations and the best half of them continues to convergence
+        iterations and the best of them continues to convergence
         (Biernacki, Celeux & Govaert 2003; with ``early_stopping`` all run in
         full). The start with the highest log-likelihood is kept; every
         start's is recorded in ``init_log_likelihoods_``, its kind in
