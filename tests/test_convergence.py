@@ -1,10 +1,12 @@
 """EM that reaches its optimum: the starts, the accelerator and the stopping rule."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 
 from skmoe import MixtureOfExpertsRegressor
@@ -116,6 +118,24 @@ def test_only_the_best_short_run_continues(capsys):
     out = capsys.readouterr().out
     assert out.count("paused (short run)") == 6
     assert out.count("EM converged") + out.count("EM did not converge") == 1
+
+
+def test_the_continued_start_is_kept_over_paused_ones_at_the_same_optimum():
+    # Most starts reach the same optimum within 20 iterations; a paused one
+    # passed the continued one, converged within tol of it, by 1.4e-10 and
+    # was kept unconverged (with a ConvergenceWarning).
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(0.0, 1e-3, size=400), rng.uniform(0.0, 1e4, size=400)])
+    labels = rng.uniform(size=400) < 1 / (1 + np.exp(-(X[:, 1] - 5e3) / 500.0))
+    y = np.where(labels, -3000.0, 3000.0) * X[:, 0] + 3.0 * labels + 1e-4 * X[:, 1]
+    y += 0.4 * rng.normal(size=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        moe = MixtureOfExpertsRegressor(
+            2, n_init=10, tol=1e-10, max_iter=5000, random_state=0
+        ).fit(X, y)
+    assert moe.converged_ and moe.n_iter_ > 20
+    assert moe.log_likelihood_ > moe.init_log_likelihoods_.max() - 1e-9
 
 
 def test_residual_start_separates_regimes_that_differ_in_y_only():
