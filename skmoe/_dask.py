@@ -15,8 +15,10 @@ everything EM needs from the rows adds up over partitions:
   per expert, from which the driver solves the normal equations and reads
   the residual sum of squares, hence the noise variance (``v^T G v`` with
   ``v = [-coef, 1]``);
-* the gate's M-step is L-BFGS on a loss and gradient that are sums over the
-  rows (``softmax_gate_objective``).
+* the gate's M-step takes the in-memory gate's steps (Newton's method, or
+  L-BFGS for a large gate) on a loss, gradient and Hessian that are sums
+  over the rows (:class:`skmoe._multinomial.SoftTargetProblem`, whose row
+  sums ``_PartitionedSoftTargets`` takes from the partitions).
 
 The classifier's logistic experts have no finite statistics, but their
 refit's loss, gradient and Hessians are sums over the rows: each
@@ -28,7 +30,7 @@ E-step's pass brings the moments that standardise each expert's features.
 So one EM iteration is a *fused pass* (each partition: E-step with the
 current parameters, its log-likelihood sum, the experts' moments and the
 gate's loss and gradient at its current parameters), solves on the driver,
-and one pass per further L-BFGS evaluation of the gate. Each partition sends
+and one pass per further evaluation of the gate (a Hessian, a trial point). Each partition sends
 back ``O(K d^2)`` numbers per pass. The responsibilities stay on the workers
 (a persisted array of ``K`` floats per row, freed when the next E-step
 replaces them) while two copies of them take at most half the workers'
@@ -67,14 +69,27 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _COLLAPSE_MASS_IN_SAMPLES, _EARLY_GATE_STEPS, BaseMixtureOfExperts, _EMState
+from ._base import (
+    _COLLAPSE_MASS_IN_SAMPLES,
+    _EARLY_GATE_STEPS,
+    BaseMixtureOfExperts,
+    _EMState,
+    _reached_tail,
+)
 from ._batch import set_least_squares_attributes
 from ._classification import MixtureOfExpertsClassifier
 from ._experts import check_experts, make_experts, seed_random_states
 from ._features import resolve_columns
 from ._kernels import responsibility_weights
 from ._least_squares import least_squares_from_moments, least_squares_moments
-from ._multinomial import _GroupedProblem, gram_sums, objective_sums, solve_grouped
+from ._multinomial import (
+    SoftTargetProblem,
+    _GroupedProblem,
+    gram_sums,
+    objective_sums,
+    soft_target_sums,
+    solve_grouped,
+)
 from ._routing import routed_logits
 from ._threads import single_threaded_blas
 from ._warnings import warn
@@ -124,7 +139,7 @@ def _check_supported(estimator):
             why = "a tree's splits need all rows in one place"
         elif type(gate).__name__ == "HMEGate":
             # The HME gate is a tree of two-way softmax gates, each fitted by its
-            # own L-BFGS: distributed, that is n_experts - 1 series of passes over
+            # own solver: distributed, that is n_experts - 1 series of passes over
             # the data per M-step instead of one, for as many parameters.
             why = (
                 "its M-step fits one logistic regression per node of the tree, each "
@@ -479,15 +494,17 @@ def _responsibility_summary(X, y, w, resp, model):
     )
     summary["share"] = w @ resp
     summary["positive"] = np.count_nonzero((resp > 0) & (w[:, None] > 0), axis=0)
-    # The gate's loss and gradient where its L-BFGS starts, the gate as it is.
-    summary["gate"] = _gate_terms(model.gate, model.gate_theta, X_gate, resp, w)
+    # The gate's row sums where its M-step starts, the gate as it is.
+    gate = model.gate
+    for key, value in _gate_sums(X_gate, resp, w, gate.coef_, gate.intercept_).items():
+        summary[f"gate_{key}"] = value
     return summary
 
 
-def _gate_terms(gate, theta, X_gate, resp, w):
-    """A partition's unpenalised gate loss and gradient (one vector: loss first)."""
-    loss, grad = gate._row_terms(theta, X_gate, resp, w, 1)
-    return np.concatenate([[loss], grad])
+def _gate_sums(X_gate, resp, w, coef, intercept):
+    """A partition's gate loss and gradient in its raw parameters (``soft_target_sums``)."""
+    grad_coef, grad_intercept, losses = soft_target_sums(X_gate, resp, w, coef, intercept, 1)
+    return {"grad_coef": grad_coef, "grad_intercept": grad_intercept, "losses": losses}
 
 
 def _posterior(X, y, model):
@@ -581,11 +598,17 @@ def _codes_block(y, *, classes):
     return np.searchsorted(classes, y.reshape(-1)).astype(np.float64).reshape(-1, 1)
 
 
-def _gate_block(X, y, sample_weight, source, *, model, gate, theta):
-    """The gate's unpenalised loss and gradient on one partition at ``theta``."""
+def _gate_block(X, y, sample_weight, source, *, model, layout=None, **at):
+    """The gate's row sums on one partition: objective (``at``) or Gram (``layout``).
+
+    ``at`` holds the raw ``coef`` and ``intercept`` of ``soft_target_sums``.
+    """
     X, y, w = _block_inputs(X, y, sample_weight)
     resp = _responsibilities_of(X, y, source, model)
-    return _gate_terms(gate, theta, _columns(X, model.gate_columns), resp, w)
+    X_gate = _columns(X, model.gate_columns)
+    if layout is not None:
+        return {"grams": gram_sums(X_gate, (w * resp.sum(axis=1))[:, None], layout)}
+    return _gate_sums(X_gate, resp, w, at["coef"], at["intercept"])
 
 
 # ----------------------------------------------------------------------
@@ -598,7 +621,6 @@ class _Model:
     """The parameters a pass ships to the partitions (a few KB)."""
 
     gate: SoftmaxGate  # the E-step's (its penalty is the driver's)
-    gate_theta: np.ndarray  # its standardised parameters, where L-BFGS starts
     gate_columns: np.ndarray  # None: every column
     expert_columns: np.ndarray
     centre: np.ndarray  # the experts' columns' and y's global weighted mean
@@ -690,6 +712,43 @@ class _PartitionedProblem(_GroupedProblem):
         return self._pass(problems, layout=layout)["grams"]
 
 
+class _PartitionedSoftTargets(SoftTargetProblem):
+    """The gate's M-step problem, whose rows are the partitions' (one pass per sum).
+
+    Everything but the row sums is ``SoftTargetProblem``'s, so the gate
+    takes the in-memory gate's steps. The solver evaluates its start first,
+    and the E-step's pass brought the sums there.
+    """
+
+    def __init__(self, data, resp, gate):
+        self.data, self.resp = data, resp
+        self._start_sums = {
+            key: resp.summary[f"gate_{key}"] for key in ("grad_coef", "grad_intercept", "losses")
+        }
+        self._configure(
+            gate.n_experts_,
+            gate._mean.shape[0],
+            np.array([data.total_weight]),
+            gate.C,
+            gate._mean,
+            gate._scale,
+            True,
+        )
+
+    def _objective_sums(self, kernel_coef, intercept, problems):
+        sums, self._start_sums = self._start_sums, None
+        if sums is None:
+            sums = _sum(
+                _pass_over(
+                    self.data, self.resp, _gate_block, coef=kernel_coef, intercept=intercept
+                )
+            )
+        return sums["grad_coef"], sums["grad_intercept"], sums["losses"]
+
+    def _gram_sums(self, problems, layout):
+        return _sum(_pass_over(self.data, self.resp, _gate_block, layout=layout))["grams"]
+
+
 class _DaskEM:
     """EM on a Dask collection: the engine's loop over passes on the partitions.
 
@@ -727,7 +786,6 @@ class _DaskEM:
         parameters), the experts as arrays."""
         model = _Model(
             gate=copy.copy(gate),
-            gate_theta=gate._pack(),
             gate_columns=data.gate_columns,
             expert_columns=data.expert_columns,
             centre=data.centre,
@@ -795,7 +853,7 @@ class _DaskEM:
         return resp
 
     def _m_step(self, data, state, resp, n_iter):
-        """The gate by distributed L-BFGS, then the experts (and variances) from the partitions."""
+        """The gate, then the experts (and variances), from sums over the partitions."""
         history = state.history
         gate_tol = abs(history[-1] - history[-2]) if len(history) >= 2 else np.inf
         self._gate_m_step(
@@ -836,20 +894,12 @@ class _DaskEM:
         state.logits = state.outputs = None
 
     def _gate_m_step(self, data, gate, resp, tol, max_iter):
-        """``SoftmaxGate._m_step`` with each loss-and-gradient evaluation a pass.
+        """``SoftmaxGate._m_step`` with each row sum (objective or Hessian) a pass.
 
         Its first evaluation, at the gate's current parameters, came with the
         E-step's pass. The penalty is added once, on the driver.
         """
-
-        def row_terms(theta):
-            if np.array_equal(theta, resp.model.gate_theta):
-                terms = resp.summary["gate"]
-            else:
-                terms = sum(_pass_over(data, resp, _gate_block, gate=gate, theta=theta))
-            return terms[0], terms[1:]
-
-        gate._minimize(row_terms, data.total_weight, tol, max_iter)
+        gate._solve(_PartitionedSoftTargets(data, resp, gate), tol, max_iter)
 
     def _training_moments(self, data, resp, fresh):
         """Each expert's moments under ``_training_weights``' rules, and which to refit.
@@ -1103,6 +1153,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
                     params=estimator._likelihood_params,
                     reseeds_left=estimator.n_experts,
                     history=list(estimator.log_likelihood_history_),
+                    in_tail=_reached_tail(estimator.log_likelihood_history_),
                 ),
             )
         elif given:

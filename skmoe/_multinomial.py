@@ -13,8 +13,10 @@ is below its ``tol``.  Each objective is divided by its weight sum (a
 per-sample scale, as in the softmax gate), so that ``tol`` means the same
 for every expert.
 
-Two uses:
+Three uses:
 
+* the softmax gate's M-step (:class:`SoftTargetProblem`): one multinomial
+  logit on soft targets, the responsibilities;
 * :class:`skmoe.experts.WeightedLogisticRegression` (its batch protocol):
   the penalty is on the coefficients of the features standardised with each
   expert's own weighted means and standard deviations;
@@ -31,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import linalg
 
-from ._kernels import grouped_softmax_objective
+from ._kernels import grouped_softmax_objective, softmax_gate_objective
 from ._stats import weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 
@@ -178,18 +180,19 @@ def fit_multinomial_logits(
         return solve_grouped(problem, coef, intercept, tol, max_iter)
 
 
-def solve_grouped(problem, coef, intercept, tol, max_iter):
+def solve_grouped(problem, coef, intercept, tol, max_iter, solver="auto"):
     """Solve a ``_GroupedProblem`` (or one whose row sums come from elsewhere) from a start.
 
-    Newton's method for problems of at most ``_NEWTON_MAX_PARAMETERS``
-    parameters, L-BFGS above; see :func:`fit_multinomial_logits`, whose
+    ``solver="auto"``: Newton's method for problems of at most
+    ``_NEWTON_MAX_PARAMETERS`` parameters, L-BFGS above; ``"lbfgs"``:
+    L-BFGS whatever the size. See :func:`fit_multinomial_logits`, whose
     ``coef``, ``intercept``, ``tol``, ``max_iter`` and return values these are.
     """
     n_problems = problem.shape[0]
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n_problems,))
     max_iter = np.broadcast_to(np.asarray(max_iter, dtype=np.intp), (n_problems,))
     theta0 = problem.pack(coef, intercept)
-    if theta0.shape[1] <= _NEWTON_MAX_PARAMETERS:
+    if solver == "auto" and theta0.shape[1] <= _NEWTON_MAX_PARAMETERS:
         theta, n_iter = _lockstep_newton(problem, theta0, tol, max_iter)
     else:
         theta, n_iter = _lockstep_lbfgs(problem.objective, theta0, tol, max_iter)
@@ -323,7 +326,8 @@ class _GroupedProblem:
     def _raw(self, theta, problems):
         """(k, p) parameters -> (k, d, C) standardised and raw coefficients, (k, C) intercepts."""
         _, n_classes, n_features = self.shape
-        std_coef = theta[:, : n_features * n_classes].reshape(-1, n_features, n_classes)
+        n_asked = theta.shape[0]
+        std_coef = theta[:, : n_features * n_classes].reshape(n_asked, n_features, n_classes)
         coef = std_coef / self.scale[problems][:, :, None]
         intercept = theta[:, n_features * n_classes :] - np.einsum(
             "kj,kjc->kc", self.mean[problems], coef
@@ -352,7 +356,9 @@ class _GroupedProblem:
         n_asked = len(problems)
         std_coef, coef, intercept = self._raw(theta, problems)
         # The kernel's layout: problem k's class c in column k * C + c.
-        kernel_coef = np.ascontiguousarray(coef.transpose(1, 0, 2)).reshape(n_features, -1)
+        kernel_coef = np.ascontiguousarray(coef.transpose(1, 0, 2)).reshape(
+            n_features, n_asked * n_classes
+        )
         grad_coef, grad_intercept, losses = self._objective_sums(
             kernel_coef, intercept.ravel(), problems
         )
@@ -535,6 +541,40 @@ class _GroupedProblem:
         if self._bound_grams is None:
             self._bound_grams = self._grams(np.arange(self.shape[0]))[:, 0]
         return self._bound_grams[problem]
+
+
+class SoftTargetProblem(_GroupedProblem):
+    """One multinomial logit on soft targets: the softmax gate's M-step.
+
+    The loss ``sum_i w_i (t_i. logsumexp(z_i) - t_i . z_i)``, with ``t_i``
+    the row's (K,) targets (responsibilities) and ``t_i.`` their sum, is that
+    of the hard-target problem in its gradient's form, and its Hessian in
+    ``z_i`` is ``w_i t_i. (diag(p_i) - p_i p_i^T)``: the Grams of
+    :meth:`_GroupedProblem.hessians` with the row weights ``w_i t_i.``.  So
+    the gate is solved by :func:`solve_grouped`, Newton's method for few
+    parameters, as the experts are; only the objective's row sums differ
+    (:func:`soft_target_sums`).
+
+    ``mean`` and ``scale`` are the gate's standardisation (its penalty's and
+    its solver's coordinates) and ``total`` the weight that makes the
+    objective per-sample (the gate's ``sample_weight.sum()``).
+    """
+
+    def __init__(self, X, targets, sample_weight, C, mean, scale, total=None, n_threads=1):
+        self.X = X.tocsr() if sp.issparse(X) else np.ascontiguousarray(X, dtype=np.float64)
+        self.targets = np.ascontiguousarray(targets, dtype=np.float64)
+        self.sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n_features = self.X.shape[1]
+        self.weights = (self.sample_weight * self.targets.sum(axis=1))[:, None]
+        total = self.sample_weight.sum() if total is None else total
+        self._configure(self.targets.shape[1], n_features, np.array([total]), C, mean, scale, True)
+        self.n_threads = n_threads
+        self._subset = (np.arange(1), self.weights)
+
+    def _objective_sums(self, kernel_coef, intercept, problems):
+        return soft_target_sums(
+            self.X, self.targets, self.sample_weight, kernel_coef, intercept, self.n_threads
+        )
 
 
 class _NewtonSystem:
@@ -868,6 +908,56 @@ def _per_problem(values, default, n_problems, n_features, name):
             f"({n_problems}, {n_features})."
         )
     return np.broadcast_to(values, (n_problems, n_features))
+
+
+def soft_target_sums(X, targets, sample_weight, coef, intercept, n_threads=1):
+    """The soft-target cross-entropy of one multinomial logit and its gradient, summed over rows.
+
+    The row sums of :class:`SoftTargetProblem`: the compiled
+    :func:`~skmoe._kernels.softmax_gate_objective` for a dense ``X``
+    (C-ordered), NumPy and SciPy for a sparse one.  ``coef`` is (d, K) and
+    ``intercept`` (K,), raw.  Returns the (d, K) gradient in ``coef``, the
+    (K,) gradient in ``intercept`` and the loss as a (1,) array, as
+    :func:`objective_sums` does for one problem.
+    """
+    grad_coef = np.empty(coef.shape)
+    grad_intercept = np.empty(intercept.shape)
+    loss_and_gradient = _sparse_soft_target_objective if sp.issparse(X) else softmax_gate_objective
+    loss = loss_and_gradient(
+        X, coef, intercept, targets, sample_weight, grad_coef, grad_intercept, n_threads
+    )
+    return grad_coef, grad_intercept, np.array([loss])
+
+
+def _sparse_soft_target_objective(
+    X, coef, intercept, targets, sample_weight, grad_coef_out, grad_intercept_out, n_threads=1
+):
+    """``softmax_gate_objective`` for a sparse ``X``, in NumPy and SciPy.
+
+    With ``Z = X V + c`` (a dense (n, K) array): loss ``sum_i w_i (t_i. *
+    logsumexp(Z_i.) - t_i . Z_i.)`` and gradient in ``Z_i.`` ``g_i = w_i
+    (t_i. * softmax(Z_i.) - t_i.)``, where ``t_i.`` is the row sum of the
+    targets (rows need not sum to one); then ``X.T G`` and the column sums of
+    ``G``. ``n_threads`` is unused (the signature is the kernel's).
+    """
+    logits = np.asarray(X @ coef)
+    logits += intercept
+    target_sum = targets.sum(axis=1)
+    # log-sum-exp shifted by the row maximum, so exp never overflows; by hand
+    # rather than scipy.special.logsumexp, which took 3 times longer (200k x 8).
+    row_max = logits.max(axis=1)
+    shifted = logits - row_max[:, None]
+    np.exp(shifted, out=shifted)
+    total = shifted.sum(axis=1)
+    log_norm = row_max + np.log(total)
+    loss = sample_weight @ (target_sum * log_norm - np.einsum("ik,ik->i", targets, logits))
+    # The gradient in Z, in place: softmax = shifted / total.
+    shifted *= (target_sum / total)[:, None]
+    shifted -= targets
+    shifted *= sample_weight[:, None]
+    grad_coef_out[...] = X.T @ shifted
+    grad_intercept_out[...] = shifted.sum(axis=0)
+    return float(loss)
 
 
 def objective_sums(X, codes, weights, kernel_coef, intercept, n_threads=1):

@@ -102,7 +102,9 @@ BaseLikelihood, default="gaussian"
     Notes
     -----
     EM is exact (the log-likelihood never decreases) when the experts' refits
-    are weighted maximum-likelihood steps, as for ``LinearRegression``; with
+    are weighted maximum-likelihood steps, as for ``LinearRegression``, and
+    the gate is unpenalised (``SoftmaxGate(C=np.inf)``; with the default
+    weak penalty, the penalised log-likelihood never decreases); with
     penalised or non-parametric experts it is a well-behaved heuristic.
 
     References

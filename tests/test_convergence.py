@@ -122,8 +122,8 @@ def test_only_the_best_short_run_continues(capsys):
 
 def test_the_continued_start_is_kept_over_paused_ones_at_the_same_optimum():
     # Most starts reach the same optimum within 20 iterations; a paused one
-    # passed the continued one, converged within tol of it, by 1.4e-10 and
-    # was kept unconverged (with a ConvergenceWarning).
+    # passed the converged, continued one by 1.4e-10 and was kept
+    # unconverged (with a ConvergenceWarning).
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.uniform(0.0, 1e-3, size=400), rng.uniform(0.0, 1e4, size=400)])
     labels = rng.uniform(size=400) < 1 / (1 + np.exp(-(X[:, 1] - 5e3) / 500.0))
@@ -135,7 +135,7 @@ def test_the_continued_start_is_kept_over_paused_ones_at_the_same_optimum():
             2, n_init=10, tol=1e-10, max_iter=5000, random_state=0
         ).fit(X, y)
     assert moe.converged_ and moe.n_iter_ > 20
-    assert moe.log_likelihood_ > moe.init_log_likelihoods_.max() - 1e-9
+    assert moe.log_likelihood_ > moe.init_log_likelihoods_.max() - 1e-8
 
 
 def test_residual_start_separates_regimes_that_differ_in_y_only():

@@ -7,9 +7,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import approx_fprime
 
 from skmoe._kernels import softmax_gate_objective
+from skmoe._multinomial import _sparse_soft_target_objective
 from skmoe._stats import weighted_mean_scale
 from skmoe.gates import BaseGate, HMEGate, SoftmaxGate, TreeGate
-from skmoe.gates._softmax import _sparse_gate_objective
 
 
 def sparse_data(n, d, k, density, seed, informative=2):
@@ -98,7 +98,10 @@ def test_sparse_objective_matches_the_dense_kernel(small):
     # And the raw loss-and-gradient functions, outside the standardisation.
     _, coef, intercept = gate._unpack(theta)
     outputs = []
-    for function, data in ((_sparse_gate_objective, X), (softmax_gate_objective, X.toarray())):
+    for function, data in (
+        (_sparse_soft_target_objective, X),
+        (softmax_gate_objective, X.toarray()),
+    ):
         grad_coef, grad_intercept = np.empty_like(coef), np.empty_like(intercept)
         value = function(data, coef, intercept, R, w, grad_coef, grad_intercept, 1)
         outputs.append((value, grad_coef, grad_intercept))
