@@ -47,7 +47,7 @@ from ._multinomial import (
     set_logistic_regression_attributes,
 )
 from ._stats import encode_classes
-from .experts import fit_least_squares_many
+from .experts import fit_least_squares_many, stacked_proba
 from .gates._softmax import _inner_tol
 
 # The Newton tolerance of batch GLM refits (sklearn's own default, 1e-4, is
@@ -228,13 +228,12 @@ class _LogisticRegressionBatch:
 
     @staticmethod
     def _predict_proba_many(experts, X):
-        scores = np.stack([X @ expert.coef_.T + expert.intercept_ for expert in experts], axis=1)
-        if scores.shape[2] == 1:  # binary: the log-odds of classes_[1]
-            scores = np.concatenate([np.zeros_like(scores), scores], axis=2)
-        scores -= scores.max(axis=2, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=2, keepdims=True)
-        return scores
+        coef = np.stack([expert.coef_ for expert in experts])
+        intercept = np.stack([expert.intercept_ for expert in experts])
+        if coef.shape[1] == 1:  # binary: the log-odds of classes_[1]
+            coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
+            intercept = np.concatenate([np.zeros_like(intercept), intercept], axis=1)
+        return stacked_proba(X, coef, intercept)
 
 
 _ADAPTERS = {
