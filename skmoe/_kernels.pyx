@@ -24,6 +24,10 @@ the vector registers together (``_fastexp.h``).
 * ``weighted_gram`` gives K weighted least-squares problems their normal
   equations in one pass over ``X`` (rows of zero weight skipped): the refit
   of linear experts.
+* ``grouped_softmax_objective`` and ``class_pair_grams`` give K weighted
+  multinomial logits (the classifier's experts, the gate) their objectives
+  and gradients, and the Grams of their Hessians, in one pass over ``X``
+  each.
 * ``top_k_softmax`` / ``group_by_expert`` do sparse routing: each row's top-k
   experts with renormalised weights, and the rows grouped by expert.
 * ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
@@ -888,6 +892,180 @@ def hme_node_targets(
 # --------------------------------------------------------------------------
 # K multinomial logistic regressions at once: the classifier experts' refit.
 # --------------------------------------------------------------------------
+
+
+
+def class_pair_grams(
+    const double[:, ::1] X,               # IN  (n, d) inputs
+    const double[:, ::1] weights,         # IN  (n, K) row weights per problem; <= 0 = row absent
+    const double[::1] centre,             # IN  (d,)   a = [(x - centre) / spread, 1]
+    const double[::1] spread,             # IN  (d,)
+    const double[:, ::1] logit_coef,      # IN  (d + 1, C * K) problem k's class c in column
+                                          #     c * K + k; (d + 1, 0): the weights' Grams alone
+    double[:, ::1] sums_out,              # OUT (P * K, (d + 1)(d + 2) / 2) upper triangles,
+                                          #     Gram (p, k) in row p * K + k
+    int n_threads=1,
+):
+    """The Grams behind K multinomial logits' Hessians, in one pass over ``X``.
+
+    With ``a_i = [(x_i - centre) / spread, 1]`` and problem k's class
+    probabilities ``p_ik = softmax(a_i @ logit_coef[:, k::K])``, Gram (p, k)
+    is ``sum_i w_ik p_ikb p_ikc a_i a_i^T`` for the p-th class pair b < c
+    (in ``np.triu_indices(C, 1)`` order), over the rows with ``w_ik > 0``;
+    with no classes (``logit_coef`` of 0 columns), Gram k is
+    ``sum_i w_ik a_i a_i^T`` (P = 1).  Each Gram is returned as its upper
+    triangle, row by row (``np.triu_indices(d + 1)`` order).  See
+    ``skmoe._multinomial._GroupedProblem.hessians`` for why the Hessians are
+    built from class pairs.
+
+    A block of GRAM_BLOCK_ROWS rows is laid out rows last, so that every
+    loop below runs along contiguous rows: the block is standardised once,
+    its logits come from one small GEMM, the pair weights and the products
+    ``a_ij a_il`` (j <= l) are written to per-thread buffers, and one GEMM
+    adds ``pair weights @ products.T`` to the thread's sums: ``(d + 1)(d +
+    2) / 2`` products per row serve all P K Grams.  The threads' sums are
+    added in thread order, so a given thread count gives the same result
+    every time.  Callers should hold BLAS to one thread (threadpoolctl).
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t width = n_features + 1
+    cdef Py_ssize_t n_problems = weights.shape[1]
+    cdef Py_ssize_t n_columns = logit_coef.shape[1]
+    if n_problems < 1 or n_columns % n_problems != 0:
+        raise ValueError(
+            f"logit_coef has {n_columns} columns, which is not n_classes columns for each of "
+            f"the {n_problems} problems (the columns of weights)."
+        )
+    cdef Py_ssize_t n_classes = n_columns // n_problems
+    cdef Py_ssize_t n_pairs = n_classes * (n_classes - 1) // 2 if n_classes else 1
+    cdef Py_ssize_t n_grams = n_pairs * n_problems
+    cdef Py_ssize_t n_products = width * (width + 1) // 2
+    _check_shapes(
+        n_threads,
+        {"weights": (n, n_problems), "centre": (n_features,), "spread": (n_features,),
+         "logit_coef": (width, n_columns), "sums_out": (n_grams, n_products)},
+        weights=weights, centre=centre, spread=spread, logit_coef=logit_coef, sums_out=sums_out,
+    )
+    cdef double[::1] inverse_spread = np.empty(n_features)
+    cdef Py_ssize_t i, j, l, k, b, c, p, q, r, t, block, start, stop, rows
+    for j in range(n_features):
+        inverse_spread[j] = 1.0 / spread[j]
+    # Per thread: the sums; the scratch for a block's features, logits (their
+    # totals after them), pair weights and products, each (entries, rows).
+    cdef Py_ssize_t B = GRAM_BLOCK_ROWS
+    cdef double[:, ::1] thread_sums = _thread_rows(n_threads, n_grams * n_products, zeros=True)
+    cdef double[:, ::1] scratch_rows = _thread_rows(
+        n_threads, (width + n_columns + n_problems + n_grams + n_products) * B
+    )
+    cdef double w, x
+    cdef double *a
+    cdef double *z
+    cdef double *total
+    cdef double *pair
+    cdef double *products
+    cdef double *zb
+    cdef double *zc
+    cdef double *out
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        a = &scratch_rows[t, 0]
+        z = &a[width * B]
+        total = &z[n_columns * B]
+        pair = &total[n_problems * B]
+        products = &pair[n_grams * B]
+        for block in prange((n + B - 1) // B, schedule="static"):
+            start = block * B
+            stop = min(start + B, n)
+            rows = stop - start
+            for r in range(rows):
+                for j in range(n_features):
+                    a[j * B + r] = (X[start + r, j] - centre[j]) * inverse_spread[j]
+                a[n_features * B + r] = 1.0
+            q = 0
+            for j in range(width):
+                for l in range(j, width):
+                    out = &products[q * B]
+                    for r in range(rows):
+                        out[r] = a[j * B + r] * a[l * B + r]
+                    q = q + 1
+            if n_classes == 0:
+                for k in range(n_problems):
+                    for r in range(rows):
+                        w = weights[start + r, k]
+                        pair[k * B + r] = w if w > 0.0 else 0.0
+            else:
+                _gemm_columns(a, &logit_coef[0, 0], z, rows, width, n_columns, B)
+                # Each problem's softmax, shifted by its largest logit.
+                for k in range(n_problems):
+                    out = &total[k * B]
+                    for r in range(rows):
+                        out[r] = z[k * B + r]
+                    for c in range(1, n_classes):
+                        zc = &z[(c * n_problems + k) * B]
+                        for r in range(rows):
+                            if zc[r] > out[r]:
+                                out[r] = zc[r]
+                    for c in range(n_classes):
+                        zc = &z[(c * n_problems + k) * B]
+                        for r in range(rows):
+                            zc[r] = zc[r] - out[r]
+                for c in range(n_columns):
+                    exp_inplace(&z[c * B], rows)
+                for k in range(n_problems):
+                    out = &total[k * B]
+                    for r in range(rows):
+                        out[r] = z[k * B + r]
+                    for c in range(1, n_classes):
+                        zc = &z[(c * n_problems + k) * B]
+                        for r in range(rows):
+                            out[r] = out[r] + zc[r]
+                    # w p_b p_c = (w / total^2) e_b e_c, the weight held in total.
+                    for r in range(rows):
+                        w = weights[start + r, k]
+                        out[r] = w / (out[r] * out[r]) if w > 0.0 else 0.0
+                    p = 0
+                    for b in range(n_classes):
+                        zb = &z[(b * n_problems + k) * B]
+                        for c in range(b + 1, n_classes):
+                            zc = &z[(c * n_problems + k) * B]
+                            for r in range(rows):
+                                pair[(p * n_problems + k) * B + r] = out[r] * zb[r] * zc[r]
+                            p = p + 1
+            if n_grams > 0:  # (one class: no pair)
+                _gemm_sums(pair, products, &thread_sums[t, 0], n_grams, n_products, rows, B)
+    for p in range(n_grams):
+        for q in range(n_products):
+            sums_out[p, q] = 0.0
+    for t in range(n_threads):
+        for p in range(n_grams):
+            for q in range(n_products):
+                sums_out[p, q] += thread_sums[t, p * n_products + q]
+
+
+cdef inline void _gemm_columns(const double *a, const double *coef, double *z, int rows,
+                               int width, int n_columns, int stride) noexcept nogil:
+    """``z = coef.T @ a`` on rows-last blocks: ``a`` (width, stride), ``coef`` (width,
+    n_columns) row-major, ``z`` (n_columns, stride); the first ``rows`` rows."""
+    cdef char no = b"N"
+    cdef char yes = b"T"
+    cdef double one = 1.0
+    cdef double zero = 0.0
+    # Column-major, a is (stride, width) and z (stride, n_columns): z = a @ coef.
+    dgemm(&no, &yes, &rows, &n_columns, &width, &one, <double *> a, &stride,
+          <double *> coef, &n_columns, &zero, z, &stride)
+
+
+cdef inline void _gemm_sums(const double *pair, const double *products, double *sums,
+                            int n_grams, int n_products, int rows, int stride) noexcept nogil:
+    """``sums += pair @ products.T`` on rows-last blocks: ``pair`` (n_grams, stride),
+    ``products`` (n_products, stride), ``sums`` (n_grams, n_products) row-major."""
+    cdef char no = b"N"
+    cdef char yes = b"T"
+    cdef double one = 1.0
+    # Column-major, sums is (n_products, n_grams) = products.T-as-stored.T @ pair.
+    dgemm(&yes, &no, &n_products, &n_grams, &rows, &one, <double *> products, &stride,
+          <double *> pair, &stride, &one, sums, &n_products)
 
 
 def grouped_softmax_objective(

@@ -3,7 +3,8 @@
 * ``grouped_softmax_objective`` (the compiled kernel) against a NumPy
   reference written from its definition, on both exp paths and several
   thread counts, with rows of zero weight, without features, and against
-  finite differences;
+  finite differences; ``class_pair_grams`` (the Hessians' kernel) likewise,
+  and the sparse path of ``gram_sums`` against it;
 * the K objectives behind ``fit_multinomial_logits`` (standardisation,
   penalty, per-sample scale) against their definition and finite differences,
   and their Hessians against finite differences of the gradients;
@@ -31,11 +32,13 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from skmoe import _multinomial
-from skmoe._kernels import grouped_softmax_objective, use_simd
+from skmoe._kernels import class_pair_grams, grouped_softmax_objective, use_simd
 from skmoe._multinomial import (
+    _GramLayout,
     _GroupedProblem,
     _sparse_grouped_objective,
     fit_multinomial_logits,
+    gram_sums,
     logistic_regression_settings,
     logistic_regression_start,
     set_logistic_regression_attributes,
@@ -265,6 +268,83 @@ def test_sparse_fallback_matches_kernel():
     assert_allclose(got[2], expected[0], rtol=RTOL)
     assert_allclose(got[0], expected[1], rtol=RTOL, atol=gradient_atol(X, weights))
     assert_allclose(got[1], expected[2], rtol=RTOL, atol=1e-14 * weights.sum())
+
+
+def reference_pair_grams(X, weights, centre, spread, logit_coef):
+    """The class-pair Grams from their definition: (P K, d + 1, d + 1), pair-major."""
+    n_problems = weights.shape[1]
+    a = np.column_stack([(X - centre) / spread, np.ones(X.shape[0])])
+    n_classes = logit_coef.shape[1] // n_problems
+    grams = []
+    if n_classes == 0:
+        return np.stack([(a * np.maximum(w, 0)[:, None]).T @ a for w in weights.T])
+    for b, c in zip(*np.triu_indices(n_classes, 1)):
+        for k in range(n_problems):
+            proba = softmax(a @ logit_coef[:, k::n_problems], axis=1)
+            pair = np.maximum(weights[:, k], 0) * proba[:, b] * proba[:, c]
+            grams.append((a * pair[:, None]).T @ a)
+    return np.stack(grams)
+
+
+def run_pair_grams(X, weights, centre, spread, logit_coef, n_threads=1):
+    width = X.shape[1] + 1
+    n_classes = logit_coef.shape[1] // weights.shape[1]
+    n_grams = (n_classes * (n_classes - 1) // 2 if n_classes else 1) * weights.shape[1]
+    sums = np.full((n_grams, width * (width + 1) // 2), np.nan)
+    class_pair_grams(X, weights, centre, spread, logit_coef, sums, n_threads)
+    upper = np.triu_indices(width)
+    grams = np.empty((n_grams, width, width))
+    grams[:, upper[0], upper[1]] = sums
+    grams[:, upper[1], upper[0]] = sums
+    return grams
+
+
+def random_gram_inputs(rng, n, K, n_classes, n_features=4):
+    X, coef, intercept, _, weights = random_kernel_inputs(rng, n, K, max(n_classes, 1), n_features)
+    centre, spread = rng.normal(size=n_features), rng.uniform(0.5, 2.0, n_features)
+    logit_coef = np.vstack([coef, intercept]) if n_classes else np.empty((n_features + 1, 0))
+    return X, weights, centre, spread, np.ascontiguousarray(logit_coef)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("K, n_classes", [(1, 2), (3, 3), (4, 5), (2, 0)])
+@pytest.mark.parametrize("n", [1, 7, 1000])  # less than a block of rows, and several
+def test_pair_grams_match_reference(exp_path, n, K, n_classes, n_threads):
+    rng = np.random.default_rng(n + 10 * K + n_classes)
+    inputs = random_gram_inputs(rng, n, K, n_classes)
+    expected = reference_pair_grams(*inputs)
+    got = run_pair_grams(*inputs, n_threads)
+    assert_allclose(got, expected, rtol=RTOL, atol=1e-14 * max(1.0, np.abs(expected).max()))
+
+
+def test_pair_grams_without_features_and_across_thread_counts():
+    rng = np.random.default_rng(3)
+    inputs = random_gram_inputs(rng, 300, 2, 3, n_features=0)
+    assert_allclose(run_pair_grams(*inputs), reference_pair_grams(*inputs), rtol=RTOL)
+    inputs = random_gram_inputs(rng, 5000, 3, 4)
+    one = run_pair_grams(*inputs, 1)
+    two = run_pair_grams(*inputs, 2)
+    assert_array_equal(two, run_pair_grams(*inputs, 2))  # per-thread sums added in thread order
+    assert_allclose(two, one, rtol=1e-12)
+
+
+def test_pair_grams_reject_mismatched_shapes():
+    rng = np.random.default_rng(5)
+    X, weights, centre, spread, logit_coef = random_gram_inputs(rng, 10, 3, 2)
+    with pytest.raises(ValueError, match=re.escape("spread has shape (3,), expected (4,)")):
+        run_pair_grams(X, weights, centre, spread[:3].copy(), logit_coef)
+    with pytest.raises(ValueError, match="logit_coef has 5 columns, which is not n_classes"):
+        run_pair_grams(X, weights, centre, spread, logit_coef[:, :5].copy())
+    with pytest.raises(ValueError, match=re.escape("sums_out has shape (3, 14)")):
+        class_pair_grams(X, weights, centre, spread, logit_coef, np.empty((3, 14)), 1)
+
+
+def test_sparse_gram_sums_match_the_kernel():
+    rng = np.random.default_rng(9)
+    X, weights, centre, spread, logit_coef = random_gram_inputs(rng, 700, 3, 3)
+    X[np.abs(X) < 1.0] = 0.0
+    layout = _GramLayout(n_classes=3, centre=centre, spread=spread, shared=logit_coef.T)
+    assert_allclose(gram_sums(sp.csr_matrix(X), weights, layout), gram_sums(X, weights, layout))
 
 
 # --------------------------------------------------------------------------
