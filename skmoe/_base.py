@@ -101,10 +101,15 @@ _PORTFOLIO = ("residuals", "random", "residual_tree", "kmeans")
 _SHORT_RUN = 20
 
 # EM's slow tail: its gains shrink by less than this ratio per step. There the
-# gate is solved fully and EM is accelerated; before, the gate takes at most
-# _EARLY_GATE_STEPS L-BFGS steps per M-step.
+# gate and the experts are solved as precisely as EM asks and EM is
+# accelerated; before, the gate takes at most _EARLY_GATE_STEPS L-BFGS steps
+# per M-step, and an iterative batch refit _EARLY_EXPERT_STEPS Newton steps
+# (both generalised EM steps: the responsibilities move a lot, so precise
+# refits would be thrown away; measured, a 3-start, 3-class classifier fit
+# on 20,000 rows took 1.13 s against 1.37 s, to the same optimum).
 _SLOW_RATIO = 0.5
 _EARLY_GATE_STEPS = 3
+_EARLY_EXPERT_STEPS = 1
 
 
 def _entered_tail(history):
@@ -1085,7 +1090,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if batch is None or data.X.expert_array is None:
             state.outputs = self._refit_each(data, state, weights, train, routed, n_iter)
         else:
-            state.outputs = self._refit_batch(data, state, batch, weights, train, n_iter, gate_tol)
+            state.outputs = self._refit_batch(
+                data,
+                state,
+                batch,
+                weights,
+                train,
+                n_iter,
+                gate_tol,
+                None if state.in_tail else _EARLY_EXPERT_STEPS,
+            )
         if state.logits is None:
             state.logits = state.gate._logits(data.X.gate)
         # A latent-scale family gets its precisions back: its weights hold them.
@@ -1141,10 +1155,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return _as_index(weights > 0)
         return train
 
-    def _refit_batch(self, data, state, batch, weights, train, n_iter, tol):
+    def _refit_batch(self, data, state, batch, weights, train, n_iter, tol, max_iter):
         """Refit all experts in one call of their batch fitter; return their outputs.
 
-        ``tol`` is EM's latest change, as precise as an iterative refit need be.
+        ``tol`` is EM's latest change, as precise as an iterative refit need
+        be, and ``max_iter`` the cap on its iterations early in EM (or None).
         """
         refit = [k for k, rows in enumerate(train) if rows is not None]
         if len(refit) < len(train):
@@ -1156,6 +1171,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 data.y_fit,
                 weights,
                 tol=None if np.isinf(tol) else tol,
+                max_iter=max_iter,
             )
         except Exception as error:
             raise ExpertFitError(

@@ -5,12 +5,14 @@ joblib task (see :mod:`skmoe._experts`).  Experts that share a class with a
 *batch fitter* are refitted in one call instead, by a solver that reads
 ``X`` once for all K of them:
 
-* ``fitter._fit_many(experts, X, y, weights, tol=None)`` fits ``experts[k]``
-  with sample weights ``weights[:, k]`` (an (n, K) array in which a zero
-  weight means the row is absent) and returns the fitted experts; ``tol`` is
-  EM's latest change in mean log-likelihood, which an iterative solver may
-  use to stop early (as the softmax gate does: see
-  :func:`skmoe.gates._softmax._inner_tol`), None to solve to its own ``tol``;
+* ``fitter._fit_many(experts, X, y, weights, tol=None, max_iter=None)`` fits
+  ``experts[k]`` with sample weights ``weights[:, k]`` (an (n, K) array in
+  which a zero weight means the row is absent) and returns the fitted
+  experts; ``tol`` is EM's latest change in mean log-likelihood, which an
+  iterative solver may use to stop early (as the softmax gate does: see
+  :func:`skmoe.gates._softmax._inner_tol`), None to solve to its own
+  ``tol``; ``max_iter`` caps such a solver's iterations early in EM, where a
+  partial refit is enough (a generalised EM step), None for its own;
 * ``fitter._predict_many(experts, X)`` returns their (n, K) predictions
   (regressors), ``fitter._predict_proba_many(experts, X)`` their (n, K,
   n_classes) probabilities (classifiers, every expert on the same classes).
@@ -41,6 +43,7 @@ from sklearn.linear_model import (
 
 from ._glm import WeightedTweedieRegressor, fit_log_link_glms
 from ._multinomial import (
+    capped_iterations,
     fit_multinomial_logits,
     logistic_regression_settings,
     logistic_regression_start,
@@ -104,7 +107,7 @@ class _RidgeBatch:
         return not expert.positive and np.ndim(getattr(expert, "alpha", 0.0)) == 0
 
     @staticmethod
-    def _fit_many(experts, X, y, weights, tol=None):
+    def _fit_many(experts, X, y, weights, tol=None, max_iter=None):
         coef, intercept, gram = fit_least_squares_many(
             X,
             y,
@@ -152,7 +155,7 @@ class _GLMBatch:
         return True
 
     @classmethod
-    def _fit_many(cls, experts, X, y, weights, tol=None):
+    def _fit_many(cls, experts, X, y, weights, tol=None, max_iter=None):
         # Newton converges quadratically: stopping it early saves little.
         powers = {cls._power(expert) for expert in experts}
         if len(powers) > 1:
@@ -198,7 +201,7 @@ class _LogisticRegressionBatch:
         return logistic_regression_settings(expert, 3) is not None
 
     @staticmethod
-    def _fit_many(experts, X, y, weights, tol=None):
+    def _fit_many(experts, X, y, weights, tol=None, max_iter=None):
         classes, codes = encode_classes(y)
         n_classes, n_features = classes.shape[0], X.shape[1]
         settings = [logistic_regression_settings(expert, n_classes) for expert in experts]
@@ -219,7 +222,9 @@ class _LogisticRegressionBatch:
             coef=coef,
             intercept=intercept,
             tol=[_inner_tol(s["tol"], tol) for s in settings],
-            max_iter=[s["max_iter"] for s in settings],
+            max_iter=capped_iterations(
+                [s["max_iter"] for s in settings], max_iter, n_classes * (n_features + 1)
+            ),
             fit_intercept=[s["fit_intercept"] for s in settings],
         )
         for k, expert in enumerate(experts):

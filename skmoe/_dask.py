@@ -71,6 +71,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import (
     _COLLAPSE_MASS_IN_SAMPLES,
+    _EARLY_EXPERT_STEPS,
     _EARLY_GATE_STEPS,
     BaseMixtureOfExperts,
     _EMState,
@@ -85,6 +86,7 @@ from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import (
     SoftTargetProblem,
     _GroupedProblem,
+    capped_iterations,
     gram_sums,
     objective_sums,
     soft_target_sums,
@@ -861,7 +863,16 @@ class _DaskEM:
         )
         moments, train, weighting = self._training_moments(data, resp, fresh=n_iter == 0)
         if data.classes is not None:
-            self._refit_logistic(data, state, resp, moments, train, weighting, gate_tol)
+            self._refit_logistic(
+                data,
+                state,
+                resp,
+                moments,
+                train,
+                weighting,
+                gate_tol,
+                None if state.in_tail else _EARLY_EXPERT_STEPS,
+            )
             state.params = {}
             state.logits = state.outputs = None
             return
@@ -925,13 +936,13 @@ class _DaskEM:
         )
         return moments, train, (thresholds, uniform)
 
-    def _refit_logistic(self, data, state, resp, moments, train, weighting, tol):
+    def _refit_logistic(self, data, state, resp, moments, train, weighting, tol, max_iter):
         """The logistic experts' refit: ``WeightedLogisticRegression._fit_many`` on partitions.
 
         Its Newton (or L-BFGS) steps are the in-memory refit's: each
         evaluation of the objective, and each of the Hessians, is one pass.
         The experts' standardisation comes from the moments of the E-step's
-        pass; ``tol`` is EM's latest change.
+        pass; ``tol`` is EM's latest change and ``max_iter`` its early cap.
         """
         refit = [k for k in range(self.n_experts) if train[k] is not None]
         experts = [state.experts[k] for k in refit]
@@ -959,7 +970,11 @@ class _DaskEM:
             coef,
             intercept,
             logistic_tolerances(experts, None if np.isinf(tol) else tol),
-            [expert.max_iter for expert in experts],
+            capped_iterations(
+                [expert.max_iter for expert in experts],
+                max_iter,
+                data.classes.shape[0] * (mean.shape[1] + 1),
+            ),
         )
         set_logistic_fits(experts, data.classes, coef, intercept, n_iter)
         if data.feature_names is not None:

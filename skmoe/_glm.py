@@ -631,16 +631,16 @@ class WeightedTweedieRegressor(RegressorMixin, BaseEstimator):
     # experts together, and evaluates them with one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights, tol=None):
+    def _fit_many(experts, X, y, weights, tol=None, max_iter=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         ``X`` (C-ordered float64) and ``y`` are validated; every column of
         ``weights`` has a positive sum.  The experts must share ``power``;
         ``alpha``, ``tol`` and ``max_iter`` may differ.  Experts with
         ``warm_start=True`` start from their previous solution.  ``tol``
-        (EM's latest change) is unused: each expert solves to its own
-        ``tol``, as Newton converges quadratically and stopping it early
-        saves little.
+        and ``max_iter`` (EM's precision) are unused: each expert solves to
+        its own ``tol``, as Newton converges quadratically and stopping it
+        early saves little.
         """
         powers = {float(expert.power) for expert in experts}
         if len(powers) > 1:

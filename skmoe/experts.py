@@ -17,7 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._glm import WeightedTweedieRegressor
 from ._least_squares import least_squares_from_moments, least_squares_moments
-from ._multinomial import fit_multinomial_logits
+from ._multinomial import capped_iterations, fit_multinomial_logits
 from ._stats import encode_classes, weighted_mean_scale
 from ._threads import kernel_threads, single_threaded_blas
 from .gates._softmax import SoftmaxGate, _inner_tol
@@ -111,11 +111,12 @@ class WeightedLeastSquares(RegressorMixin, BaseEstimator):
     # experts with one pass over X, and evaluates them with one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights, tol=None):
+    def _fit_many(experts, X, y, weights, tol=None, max_iter=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         ``X`` (C-ordered float64) and ``y`` are validated; every column of
-        ``weights`` has a positive sum. ``tol`` is unused: the solve is direct.
+        ``weights`` has a positive sum. ``tol`` and ``max_iter`` are unused:
+        the solve is direct.
         """
         coef, intercept, _ = fit_least_squares_many(
             X,
@@ -297,7 +298,7 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
     # one GEMM.
 
     @staticmethod
-    def _fit_many(experts, X, y, weights, tol=None):
+    def _fit_many(experts, X, y, weights, tol=None, max_iter=None):
         """Fit ``experts[k]`` on ``(X, y)`` with sample weights ``weights[:, k]``, for all k.
 
         Every expert gets the classes of the whole ``y``, ``np.unique(y)``,
@@ -331,6 +332,10 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
             tenth of it (at most 1e-2, at least the expert's own ``tol``), as
             the softmax gate's M-step does, so that early EM iterations, which
             move the weights a lot, do not solve each refit to the end.
+        max_iter : int, default=None
+            EM's cap on each solver's iterations (one Newton step early in
+            EM, where a partial refit is a generalised EM step); None: each
+            expert's own ``max_iter``.
 
         Returns
         -------
@@ -367,7 +372,9 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
             coef,
             intercept,
             tol=logistic_tolerances(experts, tol),
-            max_iter=[expert.max_iter for expert in experts],
+            max_iter=capped_iterations(
+                [expert.max_iter for expert in experts], max_iter, n_classes * (n_features + 1)
+            ),
             precondition=False,
         )
         set_logistic_fits(experts, classes, coef, intercept, n_iter)

@@ -1,11 +1,14 @@
 """MixtureOfExpertsClassifier: beats a single expert where the truth is gated, aligns classes."""
 
 import numpy as np
+import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from skmoe import MixtureOfExpertsClassifier
+from skmoe._multinomial import capped_iterations
 from skmoe.likelihoods import CategoricalLikelihood
 
 
@@ -67,3 +70,26 @@ def test_expert_missing_a_class_is_aligned_to_all_classes():
     )
     assert_allclose(log_lik, np.log(likelihood.min_proba))
     assert_allclose(resp, 1.0)
+
+
+def test_early_refits_take_one_newton_step():
+    """Before EM's tail each logistic expert's refit is one Newton step (a
+    generalised EM step), for skmoe's experts and LogisticRegression alike."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 3))
+    logits = np.where(X[:, :1] > 0, X @ [[2.0, 0, -2], [0, 1, 0], [1, 0, 0]], -X @ np.eye(3))
+    y = (logits + rng.gumbel(size=logits.shape)).argmax(axis=1)
+    for estimator in (None, LogisticRegression()):
+        early = MixtureOfExpertsClassifier(
+            2, estimator=estimator, max_iter=2, tol=0.0, random_state=0
+        )
+        with pytest.warns(ConvergenceWarning):
+            early.fit(X, y)
+        assert [np.max(expert.n_iter_) for expert in early.experts_] == [1, 1]
+
+
+def test_early_cap_spares_lbfgs_sized_experts():
+    # One L-BFGS step is a gradient step: too little for a partial refit.
+    assert capped_iterations([100, 50], 1, 80) == [1, 1]
+    assert capped_iterations([100, 50], 1, 81) == [100, 50]
+    assert capped_iterations([100, 50], None, 10) == [100, 50]
