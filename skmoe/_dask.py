@@ -514,7 +514,7 @@ def _posterior(X, y, model):
     logits = routed_logits(model.gate._logits(_columns(X, model.gate_columns)), model.top_k)
     X_expert = _columns(X, model.expert_columns)
     if model.n_classes:  # logistic experts' class probabilities; y holds class indices
-        outputs = stacked_proba(X_expert, model.coef, model.intercept)
+        outputs = stacked_proba(X_expert, model.coef, model.intercept, n_threads=1)
         return model.likelihood.e_step(y.astype(np.intp), outputs, model.params, logits, 1)
     outputs = X_expert @ model.coef.T
     outputs += model.intercept

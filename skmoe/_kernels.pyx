@@ -27,7 +27,7 @@ the vector registers together (``_fastexp.h``).
 * ``grouped_softmax_objective`` and ``class_pair_grams`` give K weighted
   multinomial logits (the classifier's experts, the gate) their objectives
   and gradients, and the Grams of their Hessians, in one pass over ``X``
-  each.
+  each; ``grouped_softmax`` their class probabilities.
 * ``top_k_softmax`` / ``group_by_expert`` do sparse routing: each row's top-k
   experts with renormalised weights, and the rows grouped by expert.
 * ``hme_leaf_log_proba`` / ``hme_node_targets`` are the downward and upward
@@ -893,6 +893,62 @@ def hme_node_targets(
 # K multinomial logistic regressions at once: the classifier experts' refit.
 # --------------------------------------------------------------------------
 
+
+
+
+def grouped_softmax(
+    const double[:, ::1] X,               # IN  (n, d) inputs
+    const double[:, ::1] coef,            # IN  (d, K * C) problem k's class c in column k * C + c
+    const double[::1] intercept,          # IN  (K * C,)
+    Py_ssize_t n_classes,                 # IN  C
+    double[:, ::1] proba_out,             # OUT (n, K * C) softmax over each problem's C columns
+    int n_threads=1,
+):
+    """The class probabilities of K multinomial logits, in one pass over ``X``.
+
+    ``proba_out[i, k C : (k + 1) C]`` is the softmax of ``X[i] @ coef[:, k C
+    : (k + 1) C] + intercept[k C : (k + 1) C]``: the classifier experts'
+    outputs at every E-step.  A block of GATE_BLOCK_ROWS rows gets its
+    logits from one small GEMM, written straight into ``proba_out``, and
+    their exps from one vectorised call.
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_columns = coef.shape[1]
+    if n_classes < 1 or n_columns % n_classes != 0:
+        raise ValueError(
+            f"coef has {n_columns} columns, which is not n_classes={n_classes} columns "
+            "for each problem."
+        )
+    _check_shapes(
+        n_threads,
+        {"coef": (n_features, n_columns), "intercept": (n_columns,),
+         "proba_out": (n, n_columns)},
+        coef=coef, intercept=intercept, proba_out=proba_out,
+    )
+    cdef Py_ssize_t n_problems = n_columns // n_classes
+    cdef Py_ssize_t block, start, stop, i, k, c
+    cdef double top, total
+    cdef double *z
+    with nogil, parallel(num_threads=n_threads):
+        for block in prange((n + GATE_BLOCK_ROWS - 1) // GATE_BLOCK_ROWS, schedule="static"):
+            start = block * GATE_BLOCK_ROWS
+            stop = min(start + GATE_BLOCK_ROWS, n)
+            _block_logits(&X[start, 0], &coef[0, 0], &intercept[0], &proba_out[start, 0],
+                          stop - start, n_features, n_columns)
+            for i in range(start, stop):
+                for k in range(n_problems):
+                    z = &proba_out[i, k * n_classes]
+                    top = _row_max(z, n_classes)
+                    for c in range(n_classes):
+                        z[c] = z[c] - top
+            exp_inplace(&proba_out[start, 0], (stop - start) * n_columns)
+            for i in range(start, stop):
+                for k in range(n_problems):
+                    z = &proba_out[i, k * n_classes]
+                    total = 1.0 / _sum(z, n_classes)
+                    for c in range(n_classes):
+                        z[c] = z[c] * total
 
 
 def class_pair_grams(

@@ -9,6 +9,7 @@ the mixture. The estimators here are made for that loop.
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
@@ -16,6 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._glm import WeightedTweedieRegressor
+from ._kernels import grouped_softmax
 from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import capped_iterations, fit_multinomial_logits
 from ._stats import encode_classes, weighted_mean_scale
@@ -544,17 +546,37 @@ def set_logistic_fits(experts, classes, coef, intercept, n_iter):
         expert.n_features_in_ = coef.shape[2]
 
 
-def stacked_proba(X, coef, intercept):
+def stacked_proba(X, coef, intercept, n_threads=None):
     """``(n_samples, K, n_classes)`` class probabilities of K multinomial logits.
 
-    ``coef`` is (K, C, d) and ``intercept`` (K, C). One product of ``X``
-    with all the coefficients; the softmax over each model's few classes
-    goes class by class, on whole (n_samples, K) slices: 2.5 times faster
-    than ``scipy.special.softmax(axis=2)``, whose reductions over a short
-    axis dominate (EM calls this every iteration).
+    ``coef`` is (K, C, d) and ``intercept`` (K, C); EM calls this at every
+    E-step. A dense ``X`` goes through the compiled
+    :func:`~skmoe._kernels.grouped_softmax` on ``n_threads`` threads (None:
+    as many as the work warrants): 0.37 ms on two threads and 0.69 ms on one,
+    against 0.96 ms for NumPy at 20,000 x 5, 3 experts of 3 classes. A
+    sparse one takes one product with all the coefficients, then the softmax
+    class by class, on whole (n_samples, K) slices (2.5 times faster than
+    ``scipy.special.softmax(axis=2)``, whose reductions over a short axis
+    dominate).
     """
-    n_experts, n_classes, _ = coef.shape
-    scores = np.asarray(X @ coef.reshape(n_experts * n_classes, -1).T)
+    n_experts, n_classes, n_features = coef.shape
+    kernel_coef = coef.reshape(n_experts * n_classes, n_features).T
+    if not sp.issparse(X):
+        n_samples = X.shape[0]
+        proba = np.empty((n_samples, n_experts * n_classes))
+        if n_threads is None:
+            n_threads = kernel_threads(proba.size * (n_features + 1))
+        with single_threaded_blas():  # the kernel's own small GEMMs, in its threads
+            grouped_softmax(
+                np.ascontiguousarray(X, dtype=np.float64),
+                np.ascontiguousarray(kernel_coef, dtype=np.float64),
+                np.ascontiguousarray(intercept, dtype=np.float64).ravel(),
+                n_classes,
+                proba,
+                n_threads,
+            )
+        return proba.reshape(n_samples, n_experts, n_classes)
+    scores = np.asarray(X @ kernel_coef)
     scores += intercept.ravel()
     scores = scores.reshape(X.shape[0], n_experts, n_classes)
     top = scores[..., 0].copy()

@@ -32,7 +32,12 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from skmoe import _multinomial
-from skmoe._kernels import class_pair_grams, grouped_softmax_objective, use_simd
+from skmoe._kernels import (
+    class_pair_grams,
+    grouped_softmax,
+    grouped_softmax_objective,
+    use_simd,
+)
 from skmoe._multinomial import (
     _GramLayout,
     _GroupedProblem,
@@ -268,6 +273,30 @@ def test_sparse_fallback_matches_kernel():
     assert_allclose(got[2], expected[0], rtol=RTOL)
     assert_allclose(got[0], expected[1], rtol=RTOL, atol=gradient_atol(X, weights))
     assert_allclose(got[1], expected[2], rtol=RTOL, atol=1e-14 * weights.sum())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("K, n_classes", [(1, 2), (3, 3), (4, 5)])
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_grouped_softmax_matches_reference(exp_path, n, K, n_classes, n_threads):
+    rng = np.random.default_rng(n + 10 * K)
+    X, coef, intercept, _, _ = random_kernel_inputs(rng, n, K, n_classes)
+    coef *= 20.0  # saturated rows too
+    proba = np.full((n, K * n_classes), np.nan)
+    grouped_softmax(X, coef, intercept, n_classes, proba, n_threads)
+    logits = (X @ coef + intercept).reshape(n, K, n_classes)
+    assert_allclose(
+        proba.reshape(n, K, n_classes), softmax(logits, axis=2), rtol=1e-13, atol=1e-300
+    )
+
+
+def test_grouped_softmax_rejects_mismatched_shapes():
+    rng = np.random.default_rng(2)
+    X, coef, intercept, _, _ = random_kernel_inputs(rng, 10, 2, 3)
+    with pytest.raises(ValueError, match="coef has 6 columns, which is not n_classes=4"):
+        grouped_softmax(X, coef, intercept, 4, np.empty((10, 6)), 1)
+    with pytest.raises(ValueError, match=re.escape("proba_out has shape (9, 6)")):
+        grouped_softmax(X, coef, intercept, 3, np.empty((9, 6)), 1)
 
 
 def reference_pair_grams(X, weights, centre, spread, logit_coef):
