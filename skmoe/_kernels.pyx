@@ -20,7 +20,8 @@ the vector registers together (``_fastexp.h``).
   ``(V, c)``, without ever writing the (n, K) logits or their gradient.
 * ``responsibility_weights`` and ``weighted_squared_residuals`` are the
   M-step's bookkeeping on (n, K) arrays: the experts' refit weights, and
-  the weighted residuals behind the Gaussian noise variances.
+  the weighted residuals behind the Gaussian noise variances;
+  ``weighted_column_moments`` the experts' weighted column means and spreads.
 * ``weighted_gram`` gives K weighted least-squares problems their normal
   equations in one pass over ``X`` (rows of zero weight skipped): the refit
   of linear experts.
@@ -517,6 +518,81 @@ cdef inline void _scaled_difference(private_ptr out, const double *a, const doub
     cdef Py_ssize_t j
     for j in range(n):
         out[j] = scale * (a[j] - b[j])
+
+
+
+def weighted_column_moments(
+    const double[:, ::1] X,               # IN  (n, d)
+    const double[:, ::1] weights,         # IN  (n, K) row weights per column set; <= 0 = absent
+    double[::1] total_out,                # OUT (K,)   weight sums
+    double[:, ::1] mean_out,              # OUT (K, d) weighted column means
+    double[:, ::1] squares_out,           # OUT (K, d) weighted squared deviations from them
+    int n_threads=1,
+):
+    """K sets of weighted column means and squared deviations, in two passes over ``X``.
+
+    ``total_out[k] = sum_i w_ik``, ``mean_out[k] = sum_i w_ik x_i /
+    total_out[k]`` and ``squares_out[k] = sum_i w_ik (x_i - mean_out[k])^2``
+    over the rows with ``w_ik > 0``: the
+    two-pass formula of ``skmoe._stats.weighted_mean_scale``, for all K
+    weight columns in each pass (the logistic experts' standardisation at
+    every refit).  Every column set needs a positive weight sum.  The
+    threads' sums are added in thread order.
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_sets = weights.shape[1]
+    _check_shapes(
+        n_threads,
+        {"weights": (n, n_sets), "total_out": (n_sets,), "mean_out": (n_sets, n_features),
+         "squares_out": (n_sets, n_features)},
+        weights=weights, total_out=total_out, mean_out=mean_out, squares_out=squares_out,
+    )
+    cdef Py_ssize_t width = n_sets * (n_features + 1)
+    cdef double[:, ::1] thread_sums = _thread_rows(n_threads, width, zeros=True)
+    cdef double[::1] total = total_out
+    cdef Py_ssize_t i, j, k, t
+    cdef double w, deviation
+    cdef double *sums
+    # Pass 1: the weighted sums of the columns (and the weights).
+    with nogil, parallel(num_threads=n_threads):
+        sums = &thread_sums[threadid(), 0]
+        for i in prange(n, schedule="static"):
+            for k in range(n_sets):
+                w = weights[i, k]
+                if w > 0.0:
+                    sums[k * (n_features + 1) + n_features] += w
+                    for j in range(n_features):
+                        sums[k * (n_features + 1) + j] += w * X[i, j]
+    for k in range(n_sets):
+        for j in range(n_features + 1):
+            w = 0.0
+            for t in range(n_threads):
+                w += thread_sums[t, k * (n_features + 1) + j]
+            if j < n_features:
+                mean_out[k, j] = w
+            else:
+                total[k] = w
+        if total[k] <= 0.0:
+            raise ValueError(f"weights column {k} has no positive weight.")
+        for j in range(n_features):
+            mean_out[k, j] /= total[k]
+    # Pass 2: the weighted squared deviations from the means.
+    thread_sums[:, :] = 0.0
+    with nogil, parallel(num_threads=n_threads):
+        sums = &thread_sums[threadid(), 0]
+        for i in prange(n, schedule="static"):
+            for k in range(n_sets):
+                w = weights[i, k]
+                if w > 0.0:
+                    for j in range(n_features):
+                        deviation = X[i, j] - mean_out[k, j]
+                        sums[k * n_features + j] += w * deviation * deviation
+    for k in range(n_sets):
+        for j in range(n_features):
+            squares_out[k, j] = 0.0
+            for t in range(n_threads):
+                squares_out[k, j] += thread_sums[t, k * n_features + j]
 
 
 def weighted_gram(

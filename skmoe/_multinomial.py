@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from scipy import linalg
 
 from ._kernels import class_pair_grams, grouped_softmax_objective, softmax_gate_objective
-from ._stats import weighted_mean_scale
+from ._stats import weighted_means_scales
 from ._threads import kernel_threads, single_threaded_blas
 
 
@@ -238,10 +238,7 @@ class _GroupedProblem:
         totals = present.sum(axis=0)
         solver_mean = solver_scale = None
         if precondition and np.all(totals > 0):  # else _configure refuses the weights
-            solver_mean = np.empty((n_problems, n_features))
-            solver_scale = np.empty((n_problems, n_features))
-            for k in range(n_problems):
-                solver_mean[k], solver_scale[k] = weighted_mean_scale(self.X, present[:, k])
+            solver_mean, solver_scale = weighted_means_scales(self.X, present)
         self._configure(
             n_classes,
             n_features,

@@ -20,7 +20,7 @@ from ._glm import WeightedTweedieRegressor
 from ._kernels import grouped_softmax
 from ._least_squares import least_squares_from_moments, least_squares_moments
 from ._multinomial import capped_iterations, fit_multinomial_logits
-from ._stats import encode_classes, weighted_mean_scale
+from ._stats import encode_classes, weighted_means_scales
 from ._threads import kernel_threads, single_threaded_blas
 from .gates._softmax import SoftmaxGate, _inner_tol
 
@@ -354,14 +354,10 @@ class WeightedLogisticRegression(ClassifierMixin, BaseEstimator):
         weights = np.ascontiguousarray(weights, dtype=np.float64)
         if np.any(weights.sum(axis=0) <= 0):
             raise ValueError("sample_weight sums to zero; give some samples positive weight.")
-        n_experts, n_classes, n_features = len(experts), classes.shape[0], X.shape[1]
-        # Each expert's own standardisation, as its fit would compute it: two
-        # cheap passes per expert, on one BLAS thread as the solver runs.
-        mean = np.empty((n_experts, n_features))
-        scale = np.empty((n_experts, n_features))
+        n_classes, n_features = classes.shape[0], X.shape[1]
+        # Each expert's own standardisation, as its fit would compute it.
         with single_threaded_blas():
-            for k in range(n_experts):
-                mean[k], scale[k] = weighted_mean_scale(X, weights[:, k])
+            mean, scale = weighted_means_scales(X, weights)
         coef, intercept = logistic_starts(experts, classes, n_features)
         coef, intercept, n_iter = fit_multinomial_logits(
             X,

@@ -51,6 +51,7 @@ from skmoe._kernels import (
     softmax_gate_top_k,
     top_k_softmax,
     use_simd,
+    weighted_column_moments,
     weighted_gram,
     weighted_squared_residuals,
 )
@@ -882,6 +883,53 @@ def test_weighted_gram_rejects_mismatched_shapes():
         run_weighted_gram(X, y, weights[:9], centre)
     with pytest.raises(ValueError, match=re.escape("gram_out has shape (3, 6, 5)")):
         weighted_gram(X, y, weights, centre, np.empty((3, 6, 5)), 1)
+
+
+def run_column_moments(X, weights, n_threads=1):
+    n_sets, n_features = weights.shape[1], X.shape[1]
+    total, mean, squares = (
+        np.empty(n_sets),
+        np.empty((n_sets, n_features)),
+        np.empty((n_sets, n_features)),
+    )
+    weighted_column_moments(X, weights, total, mean, squares, n_threads)
+    return total, mean, squares
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000])
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("n_threads", N_THREADS)
+def test_weighted_column_moments_match_the_two_pass_reference(n, K, n_threads):
+    rng = np.random.default_rng(53)
+    X, _, weights, _ = random_gram_inputs(rng, n, K)
+    weights[0] = 1.0  # every column set has some weight
+    total, mean, squares = run_column_moments(X, weights, n_threads)
+    for k in range(K):
+        w = weights[:, k]
+        expected_mean = w @ X / w.sum()
+        assert total[k] == pytest.approx(w.sum(), rel=RTOL)
+        assert_allclose(mean[k], expected_mean, rtol=RTOL, atol=1e-12 * np.abs(X).max())
+        assert_allclose(squares[k], w @ (X - expected_mean) ** 2, rtol=1e-9, atol=1e-9)
+
+
+def test_weighted_column_moments_leave_out_rows_of_zero_weight():
+    rng = np.random.default_rng(59)
+    X, _, weights, _ = random_gram_inputs(rng, 600, 2)
+    weights[::3] = 0.0
+    weights[1] = 1.0
+    poisoned = X.copy()
+    poisoned[::3] = np.nan
+    for got, expected in zip(
+        run_column_moments(poisoned, weights), run_column_moments(X, weights)
+    ):
+        assert_array_equal(got, expected)
+    one, two = run_column_moments(X, weights, 1), run_column_moments(X, weights, 2)
+    for a, b in zip(one, two):
+        assert_allclose(a, b, rtol=1e-12)
+    with pytest.raises(ValueError, match="weights column 1 has no positive weight"):
+        run_column_moments(X, np.column_stack([weights[:, 0], np.zeros(600)]))
+    with pytest.raises(ValueError, match=re.escape("total_out has shape (3,), expected (2,)")):
+        weighted_column_moments(X, weights, np.empty(3), np.empty((2, 5)), np.empty((2, 5)), 1)
 
 
 # --------------------------------------------------------------------------

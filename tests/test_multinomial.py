@@ -521,9 +521,10 @@ def test_each_problem_is_solved_as_if_alone(solver):
             X, y, 3, weights[:, [k]], C[k], tol=tol[k], max_iter=max_iter[k]
         )
         # The same up to the kernel's rounding, which can move the last
-        # iteration across tol (the solutions then differ by about tol).
-        assert_allclose(together[0][k], alone[0][0], atol=1e-7)
-        assert_allclose(together[1][k], alone[1][0], atol=1e-7)
+        # iteration across tol (the solutions then differ by about tol over
+        # the curvature: 2.2e-7 in an intercept, 19 against 21 iterations).
+        assert_allclose(together[0][k], alone[0][0], atol=1e-6)
+        assert_allclose(together[1][k], alone[1][0], atol=1e-6)
         assert abs(together[2][k] - alone[2][0]) <= 2
     # A problem already solved at its start takes no iteration, the others theirs.
     start = fit_multinomial_logits(
