@@ -1080,7 +1080,7 @@ def class_pair_grams(
         weights=weights, centre=centre, spread=spread, logit_coef=logit_coef, sums_out=sums_out,
     )
     cdef double[::1] inverse_spread = np.empty(n_features)
-    cdef Py_ssize_t i, j, l, k, b, c, p, q, r, t, block, start, stop, rows
+    cdef Py_ssize_t j, l, k, b, c, p, q, r, t, block, start, stop, rows
     for j in range(n_features):
         inverse_spread[j] = 1.0 / spread[j]
     # Per thread: the sums; the scratch for a block's features, logits (their
@@ -1090,7 +1090,7 @@ def class_pair_grams(
     cdef double[:, ::1] scratch_rows = _thread_rows(
         n_threads, (width + n_columns + n_problems + n_grams + n_products) * B
     )
-    cdef double w, x
+    cdef double w
     cdef double *a
     cdef double *z
     cdef double *total
