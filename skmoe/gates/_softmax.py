@@ -196,7 +196,7 @@ class SoftmaxGate(BaseGate):
         on 200 rows, 3 random classes, 2 experts: a mean log-likelihood of
         -1.0451 against -1.0380). Otherwise Newton's method while the gate is
         small, as :func:`~skmoe._multinomial.solve_grouped` chooses. The
-        solver never ends above its start's objective, so EM's
+        solver never ends above its start's objective, so EM's penalised
         log-likelihood never goes down.
         """
         coef, intercept, n_iter = solve_grouped(
