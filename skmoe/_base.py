@@ -131,7 +131,7 @@ def _entered_tail(history):
 
 def _reached_tail(history):
     """Whether EM reached its slow tail anywhere in ``history`` (a resumed fit's)."""
-    return any(_entered_tail(history[: end + 1]) for end in range(len(history)))
+    return any(_entered_tail(history[end - 2 : end + 1]) for end in range(2, len(history)))
 
 
 # SQUAREM's bound on its step length grows (and shrinks) by this factor

@@ -52,13 +52,14 @@ def weighted_means_scales(X, weights):
     A dense ``X`` goes through the compiled
     :func:`~skmoe._kernels.weighted_column_moments`, two passes over ``X``
     for all K columns (the logistic experts' standardisation at every EM
-    refit: 0.1 ms against 1.0 ms for three calls of ``weighted_mean_scale``
-    at 20,000 x 5); a sparse one column by column.
+    refit: 0.21 ms against 0.81 ms for three calls of ``weighted_mean_scale``
+    at 20,000 x 5); a sparse one column by column. Rows of weight <= 0 are
+    left out.
     """
     n_samples, n_features = X.shape
     n_sets = weights.shape[1]
     if sp.issparse(X):
-        pairs = [weighted_mean_scale(X, weights[:, k]) for k in range(n_sets)]
+        pairs = [weighted_mean_scale(X, np.maximum(weights[:, k], 0.0)) for k in range(n_sets)]
         return np.array([m for m, _ in pairs]), np.array([s for _, s in pairs])
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     total = np.empty(n_sets)
